@@ -1,0 +1,1 @@
+"""normcoef: CNN estimates of normalization coefficients for diffusion operators."""

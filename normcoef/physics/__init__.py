@@ -1,0 +1,25 @@
+"""Diffusion operators and their normalization coefficients (no torch here)."""
+
+from normcoef.physics.diffusion import (
+    DiffusionOperator,
+    FieldError,
+    check_fields,
+    diffusivity_from_length_scale,
+)
+from normcoef.physics.normalization import (
+    brute_force_normalization,
+    exact_normalization,
+    randomized_normalization,
+    uniform_periodic_normalization,
+)
+
+__all__ = [
+    "DiffusionOperator",
+    "FieldError",
+    "brute_force_normalization",
+    "check_fields",
+    "diffusivity_from_length_scale",
+    "exact_normalization",
+    "randomized_normalization",
+    "uniform_periodic_normalization",
+]
