@@ -124,7 +124,10 @@ class DiffusionOperator:
         index[self.mask] = np.arange(self.n_ocean)
         north, east = open_faces(self.mask, self.periodic_x, self.periodic_y)
         rows, cols, weights = [], [], []
-        for faces, coeff, shift in ((north, self.fields[0], (-1, 0)), (east, self.fields[1], (0, -1))):
+        for faces, coeff, shift in (
+            (north, self.fields[0], (-1, 0)),
+            (east, self.fields[1], (0, -1)),
+        ):
             here = index[faces]
             there = np.roll(index, shift, axis=(0, 1))[faces]
             a = coeff[faces]

@@ -14,8 +14,6 @@ Three ways, as compared by Weaver et al. (2021, QJRMS 147:289):
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from scipy.special import gammaln, kve
 
@@ -25,69 +23,98 @@ DEFAULT_TOLERANCE = 1e-8
 
 
 def _matern_correlation(rho: np.ndarray, nu: float) -> np.ndarray:
-    """2-D continuous correlation of M implicit steps: rho^nu K_nu(rho) / (2^{nu-1} Γ(nu))."""
+    """2-D correlation of M implicit steps: rho^nu K_nu(rho) / (2^{nu-1} Γ(nu)), nu = M - 1."""
     rho = np.maximum(np.asarray(rho, dtype=np.float64), 1e-300)
     log_c = nu * np.log(rho) + np.log(kve(nu, rho)) - rho - (nu - 1) * np.log(2) - gammaln(nu)
     return np.exp(log_c)
 
 
-def probing_spacing(op: DiffusionOperator, tol: float = DEFAULT_TOLERANCE) -> int:
-    """Smallest spacing (grid cells) at which same-colour leakage stays below ``tol``.
+def decay_rates(op: DiffusionOperator) -> tuple[float, float]:
+    """Slowest exponential decay rates (per cell) of the kernel along y and x.
 
-    The kernel's decay length in grid cells is sqrt(a/w) (kappa over the squared cell width),
-    so the largest ratio over ocean cells bounds it. The continuous Matérn kernel with
-    nu = M - 1 decays more slowly than the discrete one, and the sum runs over the 8n cells
-    of ring n of the colour lattice, so the bound is conservative.
+    A 1-D implicit step with ratio r = a/w has symbol 1 + 2r(1 - cos θ), whose zero at
+    θ = i q gives decay exp(-q |d|) with cosh q = 1 + 1/(2r). The largest r on either side
+    of a face decays slowest. (For large r, q -> 1/sqrt(r), the continuous rate.)
     """
     a_i, a_j, w = op.fields
-    mask = op.mask
-    ratio = np.maximum(a_i[mask], a_j[mask]) / w[mask]
-    # Neighbouring cells may have much smaller areas than the face they share: use the
-    # area on both sides of the face to stay conservative.
-    ratio_n = a_i[mask] / np.roll(w, -1, axis=0)[mask]
-    ratio_e = a_j[mask] / np.roll(w, -1, axis=1)[mask]
-    decay = math.sqrt(max(ratio.max(), ratio_n.max(), ratio_e.max(), 1e-12))
-    nu = op.steps - 1
-    rings = np.arange(1, 200)
-    for spacing in range(1, 4 * max(mask.shape) + 1):
-        leakage = np.sum(8 * rings * _matern_correlation(rings * spacing / decay, nu))
-        if leakage <= tol:
-            return spacing
-    return 4 * max(mask.shape)
+    smaller_w_north = np.minimum(w, np.roll(w, -1, axis=0))
+    smaller_w_east = np.minimum(w, np.roll(w, -1, axis=1))
+    r_y = max(float(np.max(a_i / smaller_w_north, where=op.mask, initial=0.0)), 1e-12)
+    r_x = max(float(np.max(a_j / smaller_w_east, where=op.mask, initial=0.0)), 1e-12)
+    return float(np.arccosh(1 + 0.5 / r_y)), float(np.arccosh(1 + 0.5 / r_x))
 
 
-def _periodic_spacing(spacing: int, length: int) -> int:
-    """Smallest divisor of ``length`` that is >= spacing, so colours stay apart across the
-    periodic seam."""
-    for candidate in range(spacing, length + 1):
-        if length % candidate == 0:
-            return candidate
-    return length
+def _leakage(spacing_y: int, spacing_x: int, rates: tuple[float, float], nu: float) -> float:
+    """Sum of the kernel over the nodes of a (spacing_y, spacing_x) lattice, origin excluded."""
+    n = np.arange(-20, 21)  # farther nodes add nothing once the sum is near tol
+    py, px = np.meshgrid(n * spacing_y * rates[0], n * spacing_x * rates[1], indexing="ij")
+    rho = np.hypot(py, px)
+    return float(np.sum(_matern_correlation(rho[rho > 0], nu)))
 
 
-def colouring(op: DiffusionOperator, spacing: int) -> np.ndarray:
-    """(H, W) colour index: cells of one colour are >= spacing apart along each axis."""
+def probing_lattice(op: DiffusionOperator, tol: float = DEFAULT_TOLERANCE) -> tuple[int, int]:
+    """(spacing_y, spacing_x) of the cheapest colouring whose leakage stays below ``tol``.
+
+    Periodic axes use a divisor of their length, so colours stay apart across the seam.
+    """
     height, width = op.mask.shape
-    sy = _periodic_spacing(spacing, height) if op.periodic_y else min(spacing, height)
-    sx = _periodic_spacing(spacing, width) if op.periodic_x else min(spacing, width)
-    rows = np.arange(height)[:, None] % sy
-    cols = np.arange(width)[None, :] % sx
-    return rows * sx + cols
+    rates = decay_rates(op)
+    nu = op.steps - 1
+
+    def candidates(length: int, periodic: bool) -> list[int]:
+        if periodic:
+            return [d for d in range(1, length + 1) if length % d == 0]
+        return list(range(1, length + 1))
+
+    ys, xs = candidates(height, op.periodic_y), candidates(width, op.periodic_x)
+    best = (ys[-1], xs[-1])
+    for sx in xs:
+        for sy in ys:
+            if sy * sx >= best[0] * best[1]:
+                break
+            if _leakage(sy, sx, rates, nu) <= tol:
+                best = (sy, sx)
+                break
+    return best
 
 
 def exact_normalization(
     op: DiffusionOperator, tol: float = DEFAULT_TOLERANCE, batch: int = 64
 ) -> np.ndarray:
-    """Γ on the (H, W) grid (0 on land), exact up to a relative variance error ``tol``."""
-    colours = colouring(op, probing_spacing(op, tol))[op.mask]
+    """Γ on the (H, W) grid (0 on land), exact up to a relative variance error ~``tol``.
+
+    Probing in square-root form: with z_c the sum of unit vectors of the cells of colour c,
+    u = W^{-1/2} L^{T/2} z_c = sum_k u_k where u_k = W^{-1/2} L^{T/2} e_k decays
+    exponentially away from k. Same-colour cells are far enough apart that u_k is negligible
+    outside the cells nearer to k than to any other probe, so
+    sigma_k^2 = ||u_k||^2 = sum of u^2 over the cells k owns. M/2 solves per colour.
+    """
+    height, width = op.mask.shape
+    sy, sx = probing_lattice(op, tol)
+    if sy * sx >= op.n_ocean:  # small grids: one probe per cell is cheaper, and exact
+        return brute_force_normalization(op)
+    index = np.full(op.mask.shape, -1, dtype=np.int64)
+    index[op.mask] = np.arange(op.n_ocean)
+    rows, cols = np.nonzero(op.mask)
+    colours = (rows % sy) * sx + (cols % sx)
     used = np.unique(colours)
-    variance = np.empty(op.n_ocean)
+    variance = np.zeros(op.n_ocean)
     for start in range(0, used.size, batch):
         chunk = used[start : start + batch]
         probes = (colours[:, None] == chunk[None, :]).astype(np.float64)
-        response = op.apply_covariance(probes)
-        rows = np.flatnonzero(np.isin(colours, chunk))
-        variance[rows] = response[rows, np.searchsorted(chunk, colours[rows])]
+        response = op.apply_sqrt_transpose(probes) ** 2 / op.area[:, None]
+        oy, ox = np.divmod(chunk, sx)
+        node_y = oy + sy * np.round((rows[:, None] - oy) / sy).astype(np.int64)
+        node_x = ox + sx * np.round((cols[:, None] - ox) / sx).astype(np.int64)
+        if op.periodic_y:
+            node_y %= height
+        if op.periodic_x:
+            node_x %= width
+        valid = (node_y >= 0) & (node_y < height) & (node_x >= 0) & (node_x < width)
+        owner = np.full(node_y.shape, -1, dtype=np.int64)
+        owner[valid] = index[node_y[valid], node_x[valid]]
+        owned = owner >= 0
+        variance += np.bincount(owner[owned], weights=response[owned], minlength=op.n_ocean)
     return _gamma(op, variance)
 
 

@@ -1,0 +1,155 @@
+"""Data sets on disk, in the layout of the report's code.
+
+    <root>/metadata.json                          grid, generator parameters, split sizes
+    <root>/grid.npz                               mask, lat, lat_north, lon
+    <root>/statistics.json                        standardization statistics (training split)
+    <root>/{train,valid,test}/X/<id>.npz          arr_0: (3, H, W) float64, A_i, A_j, W
+    <root>/{train,valid,test}/Y/<id>_norm_coeffs.npz   arr_0: (H, W) float64, γ (0 on land)
+
+Only the X/Y files are required: a directory of such files written by other code (e.g. the
+report's own ``{train,valid}/X|Y`` folders) loads too; the ocean mask is then ``γ != 0``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+SPLITS: tuple[str, ...] = ("train", "valid", "test")
+TARGET_SUFFIX = "_norm_coeffs"
+METADATA = "metadata.json"
+GRID = "grid.npz"
+STATISTICS = "statistics.json"
+
+
+class DatasetError(ValueError):
+    """A data set on disk is missing, incomplete or malformed."""
+
+
+def sample_paths(root: Path, split: str, sample_id: str) -> tuple[Path, Path]:
+    base = Path(root) / split
+    return base / "X" / f"{sample_id}.npz", base / "Y" / f"{sample_id}{TARGET_SUFFIX}.npz"
+
+
+def _atomic_savez(path: Path, array: np.ndarray) -> None:
+    """Write via a temporary file and rename, so an interrupted run leaves no partial file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, arr_0=array)
+    os.replace(tmp, path)
+
+
+def write_sample(
+    root: Path, split: str, sample_id: str, fields: np.ndarray, gamma: np.ndarray
+) -> None:
+    x_path, y_path = sample_paths(root, split, sample_id)
+    _atomic_savez(y_path, gamma)
+    _atomic_savez(x_path, fields)
+
+
+def has_sample(root: Path, split: str, sample_id: str) -> bool:
+    return all(p.exists() for p in sample_paths(root, split, sample_id))
+
+
+def list_ids(root: Path, split: str) -> list[str]:
+    """Ids (file names up to the first dot) that have both an X and a Y file."""
+    x_dir = Path(root) / split / "X"
+    if not x_dir.is_dir():
+        return []
+    ids = sorted({p.name.split(".")[0] for p in x_dir.glob("*.npz") if ".tmp" not in p.name})
+    return [i for i in ids if sample_paths(root, split, i)[1].exists()]
+
+
+def _load_array(path: Path) -> np.ndarray:
+    if not path.exists():
+        raise DatasetError(f"missing file {path}; regenerate the data set or fix the path")
+    try:
+        with np.load(path) as data:
+            keys = list(data.keys())
+            key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise DatasetError(f"{path} holds {keys}; expected one array named arr_0")
+            return np.asarray(data[key], dtype=np.float64)
+    except (OSError, ValueError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        raise DatasetError(f"cannot read {path}: {error}") from error
+
+
+def _center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    top = (array.shape[-2] - shape[0]) // 2
+    left = (array.shape[-1] - shape[1]) // 2
+    return array[..., top : top + shape[0], left : left + shape[1]]
+
+
+def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
+    """(fields (C, H, W), γ (H, W)); inputs stored with a halo are centre-cropped to γ."""
+    x_path, y_path = sample_paths(root, split, sample_id)
+    fields, gamma = _load_array(x_path), _load_array(y_path)
+    if gamma.ndim != 2:
+        raise DatasetError(f"{y_path}: γ must be 2-D (H, W); got shape {gamma.shape}")
+    if fields.ndim != 3 or fields.shape[0] < 3:
+        raise DatasetError(
+            f"{x_path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}"
+        )
+    if fields.shape[1] < gamma.shape[0] or fields.shape[2] < gamma.shape[1]:
+        raise DatasetError(
+            f"{x_path}: inputs {fields.shape[1:]} are smaller than γ {gamma.shape} in {y_path}"
+        )
+    fields = _center_crop(fields[:3], gamma.shape)
+    for name, array, path in (("inputs", fields, x_path), ("γ", gamma, y_path)):
+        if not np.isfinite(array).all():
+            raise DatasetError(f"{path}: {name} contain NaN or infinite values")
+    if (gamma < 0).any():
+        raise DatasetError(f"{y_path}: γ must be >= 0 (0 marks land)")
+    if not (gamma > 0).any():
+        raise DatasetError(f"{y_path}: γ is 0 everywhere, so there is no ocean cell")
+    return fields, gamma
+
+
+@dataclass
+class Split:
+    """All samples of one split, in memory. Arrays: (N, 3, H, W), (N, H, W), (N, H, W)."""
+
+    ids: list[str]
+    fields: np.ndarray
+    gamma: np.ndarray
+    ocean: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def load_split(root: Path, split: str, limit: int | None = None) -> Split:
+    """Load a split; the ocean mask of each sample is where γ != 0."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(
+            f"data set directory {root} does not exist; generate it with "
+            "`python -m normcoef.generate dataset=<name>` or set dataset.root"
+        )
+    ids = list_ids(root, split)[:limit]
+    if not ids:
+        return Split([], np.empty((0, 3, 0, 0)), np.empty((0, 0, 0)), np.empty((0, 0, 0), bool))
+    samples = [read_sample(root, split, i) for i in ids]
+    shapes = {g.shape for _, g in samples}
+    if len(shapes) > 1:
+        raise DatasetError(f"{root}/{split}: samples have different grid shapes {sorted(shapes)}")
+    fields = np.stack([f for f, _ in samples])
+    gamma = np.stack([g for _, g in samples])
+    return Split(ids, fields, gamma, gamma != 0)
+
+
+def write_json(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def read_json(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.exists() else None

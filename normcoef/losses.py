@@ -1,0 +1,70 @@
+"""Training losses on standardized γ, restricted to ocean cells (report §3, §5.3).
+
+Both take pred and target as standardized γ, (B, 1, H, W) or (B, H, W), and an ocean mask
+of shape (H, W), (B, H, W) or (B, 1, H, W). Land values are dropped before any arithmetic,
+so they reach neither the loss nor its gradient, whatever they hold (NaN included).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from normcoef.metrics import relative_variance_error
+
+
+def ocean_values(x: torch.Tensor, ocean: torch.Tensor) -> torch.Tensor:
+    """Values of x on ocean cells, 1-D."""
+    # A (B, H, W) mask must meet a (B, 1, H, W) tensor on its batch axis, not on its channel.
+    if x.ndim == 3:
+        x = x.unsqueeze(1)
+    if ocean.ndim == 3:
+        ocean = ocean.unsqueeze(1)
+    return x[ocean.to(dtype=torch.bool, device=x.device).expand_as(x)]
+
+
+class OceanLoss(nn.Module):
+    """A loss of standardized γ that sees ocean cells only."""
+
+    def forward(
+        self,
+        pred: torch.Tensor,
+        target: torch.Tensor,
+        ocean: torch.Tensor,
+        target_mean: float,
+        target_std: float,
+    ) -> torch.Tensor:
+        """Scalar loss; physical γ = standardized γ * target_std + target_mean."""
+        return self.score(
+            ocean_values(pred, ocean), ocean_values(target, ocean), target_mean, target_std
+        )
+
+    def score(
+        self, pred: torch.Tensor, target: torch.Tensor, target_mean: float, target_std: float
+    ) -> torch.Tensor:
+        """The loss of 1-D ocean values."""
+        raise NotImplementedError
+
+
+class MSELoss(OceanLoss):
+    """Mean squared error of standardized γ over ocean cells (the report's MSE(γ))."""
+
+    def score(
+        self, pred: torch.Tensor, target: torch.Tensor, target_mean: float, target_std: float
+    ) -> torch.Tensor:
+        return (pred - target).square().mean()
+
+
+class RelativeSquaredErrorLoss(OceanLoss):
+    """Mean of ε² over ocean cells, ε = (γ̂² − γ²)/γ² on physical γ (the report's E[ε∘ε]).
+
+    It weighs every cell by its relative error, which is what the metrics judge; the
+    original code added 1 per land cell, which shifted the value but not the gradient.
+    """
+
+    def score(
+        self, pred: torch.Tensor, target: torch.Tensor, target_mean: float, target_std: float
+    ) -> torch.Tensor:
+        gamma_hat = pred * target_std + target_mean
+        gamma = target * target_std + target_mean
+        return relative_variance_error(gamma_hat, gamma).square().mean()
