@@ -26,7 +26,6 @@ Rotations follow ``np.rot90`` on the (H, W) arrays, k = 1, 2, 3. Note that with 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
@@ -68,7 +67,6 @@ PRESETS: dict[str, tuple[str, ...]] = {
     "flips": ("hflip", "vflip", "rot180"),
     "all": AUGMENTATIONS,
 }
-AUGMENTATION_MODES: tuple[str, ...] = ("offline", "online")
 
 
 class Sample(NamedTuple):
@@ -245,21 +243,6 @@ def parse_augmentation(spec: str | Sequence[str] | None) -> list[str]:
             raise ValueError(f"unknown augmentation {item!r}; choose from {allowed}")
         names += [name for name in expanded if name not in names]
     return names
-
-
-@dataclass
-class AugmentationConfig:
-    """Structured config of ``conf/augmentation``: a typo fails when the config is built."""
-
-    transforms: list[str] = field(default_factory=list)
-    mode: str = "offline"
-
-    def __post_init__(self) -> None:
-        self.transforms = parse_augmentation(self.transforms)
-        if self.mode not in AUGMENTATION_MODES:
-            raise ValueError(
-                f"unknown augmentation mode {self.mode!r}; choose one of {AUGMENTATION_MODES}"
-            )
 
 
 def expand_offline(

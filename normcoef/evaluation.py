@@ -1,0 +1,137 @@
+"""Test-set evaluation: CNN vs the randomization estimator (report Table 8), and figures.
+
+Metrics are per sample on ocean cells of physical γ, then averaged (report section 2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from normcoef.data.distance import signed_distance
+from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.figures import plot_distance_histogram, plot_error_by_distance, plot_error_map
+from normcoef.metrics import (
+    aggregate,
+    error_by_distance,
+    mean_error_map,
+    relative_error_map,
+    sample_metrics,
+)
+from normcoef.physics import DiffusionOperator, randomized_normalization
+from normcoef.training.loop import evaluate_split
+
+COLUMNS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"), ("rmse", "RMSE(ε)"))
+
+
+@dataclass
+class Evaluation:
+    """Aggregated metrics per method, and the CNN's |ε| maps for the figures."""
+
+    methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    abs_eps_maps: np.ndarray | None = None
+    ocean: np.ndarray | None = None
+    samples: int = 0
+
+    def table(self) -> str:
+        """Markdown table in the layout of the report's Table 8 (mean ± std over samples)."""
+        header = "| Method | " + " | ".join(label for _, label in COLUMNS) + " |"
+        lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
+        for method, metrics in self.methods.items():
+            cells = [
+                f"{metrics[key]:.3g} ± {metrics.get(key + '_std', 0.0):.2g}" for key, _ in COLUMNS
+            ]
+            lines.append(f"| {method} | " + " | ".join(cells) + " |")
+        return "\n".join(lines) + f"\n\n{self.samples} test samples."
+
+    def flat_metrics(self, prefix: str = "test") -> dict[str, float]:
+        out = {}
+        for method, metrics in self.methods.items():
+            tag = "cnn" if method == "CNN" else "randomization"
+            out.update({f"{prefix}/{tag}/{k}": v for k, v in metrics.items()})
+        return out
+
+
+def randomization_metrics(
+    dataset: NormalizationDataset,
+    n_samples: int,
+    steps: int,
+    seed: int,
+    periodic_x: bool = True,
+    periodic_y: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+) -> dict[str, float]:
+    """Metrics of the randomization estimator with ``n_samples`` draws on each test sample."""
+    split = dataset.split
+    count = len(split) if limit is None else min(limit, len(split))
+    per_sample = []
+    for i in tqdm(range(count), desc=f"randomization N={n_samples}", disable=not progress):
+        op = DiffusionOperator(split.fields[i], split.ocean[i], steps, periodic_x, periodic_y)
+        estimate = randomized_normalization(op, n_samples, seed + i)
+        per_sample.append(sample_metrics(estimate, split.gamma[i], split.ocean[i]))
+    return aggregate(per_sample)
+
+
+def evaluate(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: PreparedData,
+    device: torch.device,
+    randomization_samples: int,
+    steps: int,
+    seed: int = 0,
+    periodic_y: bool = False,
+    limit: int | None = None,
+    progress: bool = False,
+) -> Evaluation:
+    """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on the test split."""
+    test = data.test
+    if len(test) == 0:
+        raise ValueError("the test split is empty: generate one (dataset.splits.test=N)")
+    cnn, predictions = evaluate_split(model, loss_fn, test, data, device)
+    cnn.pop("loss", None)
+    result = Evaluation(samples=len(test))
+    if randomization_samples > 0:
+        label = f"Randomization (N={randomization_samples})"
+        result.methods[label] = randomization_metrics(
+            test,
+            randomization_samples,
+            steps,
+            seed,
+            data.standardizer.periodic_x,
+            periodic_y,
+            limit,
+            progress,
+        )
+    result.methods["CNN"] = cnn
+    result.abs_eps_maps = np.abs(
+        np.stack(
+            [
+                relative_error_map(p, g, o)
+                for p, g, o in zip(predictions, test.split.gamma, test.split.ocean, strict=True)
+            ]
+        )
+    )
+    result.ocean = test.split.ocean[0]
+    return result
+
+
+def write_figures(evaluation: Evaluation, out_dir: Path, periodic_x: bool = True) -> list[Path]:
+    """Report Figs. 5, 6 and 11 for the CNN; skipped when test masks differ between samples."""
+    maps, ocean = evaluation.abs_eps_maps, evaluation.ocean
+    if maps is None or ocean is None or not np.all(np.isnan(maps) == ~ocean[None]):
+        return []
+    distance = signed_distance(ocean, "manhattan", periodic_x)
+    distances, mean_abs, counts = error_by_distance(maps, distance, ocean)
+    out_dir = Path(out_dir)
+    return [
+        plot_error_by_distance(distances, mean_abs, out_dir / "error_by_distance.png"),
+        plot_distance_histogram(distances, counts, out_dir / "ocean_cells_by_distance.png"),
+        plot_error_map(mean_error_map(maps, ocean), out_dir / "mean_abs_error_map.png"),
+    ]

@@ -1,0 +1,1 @@
+"""The plain PyTorch training loop, its checkpoints and its factories."""

@@ -1,0 +1,215 @@
+"""The training loop: plain PyTorch, step-based, seeded, resumable.
+
+Steps rather than epochs (report section 2): steps = epochs x samples / batch size is fixed so
+that augmented and plain data sets train for the same number of steps. The batch of step s
+depends only on (seed, s), so a resumed run sees exactly the batches an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.metrics import aggregate, sample_metrics
+from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
+from normcoef.training.factory import build_optimizer, build_scheduler
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class LoopSettings:
+    steps: int = 2000
+    batch_size: int = 4
+    optimizer: str = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    scheduler: str = "none"
+    seed: int = 42
+    eval_every: int = 100
+    checkpoint_every: int = 500
+    monitor: str = "val/loss"
+    mixed_precision: bool = False
+    progress: bool = True
+    stop_at: int | None = None
+
+
+@dataclass
+class TrainResult:
+    best_value: float
+    best_step: int
+    last_step: int
+    run_dir: Path
+    history: list[dict] = field(default_factory=list)
+
+    @property
+    def best_path(self) -> Path:
+        return self.run_dir / "best.pt"
+
+    @property
+    def last_path(self) -> Path:
+        return self.run_dir / "last.pt"
+
+
+def batch_indices(step: int, size: int, batch_size: int, seed: int) -> list[int]:
+    """Indices of the batch of ``step``: a seeded permutation per epoch, no sample dropped."""
+    per_epoch = math.ceil(size / batch_size)
+    epoch, position = divmod(step, per_epoch)
+    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
+    order = torch.randperm(size, generator=generator).tolist()
+    return order[position * batch_size : (position + 1) * batch_size]
+
+
+def collate(dataset: NormalizationDataset, indices: list[int], draw: int, device: torch.device):
+    items = [dataset.item(i, draw) for i in indices]
+    return tuple(torch.stack(parts).to(device) for parts in zip(*items, strict=True))
+
+
+def _target_scale(data: PreparedData) -> tuple[float, float]:
+    stats = data.standardizer.target
+    return float(stats.mean[0]), float(stats.std[0])
+
+
+@torch.no_grad()
+def evaluate_split(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    dataset: NormalizationDataset,
+    data: PreparedData,
+    device: torch.device,
+) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Mean loss and report metrics (on physical γ) over a split, in eval mode.
+
+    Returns the metrics and the predicted physical γ of each sample.
+    """
+    was_training = model.training
+    model.eval()  # BatchNorm with running statistics (the original test scripts forgot this)
+    mean, std = _target_scale(data)
+    losses, per_sample, predictions = [], [], []
+    for i in range(len(dataset)):
+        x, y, ocean = (t.unsqueeze(0).to(device) for t in dataset.item(i))
+        pred = model(x)
+        losses.append(float(loss_fn(pred, y, ocean, mean, std)))
+        gamma_hat = data.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
+        gamma = dataset.split.gamma[i]
+        per_sample.append(sample_metrics(gamma_hat, gamma, dataset.split.ocean[i]))
+        predictions.append(np.where(dataset.split.ocean[i], gamma_hat, 0.0))
+    model.train(was_training)
+    metrics = {"loss": float(np.mean(losses))} if losses else {}
+    if per_sample:
+        metrics.update(aggregate(per_sample))
+    return metrics, predictions
+
+
+def train_model(
+    model: nn.Module,
+    loss_fn: nn.Module,
+    data: PreparedData,
+    settings: LoopSettings,
+    run_dir: Path,
+    device: torch.device,
+    checkpoint_extra: dict | None = None,
+    resume_from: Path | None = None,
+    on_metrics: Callable[[dict[str, float], int], None] | None = None,
+) -> TrainResult:
+    """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``.
+
+    ``on_metrics(metrics, step)`` receives training and validation metrics (e.g. MLflow).
+    """
+    if len(data.train) == 0:
+        raise ValueError("the training split is empty")
+    if settings.monitor.startswith("val/") and len(data.valid) == 0:
+        raise ValueError(
+            f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
+        )
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    model.to(device)
+    optimizer = build_optimizer(
+        model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
+    )
+    scheduler = build_scheduler(optimizer, settings.scheduler, settings.steps)
+    start, best_value, best_step = 0, math.inf, -1
+    if resume_from is not None:
+        state = load_checkpoint(resume_from, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        start, best_value, best_step = state["step"], state["best_value"], state["best_step"]
+    mean, std = _target_scale(data)
+    autocast = settings.mixed_precision and device.type == "cuda"
+    history: list[dict] = []
+    last = settings.steps if settings.stop_at is None else min(settings.stop_at, settings.steps)
+
+    def checkpoint(name: str, step: int) -> None:
+        save_checkpoint(
+            run_dir / name,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            step=step,
+            best_value=best_value,
+            best_step=best_step,
+            extra=checkpoint_extra or {},
+        )
+
+    model.train()
+    bar = tqdm(
+        range(start, last),
+        initial=start,
+        total=settings.steps,
+        disable=not settings.progress,
+        desc="train",
+    )
+    postfix: dict[str, str] = {}
+    for step in bar:
+        indices = batch_indices(step, len(data.train), settings.batch_size, settings.seed)
+        x, y, ocean = collate(data.train, indices, step, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            pred = model(x)
+        loss = loss_fn(pred.float(), y, ocean, mean, std)
+        if not torch.isfinite(loss):
+            raise DivergenceError(
+                f"training loss is {float(loss)} at step {step + 1}: lower trainer.lr, "
+                "check the inputs, or choose another loss/activation"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if scheduler is not None:
+            scheduler.step()
+        done = step + 1
+        postfix["loss"] = f"{loss.item():.3g}"
+        record = {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]}
+        if done % settings.eval_every == 0 or done == settings.steps:
+            val, _ = evaluate_split(model, loss_fn, data.valid, data, device)
+            record.update({f"val/{k}": v for k, v in val.items()})
+            value = record.get(settings.monitor)
+            if value is None:
+                raise ValueError(
+                    f"trainer.monitor={settings.monitor!r} is not a logged metric; "
+                    f"choose one of {sorted(record)}"
+                )
+            if value < best_value:
+                best_value, best_step = float(value), done
+                checkpoint("best.pt", done)
+            postfix[settings.monitor] = f"{value:.3g}"
+        if on_metrics is not None:
+            on_metrics(record, done)
+        history.append({"step": done, **record})
+        bar.set_postfix(postfix, refresh=False)
+        if done % settings.checkpoint_every == 0 or done == last:
+            checkpoint("last.pt", done)
+    bar.close()
+    return TrainResult(best_value, best_step, last, run_dir, history)

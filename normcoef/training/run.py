@@ -1,0 +1,171 @@
+"""One training run from a composed config: data, model, loop, evaluation, tracking.
+
+Importable and testable without Hydra's command line (compose a config and call
+``run_training``); ``normcoef.train`` is the thin Hydra entry point around it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from normcoef.data.storage import read_json
+from normcoef.data.torch_dataset import PreparedData, prepare_data
+from normcoef.evaluation import Evaluation, evaluate, write_figures
+from normcoef.models import count_parameters
+from normcoef.tracking import NullTracker, download_checkpoint, flatten, make_tracker
+from normcoef.training.checkpoint import load_checkpoint
+from normcoef.training.factory import build_loss, build_model, resolve_device
+from normcoef.training.loop import DivergenceError, LoopSettings, TrainResult, train_model
+
+
+def seed_everything(seed: int) -> None:
+    """Same seed, same numbers on CPU: seeds torch and numpy, deterministic kernels."""
+    torch.manual_seed(seed)
+    np.random.seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = False
+
+
+def grid_periodicity(root: str | Path) -> tuple[bool, bool]:
+    """(periodic_x, periodic_y) from the data set's metadata; east-west periodic otherwise."""
+    meta = read_json(Path(root) / "metadata.json") or {}
+    return bool(meta.get("periodic_x", True)), bool(meta.get("periodic_y", False))
+
+
+def load_data(cfg: DictConfig) -> PreparedData:
+    periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
+    return prepare_data(
+        cfg.dataset.root,
+        cfg.dataset.standardization,
+        cfg.distance_map.metric,
+        list(cfg.augmentation.transforms),
+        cfg.augmentation.mode,
+        seed=cfg.trainer.seed,
+        periodic_x=periodic_x,
+        periodic_y=periodic_y,
+    )
+
+
+def loop_settings(trainer: DictConfig) -> LoopSettings:
+    fields = LoopSettings.__dataclass_fields__
+    values = {k: v for k, v in OmegaConf.to_container(trainer, resolve=True).items() if k in fields}
+    return LoopSettings(**values)
+
+
+def resolve_resume(resume: str | None, tracking_uri: str | None) -> Path | None:
+    """A checkpoint path, a run directory, or an MLflow run id -> a local checkpoint."""
+    if not resume:
+        return None
+    path = Path(resume)
+    if path.exists():
+        return path / "last.pt" if path.is_dir() else path
+    return download_checkpoint(resume, tracking_uri)
+
+
+def run_training(
+    cfg: DictConfig,
+    overrides: str = "",
+    sweep_dir: str | None = None,
+    run_dir: Path | None = None,
+) -> float:
+    """Train, evaluate and track one configuration; return the best monitored value."""
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    seed_everything(cfg.trainer.seed)
+    data = load_data(cfg)
+    periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
+    model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, periodic_x)
+    loss_fn = build_loss(cfg.loss)
+    device = resolve_device(cfg.trainer.device)
+    resume = resolve_resume(cfg.trainer.resume, cfg.logger.tracking_uri)
+    tags = {
+        "normcoef.experiment": cfg.experiment_name,
+        "normcoef.overrides": overrides or "(defaults)",
+        "normcoef.sweep": sweep_dir or "",
+    }
+    tracker = make_tracker(
+        cfg.logger.backend,
+        cfg.logger.experiment,
+        cfg.logger.run_name or overrides or None,
+        cfg.logger.tracking_uri,
+        tags,
+    )
+    run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or "run"))
+    container = OmegaConf.to_container(cfg, resolve=True)
+    tracker.log_params(flatten(container))
+    tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
+    tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    extra = {
+        "config": container,
+        "standardizer": data.standardizer.to_dict(),
+        "in_channels": data.standardizer.in_channels,
+        "periodic": [periodic_x, periodic_y],
+    }
+    try:
+        result = train_model(
+            model,
+            loss_fn,
+            data,
+            loop_settings(cfg.trainer),
+            run_dir,
+            device,
+            checkpoint_extra=extra,
+            resume_from=resume,
+            on_metrics=tracker.log_metrics,
+        )
+        tracker.log_artifact(result.last_path, "checkpoints")
+        if result.best_path.exists():
+            tracker.log_artifact(result.best_path, "checkpoints")
+        if cfg.evaluate and len(data.test) and result.last_step == cfg.trainer.steps:
+            _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, periodic_y)
+    except DivergenceError as error:
+        tracker.set_tags({"normcoef.failure": str(error)})
+        tracker.finish("FAILED")
+        raise
+    except BaseException:
+        tracker.finish("FAILED")
+        raise
+    tracker.log_metrics({"best/" + cfg.trainer.monitor: result.best_value})
+    tracker.finish()
+    return result.best_value
+
+
+def _evaluate_and_log(
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    data: PreparedData,
+    result: TrainResult,
+    device: torch.device,
+    tracker: NullTracker,
+    periodic_y: bool,
+) -> Evaluation:
+    """Test metrics of the best checkpoint vs randomization, as a table and figures."""
+    best = result.best_path if result.best_path.exists() else result.last_path
+    model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+    ev = cfg.evaluation
+    evaluation = evaluate(
+        model,
+        loss_fn,
+        data,
+        device,
+        ev.randomization_samples,
+        cfg.dataset.fields.steps,
+        ev.randomization_seed,
+        periodic_y,
+        ev.max_samples,
+        cfg.trainer.progress,
+    )
+    table = evaluation.table()
+    print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
+    tracker.log_metrics(evaluation.flat_metrics())
+    tracker.log_text(table, "test_metrics.md")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in write_figures(evaluation, Path(tmp), data.standardizer.periodic_x):
+            tracker.log_artifact(path, "figures")
+    return evaluation
