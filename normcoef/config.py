@@ -34,7 +34,7 @@ class DatasetConfig:
     root: str = MISSING
     standardization: str = "full"
     seed: int = 0
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 16, "valid": 4, "test": 8})
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
     fields: FieldsConfig = field(default_factory=FieldsConfig)
     tolerance: float = 1e-8
 

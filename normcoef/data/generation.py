@@ -62,14 +62,18 @@ class GenerationSpec:
         }
 
 
+# Each split draws its sample indices from its own range, so that changing one split's size
+# never renumbers another's samples (files on disk stay valid when a data set grows).
+SPLIT_INDEX_BASE = {"train": 0, "valid": 1_000_000, "test": 2_000_000}
+
+
 def sample_ids(splits: dict[str, int]) -> list[tuple[str, str, int]]:
-    """(split, id, index): indices run across splits so each sample has its own seed."""
-    out, index = [], 0
-    for split in SPLITS:
-        for _ in range(splits.get(split, 0)):
-            out.append((split, f"{index:05d}", index))
-            index += 1
-    return out
+    """(split, id, index) of every sample; ``index`` seeds the sample's fields."""
+    return [
+        (split, f"{k:05d}", SPLIT_INDEX_BASE[split] + k)
+        for split in SPLITS
+        for k in range(splits.get(split, 0))
+    ]
 
 
 def generate_sample(grid: Grid, spec: GenerationSpec, index: int) -> tuple[np.ndarray, np.ndarray]:

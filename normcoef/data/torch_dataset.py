@@ -181,9 +181,14 @@ def prepare_data(
     seed: int = 0,
     periodic_x: bool = True,
     periodic_y: bool = False,
+    limits: dict[str, int] | None = None,
 ) -> PreparedData:
-    """Load the splits, fit statistics on the (un-augmented) training split, augment."""
-    splits = {name: load_split(Path(root), name) for name in ("train", "valid", "test")}
+    """Load the splits (at most ``limits[split]`` samples each), fit statistics on the
+    un-augmented training split, augment."""
+    limits = limits or {}
+    splits = {
+        name: load_split(Path(root), name, limits.get(name)) for name in ("train", "valid", "test")
+    }
     if len(splits["train"]) == 0:
         raise ValueError(
             f"{root} has no training sample under train/X and train/Y; generate it with "

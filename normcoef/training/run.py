@@ -39,6 +39,7 @@ def grid_periodicity(root: str | Path) -> tuple[bool, bool]:
 
 def load_data(cfg: DictConfig) -> PreparedData:
     periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
+    metadata = Path(cfg.dataset.root) / "metadata.json"
     return prepare_data(
         cfg.dataset.root,
         cfg.dataset.standardization,
@@ -48,6 +49,9 @@ def load_data(cfg: DictConfig) -> PreparedData:
         seed=cfg.trainer.seed,
         periodic_x=periodic_x,
         periodic_y=periodic_y,
+        # Generated sets honour dataset.splits (a set may hold more samples than asked for);
+        # a foreign directory is used whole.
+        limits=dict(cfg.dataset.splits) if read_json(metadata) is not None else None,
     )
 
 
