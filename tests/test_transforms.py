@@ -318,7 +318,8 @@ def test_every_config_file_names_its_preset():
     assert {path.stem for path in files} == {"none", "flips", "all", *AUGMENTATIONS}
     for path in files:
         config = yaml.safe_load(path.read_text())
-        assert set(config) == {"transforms", "mode"}
+        assert set(config) == {"defaults", "transforms", "mode"}
+        assert config["defaults"] == ["schema", "_self_"]
         assert parse_augmentation(config["transforms"]) == parse_augmentation(path.stem)
         assert config["mode"] == "offline"
 

@@ -1,0 +1,197 @@
+"""Specification of sweeps: grid multiruns, Optuna studies and the ablation report.
+
+The end-to-end tests run ``python -m normcoef.train -m`` as a subprocess on a 16x24 python grid
+with 4-channel networks and a few steps (the smoke presets), each with its own SQLite stores.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import mlflow
+import optuna
+import pytest
+from mlflow import MlflowClient
+
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.report import (
+    RunResult,
+    format_table,
+    group_runs,
+    main,
+    parse_overrides,
+    varied_keys,
+)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory holding the tiny data set at the smoke presets' root."""
+    root = tmp_path_factory.mktemp("sweeps")
+    spec = GenerationSpec(
+        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
+    )
+    generate_dataset(root / "data" / "python-16x24-seed0", spec)
+    (root / "multirun").mkdir()
+    return root
+
+
+def train(workdir: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """A ``normcoef.train`` multirun in ``workdir``; fails the test if the command fails."""
+    command = [sys.executable, "-m", "normcoef.train", "-m", *overrides]
+    done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def runs_of(tracking_uri: str, experiment: str) -> list:
+    client = MlflowClient(tracking_uri)
+    found = client.get_experiment_by_name("normcoef")
+    return client.search_runs(
+        [found.experiment_id], filter_string=f"tags.`normcoef.experiment` = '{experiment}'"
+    )
+
+
+def result(overrides: str, eps_q: float, status: str = "FINISHED") -> RunResult:
+    metrics = {"eps_q": eps_q, "eps_max": 2 * eps_q, "eps_mean": eps_q / 10}
+    return RunResult(parse_overrides(overrides), status, metrics if status == "FINISHED" else {})
+
+
+# --- the report's table, without MLflow ----------------------------------------------------
+
+
+def test_override_strings_split_into_keys_and_values_keeping_lists_whole():
+    parsed = parse_overrides("augmentation.transforms=[hflip,vflip],experiment=smoke/loss,loss=mse")
+    assert parsed == {
+        "augmentation.transforms": "[hflip,vflip]",
+        "experiment": "smoke/loss",
+        "loss": "mse",
+    }
+
+
+def test_rows_are_the_varied_values_with_seeds_averaged_and_lowest_eps_q_marked_best():
+    runs = [
+        result("activation=relu,experiment=activation,trainer.seed=42", 0.07),
+        result("activation=relu,experiment=activation,trainer.seed=43", 0.09),
+        result("activation=elu,experiment=activation,trainer.seed=42", 0.05),
+        result("activation=elu,experiment=activation,trainer.seed=43", 0.06),
+    ]
+    keys = varied_keys(runs)
+    rows = group_runs(runs, keys)
+    assert keys == ["activation"]
+    assert [row.values for row in rows] == [{"activation": "relu"}, {"activation": "elu"}]
+    assert rows[0].summary["eps_q"] == pytest.approx(0.08)
+    assert rows[0].summary["eps_q_std"] == pytest.approx(0.01)
+    table = format_table(rows, keys)
+    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in table
+    assert "| **elu** (best) | **5.50e-02** ± 5.0e-03 |" in table
+    assert "Best (lowest ε_Q): activation=elu." in table
+
+
+def test_failed_runs_are_listed_as_failed_and_never_best():
+    runs = [
+        result("model.layers=6", 0.03),
+        result("model.layers=7", 0.0, status="MISSING"),
+    ]
+    runs[1].failure = "layers - 2 = 5 hidden layers must be a positive multiple of 2"
+    table = format_table(group_runs(runs, ["model.layers"]), ["model.layers"])
+    assert "| 7 | failed | failed | failed | 0 + 1 failed |" in table
+    assert "| **6** (best) |" in table
+    assert "- `model.layers=7`: layers - 2 = 5 hidden layers" in table
+
+
+# --- end to end ------------------------------------------------------------------------------
+
+
+def test_two_value_sweep_gives_two_runs_and_a_report_table_logged_in_mlflow(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    uri = f"sqlite:///{workdir}/grid.db"
+    train(
+        workdir, "experiment=smoke/activation", "activation=relu,elu", f"logger.tracking_uri={uri}"
+    )
+
+    runs = runs_of(uri, "activation_smoke")
+    assert sorted(run.data.tags["normcoef.overrides"] for run in runs) == [
+        "activation=elu,experiment=smoke/activation",
+        "activation=relu,experiment=smoke/activation",
+    ]
+    assert {run.info.status for run in runs} == {"FINISHED"}
+
+    monkeypatch.chdir(workdir)
+    main(["experiment=smoke/activation", f"logger.tracking_uri={uri}"])
+    printed = capsys.readouterr().out
+    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in printed
+    assert printed.count("(best)") == 1
+    assert "| Randomization (N=50) |" in printed
+
+    client = MlflowClient(uri)
+    summary = client.search_runs(
+        [runs[0].info.experiment_id], filter_string="tags.`normcoef.summary` = 'true'"
+    )
+    assert len(summary) == 1
+    logged = mlflow.artifacts.load_text(f"{summary[0].info.artifact_uri}/ablation_table.md")
+    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in logged
+    children = {client.get_run(run.info.run_id).data.tags["mlflow.parentRunId"] for run in runs}
+    assert children == {summary[0].info.run_id}
+
+
+def test_optuna_study_resumes_from_its_sqlite_storage(workdir: Path):
+    storage = f"sqlite:///{workdir}/optuna.db"
+    study = [
+        "hparams_search=optuna_smoke",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=resumed",
+        f"logger.tracking_uri=sqlite:///{workdir}/optuna_runs.db",
+    ]
+    train(workdir, *study)
+    assert len(optuna.load_study(study_name="resumed", storage=storage).trials) == 3
+
+    train(workdir, *study, "hydra.sweeper.n_trials=2")
+    trials = optuna.load_study(study_name="resumed", storage=storage).trials
+    assert [trial.number for trial in trials] == [0, 1, 2, 3, 4]
+    assert {trial.state for trial in trials} == {optuna.trial.TrialState.COMPLETE}
+    assert (workdir / "multirun/optuna_smoke/resumed/optimization_results.yaml").exists()
+
+
+def test_failing_trial_is_recorded_as_fail_and_the_study_goes_on(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+):
+    storage = f"sqlite:///{workdir}/failing.db"
+    study = [
+        "hparams_search=optuna_smoke",
+        f"hydra.sweeper.storage={storage}",
+        "hydra.sweeper.study_name=failing",
+        f"logger.tracking_uri=sqlite:///{workdir}/failing_runs.db",
+    ]
+    # Additive skips need layers - 2 to split into blocks of 2: 5 layers cannot be built.
+    space = ["model=skip_add", "model.layers=choice(4,5)", "activation=elu", "loss=mse"]
+    train(workdir, *study, *space, "trainer.lr=0.001", "hydra.sweeper.n_trials=3")
+
+    trials = optuna.load_study(study_name="failing", storage=storage).trials
+    states = {(trial.params["model.layers"], trial.state.name) for trial in trials}
+    assert len(trials) == 3
+    assert states == {(5, "FAIL"), (4, "COMPLETE")}
+
+    monkeypatch.chdir(workdir)
+    main([*study, "log=false"])
+    printed = capsys.readouterr().out
+    assert "| 5 | failed | failed | failed | 0 + 1 failed |" in printed
+    assert "3 trials, 2 COMPLETE, 1 FAIL" in printed
+
+
+def test_local_parallel_launcher_runs_jobs_in_worker_processes(workdir: Path):
+    uri = f"sqlite:///{workdir}/parallel.db"
+    # Create the store first: two jobs creating one SQLite store at once race on its schema.
+    MlflowClient(uri).create_experiment("normcoef")
+    done = train(
+        workdir,
+        "experiment=smoke/loss",
+        "hydra/launcher=local_parallel",
+        "trainer.num_threads=1",
+        f"logger.tracking_uri={uri}",
+    )
+    assert "Joblib.Parallel(n_jobs=2" in done.stdout + done.stderr
+    assert len(runs_of(uri, "loss_smoke")) == 2
