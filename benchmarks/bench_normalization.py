@@ -10,15 +10,14 @@ samples and extrapolated linearly to ``--samples`` when fewer. Both costs are li
 number of columns (each column costs M/2 solves with the same factorization), so the
 extrapolation is fair up to batching effects. Timings are wall-clock on whatever CPU runs this.
 
-BLAS runs single-threaded by default (``--blas-threads``, through ``threadpoolctl`` when it is
-installed): SuperLU's multi-right-hand-side solves call BLAS, and on a small shared CPU the
-threaded OpenBLAS was 3-8x slower per column than one thread (oversubscription).
+All three methods run BLAS single-threaded (``single_threaded_blas`` in
+normcoef.physics.normalization): SuperLU's multi-right-hand-side solves call BLAS, and on a
+small shared CPU the threaded OpenBLAS was 2-8x slower per column than one thread.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import time
 
 import numpy as np
@@ -56,33 +55,12 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="randomization N actually run (1000; 50 quick), extrapolated to --samples",
     )
-    parser.add_argument(
-        "--blas-threads", type=int, default=1, help="BLAS threads (0: leave the library default)"
-    )
     parser.add_argument("--seed", type=int, default=0, help="seed of the brute-force subset")
     return parser.parse_args()
 
 
-def blas_threads(threads: int) -> contextlib.AbstractContextManager:
-    """Limit BLAS threads if asked and threadpoolctl is available; say what happened."""
-    if threads <= 0:
-        print("BLAS threads: library default")
-        return contextlib.nullcontext()
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        print(
-            f"BLAS threads: library default (no threadpoolctl; set OPENBLAS_NUM_THREADS={threads})"
-        )
-        return contextlib.nullcontext()
-    print(f"BLAS threads: {threads}")
-    return threadpool_limits(limits=threads, user_api="blas")
-
-
 def main() -> None:
-    args = parse_args()
-    with blas_threads(args.blas_threads):
-        run(args)
+    run(parse_args())
 
 
 def run(args: argparse.Namespace) -> None:

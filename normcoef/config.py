@@ -105,6 +105,7 @@ class TrainSchema:
 class GenerateSchema:
     dataset: DatasetConfig = MISSING
     progress: bool = True
+    workers: int = 1  # processes computing samples in parallel (one BLAS thread each)
 
 
 def register_configs() -> None:

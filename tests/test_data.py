@@ -394,6 +394,20 @@ def test_growing_a_split_keeps_existing_samples(dataset_copy):
     assert len(list_ids(dataset_copy, "train")) == 4
 
 
+def test_parallel_generation_writes_the_same_samples(generated, tmp_path):
+    root = tmp_path / "parallel"
+    generate_dataset(root, SPEC, progress=False, workers=2)
+    for split, count in SPEC.splits.items():
+        for index in range(count):
+            sample_id = f"{index:05d}"
+            for got, want in zip(
+                read_sample(root, split, sample_id),
+                read_sample(generated, split, sample_id),
+                strict=True,
+            ):
+                np.testing.assert_array_equal(got, want)
+
+
 def test_generation_refuses_a_non_empty_foreign_directory(tmp_path):
     (tmp_path / "thesis.tex").write_text("precious")
     with pytest.raises(DatasetError, match="not a normcoef data set.*nothing was written"):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import multiprocessing
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -83,6 +87,34 @@ def generate_sample(grid: Grid, spec: GenerationSpec, index: int) -> tuple[np.nd
     return fields, exact_normalization(op, spec.tolerance)
 
 
+@functools.lru_cache(maxsize=2)
+def _cached_grid(name: str, height: int | None, width: int | None) -> Grid:
+    return make_grid(name, height, width)
+
+
+def _generate_in_worker(spec: GenerationSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+    """Worker-process entry: builds the grid once per process (the global one takes ~5 s)."""
+    return generate_sample(_cached_grid(spec.grid, spec.height, spec.width), spec, index)
+
+
+def _samples(
+    grid: Grid, spec: GenerationSpec, indices: list[int], workers: int
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Samples in order of ``indices``, computed in ``workers`` processes when > 1.
+
+    Samples are independent and seeded by (seed, index), so the numbers do not depend on
+    ``workers``. Results come back in order and are written as they arrive: an interrupted
+    run keeps every sample finished before the interruption.
+    """
+    if workers <= 1 or len(indices) <= 1:
+        for index in indices:
+            yield generate_sample(grid, spec, index)
+        return
+    context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
+    with ProcessPoolExecutor(min(workers, len(indices)), mp_context=context) as pool:
+        yield from pool.map(_generate_in_worker, [spec] * len(indices), indices)
+
+
 def _check_resumable(root: Path, spec: GenerationSpec) -> None:
     existing = read_json(root / METADATA)
     if existing is None:
@@ -99,8 +131,15 @@ def _check_resumable(root: Path, spec: GenerationSpec) -> None:
         )
 
 
-def generate_dataset(root: Path, spec: GenerationSpec, progress: bool = True) -> dict:
-    """Write every missing sample of ``spec`` under ``root``; return the metadata."""
+def generate_dataset(
+    root: Path, spec: GenerationSpec, progress: bool = True, workers: int = 1
+) -> dict:
+    """Write every missing sample of ``spec`` under ``root``; return the metadata.
+
+    ``workers`` > 1 computes samples in that many processes (one BLAS thread each).
+    """
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1; got {workers}")
     root = Path(root)
     _check_resumable(root, spec)
     grid = make_grid(spec.grid, spec.height, spec.width)
@@ -119,8 +158,9 @@ def generate_dataset(root: Path, spec: GenerationSpec, progress: bool = True) ->
         root / GRID, mask=grid.mask, lat=grid.lat, lat_north=grid.lat_north, lon=grid.lon
     )
     todo = [s for s in sample_ids(spec.splits) if not has_sample(root, s[0], s[1])]
-    for split, sample_id, index in tqdm(todo, desc=f"generate {root}", disable=not progress):
-        fields, gamma = generate_sample(grid, spec, index)
+    samples = _samples(grid, spec, [index for _, _, index in todo], workers)
+    bar = tqdm(samples, total=len(todo), desc=f"generate {root}", disable=not progress)
+    for (split, sample_id, _), (fields, gamma) in zip(todo, bar, strict=True):
         write_sample(root, split, sample_id, fields, gamma)
     write_json(root / STATISTICS, dataset_statistics(root))
     return metadata

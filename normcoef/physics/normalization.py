@@ -14,12 +14,35 @@ Three ways, as compared by Weaver et al. (2021, QJRMS 147:289):
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+from typing import TypeVar
+
 import numpy as np
 from scipy.special import gammaln, kve
+from threadpoolctl import threadpool_limits
 
 from normcoef.physics.diffusion import DiffusionOperator, FieldError, open_faces
 
 DEFAULT_TOLERANCE = 1e-8
+
+_F = TypeVar("_F", bound=Callable)
+
+
+def single_threaded_blas(function: _F) -> _F:
+    """Run ``function`` with one BLAS thread.
+
+    SuperLU's multi-right-hand-side solves call BLAS; on a few shared cores threaded OpenBLAS
+    was 2-8x slower than one thread (oversubscription). Data generation parallelizes over
+    samples instead.
+    """
+
+    @functools.wraps(function)
+    def wrapper(*args, **kwargs):
+        with threadpool_limits(limits=1, user_api="blas"):
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
 
 
 def _matern_correlation(rho: np.ndarray, nu: float) -> np.ndarray:
@@ -80,6 +103,7 @@ def probing_lattice(op: DiffusionOperator, tol: float = DEFAULT_TOLERANCE) -> tu
     return best
 
 
+@single_threaded_blas
 def exact_normalization(
     op: DiffusionOperator, tol: float = DEFAULT_TOLERANCE, batch: int = 64
 ) -> np.ndarray:
@@ -120,6 +144,7 @@ def exact_normalization(
     return _gamma(op, variance)
 
 
+@single_threaded_blas
 def brute_force_variance(
     op: DiffusionOperator, cells: np.ndarray | None = None, batch: int = 128
 ) -> np.ndarray:
@@ -140,6 +165,7 @@ def brute_force_normalization(op: DiffusionOperator, batch: int = 128) -> np.nda
     return _gamma(op, brute_force_variance(op, batch=batch))
 
 
+@single_threaded_blas
 def randomized_normalization(
     op: DiffusionOperator, n_samples: int = 10_000, seed: int = 0, batch: int = 256
 ) -> np.ndarray:
