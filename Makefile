@@ -9,8 +9,11 @@ EXPERIMENT ?= quickstart
 ARGS ?=
 DATASET ?= python
 DATA_ARGS ?=
+# Processes computing samples in parallel (one core each).
+WORKERS ?= 2
+SEARCH ?= optuna
 
-.PHONY: install run data train test bench lint format sweep report ui clean
+.PHONY: install run data train test bench lint format sweep search ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +25,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 data: install
-	$(PY) -m normcoef.generate dataset=$(DATASET) $(DATA_ARGS)
+	$(PY) -m normcoef.generate dataset=$(DATASET) workers=$(WORKERS) $(DATA_ARGS)
 
 train: install
 	$(PY) -m normcoef.train experiment=$(EXPERIMENT) $(ARGS)
@@ -46,6 +49,10 @@ format: install
 sweep: install
 	$(PY) -m normcoef.train -m experiment=$(EXPERIMENT) $(ARGS)
 	$(PY) -m normcoef.report experiment=$(EXPERIMENT)
+
+search: install
+	$(PY) -m normcoef.train -m hparams_search=$(SEARCH) $(ARGS)
+	$(PY) -m normcoef.report hparams_search=$(SEARCH)
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db

@@ -102,17 +102,22 @@ def make_tracker(
 
 
 def download_checkpoint(run_id: str, tracking_uri: str | None, name: str = "last.pt") -> Path:
-    """Fetch ``checkpoints/<name>`` of an MLflow run (for resume and evaluation)."""
+    """Fetch ``checkpoints/<name>`` of an MLflow run (for resume and evaluation).
+
+    The whole ``checkpoints/`` folder comes down, so that a run resumed from last.pt finds
+    the best.pt saved beside it.
+    """
     import mlflow
 
     mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
     try:
-        local = mlflow.artifacts.download_artifacts(
-            run_id=run_id, artifact_path=f"checkpoints/{name}"
-        )
+        local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints")
+        path = Path(local) / name
+        if not path.exists():
+            raise FileNotFoundError(f"the run has no checkpoints/{name}")
     except Exception as error:  # MLflow raises several types for unknown runs/paths
         raise FileNotFoundError(
             f"cannot fetch checkpoints/{name} of MLflow run {run_id!r} from "
             f"{tracking_uri or DEFAULT_TRACKING_URI}: {error}"
         ) from error
-    return Path(local)
+    return path

@@ -8,6 +8,7 @@ depends only on (seed, s), so a resumed run sees exactly the batches an uninterr
 from __future__ import annotations
 
 import math
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +148,12 @@ def train_model(
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         start, best_value, best_step = state["step"], state["best_value"], state["best_step"]
+        # The final evaluation loads best.pt, which need not improve after resuming: bring
+        # along the one saved before the interruption.
+        source = Path(resume_from)
+        previous_best = (source if source.is_dir() else source.parent) / "best.pt"
+        if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
+            shutil.copyfile(previous_best, run_dir / "best.pt")
     mean, std = _target_scale(data)
     autocast = settings.mixed_precision and device.type == "cuda"
     history: list[dict] = []
@@ -181,7 +188,7 @@ def train_model(
         loss = loss_fn(pred.float(), y, ocean, mean, std)
         if not torch.isfinite(loss):
             raise DivergenceError(
-                f"training loss is {float(loss)} at step {step + 1}: lower trainer.lr, "
+                f"training loss is {loss.item()} at step {step + 1}: lower trainer.lr, "
                 "check the inputs, or choose another loss/activation"
             )
         optimizer.zero_grad(set_to_none=True)

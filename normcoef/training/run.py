@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.data.storage import read_json
+from normcoef.data.storage import SPLITS, read_json
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.models import count_parameters
@@ -103,6 +103,8 @@ def run_training(
     container = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(flatten(container))
     tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
+    # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
+    tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
     extra = {
         "config": container,

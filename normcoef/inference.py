@@ -1,0 +1,138 @@
+"""A trained network from a checkpoint, ready to map physical fields to physical γ.
+
+Shared by ``normcoef.evaluate`` and ``normcoef.predict``. A checkpoint written by
+``normcoef.training.run.run_training`` holds the weights and everything inference needs: the
+resolved config (model, activation, loss, data set root), the training split's
+standardization statistics and the grid's periodicity, so no data set is read to rebuild it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+from torch import nn
+
+from normcoef.data.torch_dataset import Standardizer
+from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
+from normcoef.training.checkpoint import load_checkpoint
+from normcoef.training.factory import build_model, resolve_device
+
+REQUIRED_KEYS = ("model", "config", "standardizer", "periodic")
+"""What ``run_training`` stores beside the weights and inference cannot do without."""
+
+_RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint lacks what inference needs, or does not fit the network it describes."""
+
+
+def resolve_checkpoint(
+    source: str | Path,
+    tracking_uri: str | None = None,
+    names: tuple[str, ...] = ("best.pt", "last.pt"),
+) -> Path:
+    """A checkpoint file, a run directory or an MLflow run id -> a local checkpoint file.
+
+    In a run directory, and among an MLflow run's ``checkpoints/`` artifacts, the first of
+    ``names`` that exists wins (evaluation and prediction want the best checkpoint).
+    """
+    path = Path(source)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        for name in names:
+            if (path / name).is_file():
+                return path / name
+        raise FileNotFoundError(f"run directory {path} holds none of {', '.join(names)}")
+    if not _RUN_ID.fullmatch(str(source)):
+        raise FileNotFoundError(
+            f"no checkpoint at {source}; give a .pt file, a run directory holding "
+            f"{' or '.join(names)}, or a 32-character MLflow run id"
+        )
+    errors = []
+    for name in names:
+        try:
+            return download_checkpoint(str(source), tracking_uri, name)
+        except FileNotFoundError as error:
+            errors.append(str(error))
+    raise FileNotFoundError("; ".join(errors))
+
+
+@dataclass
+class TrainedModel:
+    """A network in eval mode on ``device``, with the transforms it was trained with."""
+
+    model: nn.Module
+    standardizer: Standardizer
+    config: DictConfig
+    periodic_x: bool
+    periodic_y: bool
+    step: int
+    path: Path
+    device: torch.device
+
+    @torch.no_grad()
+    def predict(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+        """Physical γ (H, W) float64 of (3, H, W) fields A_i, A_j, W on an (H, W) ocean mask.
+
+        Inputs get the training's standardization and distance channel
+        (``Standardizer.model_inputs``); land cells hold whatever the network outputs there.
+        """
+        x = torch.from_numpy(self.standardizer.model_inputs(fields, ocean))
+        pred = self.model(x[None].to(self.device))
+        return self.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
+
+
+def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
+    """Rebuild the network of a ``run_training`` checkpoint and load its weights."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    state = load_checkpoint(Path(path), map_location=device)
+    missing = [key for key in REQUIRED_KEYS if key not in state]
+    if missing:
+        raise CheckpointError(
+            f"checkpoint {path} lacks {missing}: inference needs a checkpoint written by "
+            "`python -m normcoef.train` (normcoef.training.run.run_training)"
+        )
+    config = OmegaConf.create(state["config"])
+    standardizer = Standardizer.from_dict(state["standardizer"])
+    periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
+    model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        raise CheckpointError(
+            f"checkpoint {path}: the weights do not fit the network its config describes: {error}"
+        ) from error
+    model.to(device).eval()
+    return TrainedModel(
+        model,
+        standardizer,
+        config,
+        periodic_x,
+        periodic_y,
+        int(state.get("step", 0)),
+        Path(path),
+        device,
+    )
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
+    """The command-line arguments ``load_from_arguments`` reads, shared by the entry points."""
+    parser.add_argument(
+        "checkpoint", help="a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id"
+    )
+    parser.add_argument(
+        "--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})"
+    )
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+
+
+def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
+    return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)

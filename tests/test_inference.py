@@ -1,0 +1,231 @@
+"""Specification of inference from checkpoints: ``normcoef.evaluate`` and ``normcoef.predict``.
+
+One tiny run (16x24 python grid, 3/1/2 samples, a 2-layer 4-channel CNN, 3 steps) is trained
+once with ``run_training`` into its own SQLite MLflow store; every test reads its checkpoints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import DictConfig
+
+from normcoef import evaluate, predict
+from normcoef.config import register_configs
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.storage import load_split
+from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.inference import load_trained_model, resolve_checkpoint
+from normcoef.training.factory import build_loss
+from normcoef.training.loop import evaluate_split
+from normcoef.training.run import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+RANDOMIZATION_SAMPLES = 20
+
+
+@dataclass
+class TrainedRun:
+    root: Path
+    run_dir: Path
+    run_id: str
+    tracking_uri: str
+    cfg: DictConfig
+    logged: dict[str, float]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+    tmp = tmp_path_factory.mktemp("inference")
+    root = tmp / "data"
+    spec = GenerationSpec(
+        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
+    )
+    generate_dataset(root, spec, progress=False)
+    uri = f"sqlite:///{tmp}/mlflow.db"
+    # Artifacts under tmp, not in ./mlruns of the working directory.
+    MlflowClient(uri).create_experiment("inference", artifact_location=str(tmp / "artifacts"))
+    register_configs()
+    overrides = [
+        f"dataset.root={root}",
+        "dataset.height=16",
+        "dataset.width=24",
+        "dataset.splits={train: 3, valid: 1, test: 2}",
+        "dataset.standardization=partial",
+        "distance_map=manhattan",
+        "model.layers=2",
+        "model.channels=4",
+        "trainer.steps=3",
+        "trainer.eval_every=1",
+        "trainer.checkpoint_every=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"trainer.output_dir={tmp / 'checkpoints'}",
+        f"logger.tracking_uri={uri}",
+        "logger.experiment=inference",
+        f"evaluation.randomization_samples={RANDOMIZATION_SAMPLES}",
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    run_training(cfg)
+    client = MlflowClient(uri)
+    experiment = client.get_experiment_by_name("inference")
+    (run,) = client.search_runs([experiment.experiment_id])
+    run_id = run.info.run_id
+    return TrainedRun(root, tmp / "checkpoints" / run_id, run_id, uri, cfg, run.data.metrics)
+
+
+def test_a_run_directory_resolves_to_its_best_checkpoint(trained: TrainedRun):
+    assert resolve_checkpoint(trained.run_dir) == trained.run_dir / "best.pt"
+    assert (trained.run_dir / "last.pt").exists()
+
+
+def test_evaluating_the_checkpoint_reproduces_the_test_metrics_training_logged(
+    trained: TrainedRun, capsys: pytest.CaptureFixture, tmp_path: Path
+):
+    out = tmp_path / "report"
+    result = evaluate.main(
+        [str(trained.run_dir), "-n", str(RANDOMIZATION_SAMPLES), "--output-dir", str(out)]
+    )
+
+    logged = {k: v for k, v in trained.logged.items() if k.startswith("test/")}
+    assert set(logged) == set(result.flat_metrics())
+    for key, value in result.flat_metrics().items():
+        assert value == pytest.approx(logged[key], rel=1e-6, abs=1e-12), key
+    printed = capsys.readouterr().out
+    assert "| CNN |" in printed
+    assert f"| Randomization (N={RANDOMIZATION_SAMPLES}) |" in printed
+    assert "2 test samples." in printed
+    assert "| CNN |" in (out / "test_metrics.md").read_text()
+    assert (out / "error_by_distance.png").exists()
+
+
+def test_evaluating_an_mlflow_run_id_logs_metrics_and_table_to_that_run(trained: TrainedRun):
+    result = evaluate.main([trained.run_id, "--tracking-uri", trained.tracking_uri, "-n", "3"])
+
+    client = MlflowClient(trained.tracking_uri)
+    run = client.get_run(trained.run_id)
+    assert run.info.status == "FINISHED"
+    randomization = result.methods["Randomization (N=3)"]
+    assert run.data.metrics["test/randomization/eps_q"] == pytest.approx(randomization["eps_q"])
+    table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/test_metrics.md")
+    assert "| Randomization (N=3) |" in table
+    assert "| CNN |" in table
+    figures = {f.path for f in client.list_artifacts(trained.run_id, "figures")}
+    assert "figures/mean_abs_error_map.png" in figures
+
+
+def test_logging_to_an_unknown_run_fails_before_evaluating(trained: TrainedRun):
+    unknown = "0" * 32
+    args = [str(trained.run_dir), "--log-to", unknown, "--tracking-uri", trained.tracking_uri]
+    with pytest.raises(SystemExit, match=f"no MLflow run '{unknown}'"):
+        evaluate.main(args)
+
+
+def test_predict_writes_the_models_physical_gamma_with_nan_exactly_on_land(
+    trained: TrainedRun, tmp_path: Path
+):
+    outputs = predict.main(
+        [str(trained.run_dir), str(trained.root / "test" / "X"), "-o", str(tmp_path)]
+    )
+
+    model = load_trained_model(trained.run_dir / "best.pt", "cpu")
+    test = NormalizationDataset(load_split(trained.root, "test"), model.standardizer)
+    data = PreparedData(test, test, test, model.standardizer)
+    _, expected = evaluate_split(
+        model.model, build_loss(trained.cfg.loss), test, data, model.device
+    )
+    with np.load(trained.root / "grid.npz") as grid:
+        land = ~grid["mask"]
+    assert [p.name for p in outputs] == ["00000_norm_coeffs.npz", "00001_norm_coeffs.npz"]
+    for path, gamma_hat, ocean in zip(outputs, expected, test.split.ocean, strict=True):
+        with np.load(path) as written:
+            gamma, mask = written["gamma"], written["mask"]
+        np.testing.assert_array_equal(np.isnan(gamma), land)
+        np.testing.assert_array_equal(mask, ~land)
+        np.testing.assert_allclose(gamma[ocean], gamma_hat[ocean], rtol=1e-12)
+
+
+def test_predict_refuses_to_overwrite_unless_asked(trained: TrainedRun, tmp_path: Path):
+    sample = trained.root / "test" / "X" / "00000.npz"
+    (out,) = predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
+    out.write_bytes(b"kept")
+
+    with pytest.raises(SystemExit, match="exist.*--overwrite"):
+        predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
+    assert out.read_bytes() == b"kept"
+
+    predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path), "--overwrite"])
+    with np.load(out) as written:
+        assert written["gamma"].shape == (16, 24)
+
+
+def test_a_missing_checkpoint_is_a_clear_error(trained: TrainedRun, tmp_path: Path):
+    missing = str(tmp_path / "nowhere" / "best.pt")
+    with pytest.raises(SystemExit, match="no checkpoint at .*nowhere"):
+        evaluate.main([missing])
+    with pytest.raises(SystemExit, match="no checkpoint at .*nowhere"):
+        predict.main([missing, str(trained.root / "test" / "X"), "-o", str(tmp_path)])
+
+
+def test_a_checkpoint_without_config_and_statistics_is_refused(tmp_path: Path):
+    path = tmp_path / "weights_only.pt"
+    torch.save({"model": {}}, path)
+    with pytest.raises(SystemExit, match=r"lacks \['config', 'standardizer', 'periodic'\]"):
+        evaluate.main([str(path)])
+
+
+def test_an_input_on_another_grid_without_its_mask_is_refused(trained: TrainedRun, tmp_path: Path):
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, arr_0=np.ones((3, 16, 23)))
+    with pytest.raises(SystemExit, match="16x23 grid do not fit the 16x24 mask of the training"):
+        predict.main([str(trained.run_dir), str(wrong), "-o", str(tmp_path / "out")])
+    assert not (tmp_path / "out").exists()
+
+
+def test_nan_on_ocean_is_refused_but_nan_on_land_is_not(trained: TrainedRun, tmp_path: Path):
+    with np.load(trained.root / "test" / "X" / "00000.npz") as stored:
+        fields = stored["arr_0"]
+    with np.load(trained.root / "grid.npz") as grid:
+        ocean = grid["mask"]
+    on_land = np.where(ocean, fields, np.nan)
+    np.savez(tmp_path / "land.npz", on_land)
+    on_ocean = fields.copy()
+    on_ocean[2, ocean] = np.nan
+    np.savez(tmp_path / "ocean.npz", on_ocean)
+
+    with pytest.raises(SystemExit, match="ocean.npz: inputs hold NaN"):
+        predict.main([str(trained.run_dir), str(tmp_path / "ocean.npz"), "-o", str(tmp_path)])
+    (out,) = predict.main(
+        [str(trained.run_dir), str(tmp_path / "land.npz"), "-o", str(tmp_path / "out")]
+    )
+    with np.load(out) as written:
+        assert np.isfinite(written["gamma"][ocean]).all()
+
+
+def test_predict_runs_as_a_module_with_a_given_mask(trained: TrainedRun, tmp_path: Path):
+    command = [
+        sys.executable,
+        "-m",
+        "normcoef.predict",
+        str(trained.run_dir / "last.pt"),
+        str(trained.root / "test" / "X" / "00001.npz"),
+        "--mask",
+        str(trained.root / "grid.npz"),
+        "-o",
+        str(tmp_path),
+        "--device",
+        "cpu",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (tmp_path / "00001_norm_coeffs.npz").exists()
