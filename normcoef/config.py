@@ -65,6 +65,7 @@ class TrainerConfig:
     checkpoint_every: int = 500
     monitor: str = "val/loss"
     resume: str | None = None
+    stop_at: int | None = None  # stop (resumably) after this step; the schedule keeps `steps`
     output_dir: str = "checkpoints"
     progress: bool = True
     num_threads: int | None = None
@@ -83,7 +84,6 @@ class EvaluationConfig:
     randomization_samples: int = 10_000
     randomization_seed: int = 0
     max_samples: int | None = None
-    split: str = "test"
 
 
 @dataclass

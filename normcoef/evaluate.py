@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from normcoef.data.storage import METADATA, SPLITS, load_split, read_json
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
 from normcoef.tracking import DEFAULT_TRACKING_URI
@@ -64,18 +64,17 @@ def evaluate_checkpoint(
         raise ValueError(f"{root} has no {split} sample under {split}/X and {split}/Y")
     # The randomization estimator must diffuse with the M steps γ was computed with.
     steps = (read_json(root / METADATA) or {}).get("steps", trained.config.dataset.fields.steps)
-    # evaluate() reads only the test slot and the standardizer.
-    data = PreparedData(dataset, dataset, dataset, trained.standardizer)
     return evaluate(
         trained.model,
         build_loss(trained.config.loss),
-        data,
+        dataset,
         trained.device,
         randomization_samples,
         steps,
         seed,
         trained.periodic_y,
         progress=progress,
+        split=split,
     )
 
 

@@ -14,7 +14,7 @@ from torch import nn
 from tqdm import tqdm
 
 from normcoef.data.distance import signed_distance
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.figures import plot_distance_histogram, plot_error_by_distance, plot_error_map
 from normcoef.metrics import (
     aggregate,
@@ -37,6 +37,7 @@ class Evaluation:
     abs_eps_maps: np.ndarray | None = None
     ocean: np.ndarray | None = None
     samples: int = 0
+    split: str = "test"
 
     def table(self) -> str:
         """Markdown table in the layout of the report's Table 8 (mean ± std over samples)."""
@@ -47,9 +48,11 @@ class Evaluation:
                 f"{metrics[key]:.3g} ± {metrics.get(key + '_std', 0.0):.2g}" for key, _ in COLUMNS
             ]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + f"\n\n{self.samples} test samples."
+        return "\n".join(lines) + f"\n\n{self.samples} {self.split} samples."
 
-    def flat_metrics(self, prefix: str = "test") -> dict[str, float]:
+    def flat_metrics(self, prefix: str | None = None) -> dict[str, float]:
+        """``<split>/cnn/eps_q``, ``<split>/randomization/eps_q``, ... (MLflow keys)."""
+        prefix = prefix or self.split
         out = {}
         for method, metrics in self.methods.items():
             tag = "cnn" if method == "CNN" else "randomization"
@@ -64,14 +67,12 @@ def randomization_metrics(
     seed: int,
     periodic_x: bool = True,
     periodic_y: bool = False,
-    limit: int | None = None,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Metrics of the randomization estimator with ``n_samples`` draws on each test sample."""
+    """Metrics of the randomization estimator with ``n_samples`` draws on each sample."""
     split = dataset.split
-    count = len(split) if limit is None else min(limit, len(split))
     per_sample = []
-    for i in tqdm(range(count), desc=f"randomization N={n_samples}", disable=not progress):
+    for i in tqdm(range(len(split)), desc=f"randomization N={n_samples}", disable=not progress):
         op = DiffusionOperator(split.fields[i], split.ocean[i], steps, periodic_x, periodic_y)
         estimate = randomized_normalization(op, n_samples, seed + i)
         per_sample.append(sample_metrics(estimate, split.gamma[i], split.ocean[i]))
@@ -81,7 +82,7 @@ def randomization_metrics(
 def evaluate(
     model: nn.Module,
     loss_fn: nn.Module,
-    data: PreparedData,
+    dataset: NormalizationDataset,
     device: torch.device,
     randomization_samples: int,
     steps: int,
@@ -89,14 +90,18 @@ def evaluate(
     periodic_y: bool = False,
     limit: int | None = None,
     progress: bool = False,
+    split: str = "test",
 ) -> Evaluation:
-    """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on the test split."""
-    test = data.test
-    if len(test) == 0:
-        raise ValueError("the test split is empty: generate one (dataset.splits.test=N)")
-    cnn, predictions = evaluate_split(model, loss_fn, test, data, device)
+    """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
+
+    Both methods see the same samples: the first ``limit`` when given.
+    """
+    if len(dataset) == 0:
+        raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
+    test = dataset if limit is None else dataset.head(limit)
+    cnn, predictions = evaluate_split(model, loss_fn, test, device)
     cnn.pop("loss", None)
-    result = Evaluation(samples=len(test))
+    result = Evaluation(samples=len(test), split=split)
     if randomization_samples > 0:
         label = f"Randomization (N={randomization_samples})"
         result.methods[label] = randomization_metrics(
@@ -104,9 +109,8 @@ def evaluate(
             randomization_samples,
             steps,
             seed,
-            data.standardizer.periodic_x,
+            test.standardizer.periodic_x,
             periodic_y,
-            limit,
             progress,
         )
     result.methods["CNN"] = cnn

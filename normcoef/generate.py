@@ -14,9 +14,7 @@ register_configs()
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 def main(cfg: DictConfig) -> None:
     root = cfg.dataset.root
-    generate_dataset(
-        root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers
-    )
+    generate_dataset(root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers)
     print(summary(root))
 
 

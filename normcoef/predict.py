@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from normcoef.data.storage import GRID, TARGET_SUFFIX, DatasetError, _center_crop, _load_array
+from normcoef.data.storage import GRID, TARGET_SUFFIX, DatasetError, center_crop, load_array
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
 
 
@@ -63,7 +63,7 @@ def load_mask(path: str | Path) -> np.ndarray:
         raise FileNotFoundError(f"no mask file {path}; give one with --mask")
     with np.load(path) as data:
         mask = data["mask"] if "mask" in data else None
-    mask = np.asarray(_load_array(path) if mask is None else mask) != 0
+    mask = np.asarray(load_array(path) if mask is None else mask) != 0
     if mask.ndim != 2 or not mask.any():
         raise DatasetError(f"{path}: the mask must be 2-D (H, W) with some ocean; got {mask.shape}")
     return mask
@@ -71,7 +71,7 @@ def load_mask(path: str | Path) -> np.ndarray:
 
 def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> np.ndarray:
     """(3, H, W) fields A_i, A_j, W of an input file, checked against the (H, W) mask."""
-    fields = _load_array(path)
+    fields = load_array(path)
     if fields.ndim != 3 or fields.shape[0] < 3:
         raise DatasetError(
             f"{path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}"
@@ -83,7 +83,7 @@ def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> np.ndarray:
             f"{ocean.shape[0]}x{ocean.shape[1]} mask of {mask_source} (nor with an equal halo "
             "on every side); for another grid give its mask with --mask"
         )
-    fields = _center_crop(fields[:3], ocean.shape)
+    fields = center_crop(fields[:3], ocean.shape)
     finite = np.isfinite(fields)
     if not finite[:, ocean].all():
         raise DatasetError(f"{path}: inputs hold NaN or infinite values on ocean cells")

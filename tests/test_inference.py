@@ -23,7 +23,8 @@ from normcoef import evaluate, predict
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.storage import load_split
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.data.torch_dataset import NormalizationDataset
+from normcoef.evaluation import evaluate as evaluate_metrics
 from normcoef.inference import load_trained_model, resolve_checkpoint
 from normcoef.training.factory import build_loss
 from normcoef.training.loop import evaluate_split
@@ -109,6 +110,23 @@ def test_evaluating_the_checkpoint_reproduces_the_test_metrics_training_logged(
     assert (out / "error_by_distance.png").exists()
 
 
+def test_a_sample_limit_applies_to_the_cnn_and_the_randomization_alike(trained: TrainedRun):
+    model = load_trained_model(trained.run_dir / "best.pt", "cpu")
+    test = NormalizationDataset(load_split(trained.root, "test"), model.standardizer)
+    loss_fn = build_loss(trained.cfg.loss)
+
+    def run(dataset, limit):
+        return evaluate_metrics(
+            model.model, loss_fn, dataset, model.device, RANDOMIZATION_SAMPLES, 10, limit=limit
+        )
+
+    limited, first_only = run(test, 1), run(test.head(1), None)
+    assert limited.samples == 1
+    assert limited.flat_metrics() == first_only.flat_metrics()
+    assert limited.flat_metrics() != run(test, None).flat_metrics()
+    assert "1 test samples." in limited.table()
+
+
 def test_evaluating_an_mlflow_run_id_logs_metrics_and_table_to_that_run(trained: TrainedRun):
     result = evaluate.main([trained.run_id, "--tracking-uri", trained.tracking_uri, "-n", "3"])
 
@@ -140,10 +158,7 @@ def test_predict_writes_the_models_physical_gamma_with_nan_exactly_on_land(
 
     model = load_trained_model(trained.run_dir / "best.pt", "cpu")
     test = NormalizationDataset(load_split(trained.root, "test"), model.standardizer)
-    data = PreparedData(test, test, test, model.standardizer)
-    _, expected = evaluate_split(
-        model.model, build_loss(trained.cfg.loss), test, data, model.device
-    )
+    _, expected = evaluate_split(model.model, build_loss(trained.cfg.loss), test, model.device)
     with np.load(trained.root / "grid.npz") as grid:
         land = ~grid["mask"]
     assert [p.name for p in outputs] == ["00000_norm_coeffs.npz", "00001_norm_coeffs.npz"]

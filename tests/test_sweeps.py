@@ -185,7 +185,7 @@ def test_failing_trial_is_recorded_as_fail_and_the_study_goes_on(
 def test_local_parallel_launcher_runs_jobs_in_worker_processes(workdir: Path):
     uri = f"sqlite:///{workdir}/parallel.db"
     # Create the store first: two jobs creating one SQLite store at once race on its schema.
-    MlflowClient(uri).create_experiment("normcoef")
+    MlflowClient(uri).create_experiment("normcoef", artifact_location=str(workdir / "mlruns"))
     done = train(
         workdir,
         "experiment=smoke/loss",

@@ -25,7 +25,7 @@ from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_model
 from normcoef.training.loop import DivergenceError
-from normcoef.training.run import load_data, run_training
+from normcoef.training.run import load_data, refuse_data_parallel, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -187,7 +187,7 @@ def interrupted(workdir: Path, tmp_path_factory: pytest.TempPathFactory):
     """An uninterrupted run and one stopped after step 3, tracked in one store."""
     out = tmp_path_factory.mktemp("resume")
     uri = new_store(workdir, out)
-    stop = f"++trainer.stop_at={STOP}"  # ++: TrainerConfig has no stop_at (yet)
+    stop = f"trainer.stop_at={STOP}"
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(out)
         run_training(config(workdir, out / "whole", *RESUMABLE, uri=uri))
@@ -230,9 +230,32 @@ def test_resumed_run_ends_with_the_weights_and_metrics_of_an_uninterrupted_run(
 def test_resuming_from_an_unknown_run_says_what_it_looked_for(
     workdir: Path, store: str, tmp_path: Path
 ):
-    cfg = config(workdir, tmp_path, "trainer.resume=0123456789abcdef", uri=store)
+    cfg = config(workdir, tmp_path, f"trainer.resume={'0123456789abcdef' * 2}", uri=store)
     with pytest.raises(FileNotFoundError, match="checkpoints/last.pt of MLflow run '0123"):
         run_training(cfg)
+
+
+def test_a_mistyped_resume_path_is_not_taken_for_a_run_id(workdir: Path, tmp_path: Path):
+    cfg = config(workdir, tmp_path, f"trainer.resume={tmp_path / 'chekpoints'}")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at .*chekpoints"):
+        run_training(cfg)
+    assert not (tmp_path / "mlflow.db").exists()
+
+
+def test_resuming_a_finished_run_trains_nothing_and_evaluates_its_best_checkpoint(
+    workdir: Path, interrupted, monkeypatch: pytest.MonkeyPatch
+):
+    out, uri, whole, _ = interrupted
+    whole_dir = out / "whole" / whole.info.run_id
+    monkeypatch.chdir(out)
+    again = out / "again"
+    resume = f"trainer.resume={whole_dir / 'last.pt'}"
+    value = run_training(config(workdir, again, *RESUMABLE, resume, uri=uri))
+    rerun = tracked_run(uri, again)
+    assert rerun.info.status == "FINISHED"
+    assert value == whole.data.metrics["best/val/loss"]
+    assert final_metrics(rerun) == final_metrics(whole)
+    assert_same_weights(again / rerun.info.run_id / "last.pt", whole_dir / "last.pt")
 
 
 # --- determinism -------------------------------------------------------------------------
@@ -285,10 +308,13 @@ def test_diverging_run_fails_naming_the_step_and_a_fix_and_marks_the_mlflow_run_
     assert "lower trainer.lr" in run.data.tags["normcoef.failure"]
 
 
-def test_unknown_monitor_names_the_metrics_to_choose_from(workdir: Path, tmp_path: Path):
+def test_unknown_monitor_is_refused_before_training_naming_the_choices(
+    workdir: Path, tmp_path: Path
+):
     cfg = config(workdir, tmp_path, "trainer.monitor=val/epsq")
-    with pytest.raises(ValueError, match=r"trainer.monitor='val/epsq'.*'val/eps_q'"):
-        run_training(cfg)
+    with pytest.raises(ValueError, match=r"trainer.monitor='val/epsq'.*val/eps_q"):
+        run_training(cfg, run_dir=tmp_path / "run")
+    assert not list((tmp_path / "run").glob("*.pt"))
 
 
 def test_misspelt_option_is_refused_listing_the_available_ones(workdir: Path, tmp_path: Path):
@@ -339,3 +365,9 @@ def test_factory_built_model_outputs_one_channel_on_the_data_grid(
     assert x.shape[0] == (3 if distance_map == "none" else 4)
     with torch.no_grad():
         assert network(x[None]).shape == (1, *y.shape) == (1, 1, 16, 24)
+
+
+def test_a_torchrun_launch_with_several_processes_is_refused_with_advice():
+    refuse_data_parallel({"WORLD_SIZE": "1"})
+    with pytest.raises(RuntimeError, match="WORLD_SIZE=2.*one process per GPU"):
+        refuse_data_parallel({"WORLD_SIZE": "2"})

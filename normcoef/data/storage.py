@@ -64,7 +64,7 @@ def list_ids(root: Path, split: str) -> list[str]:
     return [i for i in ids if sample_paths(root, split, i)[1].exists()]
 
 
-def _load_array(path: Path) -> np.ndarray:
+def load_array(path: Path) -> np.ndarray:
     if not path.exists():
         raise DatasetError(f"missing file {path}; regenerate the data set or fix the path")
     try:
@@ -80,7 +80,7 @@ def _load_array(path: Path) -> np.ndarray:
         raise DatasetError(f"cannot read {path}: {error}") from error
 
 
-def _center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+def center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     top = (array.shape[-2] - shape[0]) // 2
     left = (array.shape[-1] - shape[1]) // 2
     return array[..., top : top + shape[0], left : left + shape[1]]
@@ -89,7 +89,7 @@ def _center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(fields (C, H, W), γ (H, W)); inputs stored with a halo are centre-cropped to γ."""
     x_path, y_path = sample_paths(root, split, sample_id)
-    fields, gamma = _load_array(x_path), _load_array(y_path)
+    fields, gamma = load_array(x_path), load_array(y_path)
     if gamma.ndim != 2:
         raise DatasetError(f"{y_path}: γ must be 2-D (H, W); got shape {gamma.shape}")
     if fields.ndim != 3 or fields.shape[0] < 3:
@@ -100,7 +100,7 @@ def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.
         raise DatasetError(
             f"{x_path}: inputs {fields.shape[1:]} are smaller than γ {gamma.shape} in {y_path}"
         )
-    fields = _center_crop(fields[:3], gamma.shape)
+    fields = center_crop(fields[:3], gamma.shape)
     for name, array, path in (("inputs", fields, x_path), ("γ", gamma, y_path)):
         if not np.isfinite(array).all():
             raise DatasetError(f"{path}: {name} contain NaN or infinite values")
@@ -122,6 +122,10 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def head(self, count: int) -> Split:
+        """The first ``count`` samples (all when there are fewer)."""
+        return Split(self.ids[:count], self.fields[:count], self.gamma[:count], self.ocean[:count])
 
 
 def load_split(root: Path, split: str, limit: int | None = None) -> Split:

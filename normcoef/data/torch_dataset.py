@@ -135,6 +135,12 @@ class NormalizationDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         return self.item(i)
 
+    def head(self, count: int) -> NormalizationDataset:
+        """The first ``count`` samples, transformed the same way."""
+        return NormalizationDataset(
+            self.split.head(count), self.standardizer, self.online, self.seed, self.periodic_y
+        )
+
     def _build(self, i: int, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         fields, gamma, ocean = self.split.fields[i], self.split.gamma[i], self.split.ocean[i]
         if name != "identity":

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
 from normcoef.metrics import aggregate, sample_metrics
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
 from normcoef.training.factory import build_optimizer, build_scheduler
@@ -26,6 +26,10 @@ from normcoef.training.factory import build_optimizer, build_scheduler
 
 class DivergenceError(RuntimeError):
     """The training loss became NaN or infinite."""
+
+
+# What trainer.monitor may name: the validation metrics evaluate_split logs, or the loss.
+MONITORS = ("val/loss", "val/eps_q", "val/eps_max", "val/eps_mean", "val/rmse", "train/loss")
 
 
 @dataclass
@@ -76,8 +80,8 @@ def collate(dataset: NormalizationDataset, indices: list[int], draw: int, device
     return tuple(torch.stack(parts).to(device) for parts in zip(*items, strict=True))
 
 
-def _target_scale(data: PreparedData) -> tuple[float, float]:
-    stats = data.standardizer.target
+def _target_scale(standardizer: Standardizer) -> tuple[float, float]:
+    stats = standardizer.target
     return float(stats.mean[0]), float(stats.std[0])
 
 
@@ -86,7 +90,6 @@ def evaluate_split(
     model: nn.Module,
     loss_fn: nn.Module,
     dataset: NormalizationDataset,
-    data: PreparedData,
     device: torch.device,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """Mean loss and report metrics (on physical γ) over a split, in eval mode.
@@ -95,13 +98,13 @@ def evaluate_split(
     """
     was_training = model.training
     model.eval()  # BatchNorm with running statistics (the original test scripts forgot this)
-    mean, std = _target_scale(data)
+    mean, std = _target_scale(dataset.standardizer)
     losses, per_sample, predictions = [], [], []
     for i in range(len(dataset)):
         x, y, ocean = (t.unsqueeze(0).to(device) for t in dataset.item(i))
         pred = model(x)
         losses.append(float(loss_fn(pred, y, ocean, mean, std)))
-        gamma_hat = data.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
+        gamma_hat = dataset.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
         gamma = dataset.split.gamma[i]
         per_sample.append(sample_metrics(gamma_hat, gamma, dataset.split.ocean[i]))
         predictions.append(np.where(dataset.split.ocean[i], gamma_hat, 0.0))
@@ -129,6 +132,11 @@ def train_model(
     """
     if len(data.train) == 0:
         raise ValueError("the training split is empty")
+    if settings.monitor not in MONITORS:
+        raise ValueError(
+            f"trainer.monitor={settings.monitor!r} is not a logged metric; choose one of "
+            f"{', '.join(MONITORS)}"
+        )
     if settings.monitor.startswith("val/") and len(data.valid) == 0:
         raise ValueError(
             f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
@@ -154,7 +162,7 @@ def train_model(
         previous_best = (source if source.is_dir() else source.parent) / "best.pt"
         if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
             shutil.copyfile(previous_best, run_dir / "best.pt")
-    mean, std = _target_scale(data)
+    mean, std = _target_scale(data.standardizer)
     autocast = settings.mixed_precision and device.type == "cuda"
     history: list[dict] = []
     last = settings.steps if settings.stop_at is None else min(settings.stop_at, settings.steps)
@@ -171,6 +179,9 @@ def train_model(
             extra=checkpoint_extra or {},
         )
 
+    if start >= last:  # resumed from a checkpoint at (or past) the end: nothing to train
+        checkpoint("last.pt", start)
+        return TrainResult(best_value, best_step, start, run_dir, [])
     model.train()
     bar = tqdm(
         range(start, last),
@@ -200,14 +211,9 @@ def train_model(
         postfix["loss"] = f"{loss.item():.3g}"
         record = {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]}
         if done % settings.eval_every == 0 or done == settings.steps:
-            val, _ = evaluate_split(model, loss_fn, data.valid, data, device)
+            val, _ = evaluate_split(model, loss_fn, data.valid, device)
             record.update({f"val/{k}": v for k, v in val.items()})
-            value = record.get(settings.monitor)
-            if value is None:
-                raise ValueError(
-                    f"trainer.monitor={settings.monitor!r} is not a logged metric; "
-                    f"choose one of {sorted(record)}"
-                )
+            value = record[settings.monitor]
             if value < best_value:
                 best_value, best_step = float(value), done
                 checkpoint("best.pt", done)

@@ -6,6 +6,7 @@ Importable and testable without Hydra's command line (compose a config and call
 
 from __future__ import annotations
 
+import os
 import tempfile
 from pathlib import Path
 
@@ -16,8 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from normcoef.data.storage import SPLITS, read_json
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
+from normcoef.inference import resolve_checkpoint
 from normcoef.models import count_parameters
-from normcoef.tracking import NullTracker, download_checkpoint, flatten, make_tracker
+from normcoef.tracking import NullTracker, flatten, make_tracker
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_loss, build_model, resolve_device
 from normcoef.training.loop import DivergenceError, LoopSettings, TrainResult, train_model
@@ -35,6 +37,22 @@ def grid_periodicity(root: str | Path) -> tuple[bool, bool]:
     """(periodic_x, periodic_y) from the data set's metadata; east-west periodic otherwise."""
     meta = read_json(Path(root) / "metadata.json") or {}
     return bool(meta.get("periodic_x", True)), bool(meta.get("periodic_y", False))
+
+
+def refuse_data_parallel(environ: dict[str, str] | None = None) -> None:
+    """Fail fast under ``torchrun --nproc_per_node>1``: N processes would train N copies.
+
+    No data-parallel mode on purpose (docs/sweeps.md): the report trains 10 images at batch 1,
+    so there is no batch to split; what scales is one run per GPU.
+    """
+    world_size = int((os.environ if environ is None else environ).get("WORLD_SIZE", "1"))
+    if world_size > 1:
+        raise RuntimeError(
+            f"normcoef.train was started with WORLD_SIZE={world_size} (torchrun?), but it has no "
+            "data-parallel mode: every process would train the same network. Start one process "
+            "per GPU instead, e.g. CUDA_VISIBLE_DEVICES=0 python -m normcoef.train ..., or a "
+            "sweep with hydra/launcher=slurm_gpu or local_parallel (docs/sweeps.md)."
+        )
 
 
 def load_data(cfg: DictConfig) -> PreparedData:
@@ -61,16 +79,6 @@ def loop_settings(trainer: DictConfig) -> LoopSettings:
     return LoopSettings(**values)
 
 
-def resolve_resume(resume: str | None, tracking_uri: str | None) -> Path | None:
-    """A checkpoint path, a run directory, or an MLflow run id -> a local checkpoint."""
-    if not resume:
-        return None
-    path = Path(resume)
-    if path.exists():
-        return path / "last.pt" if path.is_dir() else path
-    return download_checkpoint(resume, tracking_uri)
-
-
 def run_training(
     cfg: DictConfig,
     overrides: str = "",
@@ -78,6 +86,7 @@ def run_training(
     run_dir: Path | None = None,
 ) -> float:
     """Train, evaluate and track one configuration; return the best monitored value."""
+    refuse_data_parallel()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
@@ -86,7 +95,11 @@ def run_training(
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, periodic_x)
     loss_fn = build_loss(cfg.loss)
     device = resolve_device(cfg.trainer.device)
-    resume = resolve_resume(cfg.trainer.resume, cfg.logger.tracking_uri)
+    resume = (
+        resolve_checkpoint(cfg.trainer.resume, cfg.logger.tracking_uri, names=("last.pt",))
+        if cfg.trainer.resume
+        else None
+    )
     tags = {
         "normcoef.experiment": cfg.experiment_name,
         "normcoef.overrides": overrides or "(defaults)",
@@ -158,7 +171,7 @@ def _evaluate_and_log(
     evaluation = evaluate(
         model,
         loss_fn,
-        data,
+        data.test,
         device,
         ev.randomization_samples,
         cfg.dataset.fields.steps,
