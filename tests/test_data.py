@@ -478,6 +478,15 @@ def test_reading_a_sample_without_its_target_names_the_missing_file(tmp_path):
         read_sample(tmp_path, "train", "a")
 
 
+def test_loading_a_split_with_an_input_lacking_its_target_names_the_missing_file(tmp_path):
+    inputs, gamma = foreign_sample()
+    write_foreign(tmp_path, "a", inputs, gamma)
+    write_foreign(tmp_path, "b", inputs, gamma)
+    sample_paths(tmp_path, "train", "b")[1].unlink()
+    with pytest.raises(DatasetError, match="1 input file.*b_norm_coeffs.npz is missing"):
+        load_split(tmp_path, "train")
+
+
 def corrupt(change: str) -> tuple[np.ndarray, np.ndarray]:
     inputs, gamma = foreign_sample()
     if change == "two channels":

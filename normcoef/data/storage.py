@@ -56,12 +56,23 @@ def has_sample(root: Path, split: str, sample_id: str) -> bool:
 
 
 def list_ids(root: Path, split: str) -> list[str]:
-    """Ids (file names up to the first dot) that have both an X and a Y file."""
+    """Ids (file names up to the first dot) of the split's inputs; each must have its target.
+
+    The generator writes Y before X, so an X without Y is a foreign set missing a file: say
+    so rather than train on fewer samples than the user has.
+    """
     x_dir = Path(root) / split / "X"
     if not x_dir.is_dir():
         return []
     ids = sorted({p.name.split(".")[0] for p in x_dir.glob("*.npz") if ".tmp" not in p.name})
-    return [i for i in ids if sample_paths(root, split, i)[1].exists()]
+    orphans = [i for i in ids if not sample_paths(root, split, i)[1].exists()]
+    if orphans:
+        missing = sample_paths(root, split, orphans[0])[1]
+        raise DatasetError(
+            f"{len(orphans)} input file(s) in {x_dir} have no target, e.g. {missing} is missing; "
+            "add the targets or move those inputs out of X/"
+        )
+    return ids
 
 
 def load_array(path: Path) -> np.ndarray:
