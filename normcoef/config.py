@@ -14,15 +14,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
-
-
-@dataclass
-class FieldsConfig:
-    min_cells: float = 1.5
-    max_cells: float = 4.0
-    correlation_cells: float = 12.0
-    anisotropic: bool = True
-    steps: int = 10
+from normcoef.training.settings import LoopSettings
 
 
 @dataclass
@@ -35,7 +27,7 @@ class DatasetConfig:
     standardization: str = "full"
     seed: int = 0
     splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
-    fields: FieldsConfig = field(default_factory=FieldsConfig)
+    fields: FieldParameters = field(default_factory=FieldParameters)
     tolerance: float = 1e-8
 
 
@@ -51,23 +43,12 @@ class AugmentationConfig:
 
 
 @dataclass
-class TrainerConfig:
-    steps: int = 2000
-    batch_size: int = 4
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    seed: int = 42
+class TrainerConfig(LoopSettings):
+    """The loop's settings plus where and how a run executes."""
+
     device: str = "auto"
-    mixed_precision: bool = False
-    eval_every: int = 100
-    checkpoint_every: int = 500
-    monitor: str = "val/loss"
     resume: str | None = None
-    stop_at: int | None = None  # stop (resumably) after this step; the schedule keeps `steps`
     output_dir: str = "checkpoints"
-    progress: bool = True
     num_threads: int | None = None
 
 

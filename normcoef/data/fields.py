@@ -19,9 +19,9 @@ from normcoef.data.grids import Grid
 from normcoef.physics.diffusion import diffusivity_from_length_scale, open_faces
 
 
-@dataclass(frozen=True)
+@dataclass
 class FieldParameters:
-    """How random length scales are drawn (all in grid cells)."""
+    """How random length scales are drawn (all in grid cells); also the `dataset.fields` schema."""
 
     min_cells: float = 1.5
     max_cells: float = 4.0

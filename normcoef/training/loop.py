@@ -22,6 +22,7 @@ from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Stan
 from normcoef.metrics import aggregate, sample_metrics
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
 from normcoef.training.factory import build_optimizer, build_scheduler
+from normcoef.training.settings import LoopSettings
 
 
 class DivergenceError(RuntimeError):
@@ -30,23 +31,6 @@ class DivergenceError(RuntimeError):
 
 # What trainer.monitor may name: the validation metrics evaluate_split logs, or the loss.
 MONITORS = ("val/loss", "val/eps_q", "val/eps_max", "val/eps_mean", "val/rmse", "train/loss")
-
-
-@dataclass
-class LoopSettings:
-    steps: int = 2000
-    batch_size: int = 4
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scheduler: str = "none"
-    seed: int = 42
-    eval_every: int = 100
-    checkpoint_every: int = 500
-    monitor: str = "val/loss"
-    mixed_precision: bool = False
-    progress: bool = True
-    stop_at: int | None = None
 
 
 @dataclass

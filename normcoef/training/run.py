@@ -22,7 +22,8 @@ from normcoef.models import count_parameters
 from normcoef.tracking import NullTracker, flatten, make_tracker
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_loss, build_model, resolve_device
-from normcoef.training.loop import DivergenceError, LoopSettings, TrainResult, train_model
+from normcoef.training.loop import DivergenceError, TrainResult, train_model
+from normcoef.training.settings import LoopSettings
 
 
 def seed_everything(seed: int) -> None:
