@@ -45,7 +45,7 @@ class ChannelStatistics:
         return ChannelStatistics(self.mean[channels], self.std[channels])
 
 
-def _check_mode(mode: str) -> None:
+def check_mode(mode: str) -> None:
     if mode not in MODES:
         raise ValueError(f"unknown standardization {mode!r}; choose one of {MODES}")
 
@@ -54,7 +54,7 @@ def compute_statistics(
     images: list[np.ndarray], masks: list[np.ndarray], mode: Mode
 ) -> ChannelStatistics:
     """Statistics of (C, H, W) images; ``partial`` uses the cells where the mask is True."""
-    _check_mode(mode)
+    check_mode(mode)
     if not images:
         raise ValueError("no training image to compute standardization statistics from")
     if mode == "full":
@@ -70,7 +70,7 @@ def standardize(
     image: np.ndarray, stats: ChannelStatistics, mode: Mode, mask: np.ndarray
 ) -> np.ndarray:
     """(C, H, W) physical image -> standardized; ``partial`` zeroes land cells."""
-    _check_mode(mode)
+    check_mode(mode)
     out = (image - stats.mean[:, None, None]) / stats.std[:, None, None]
     if mode == "partial":
         out = np.where(mask[None], out, 0.0)

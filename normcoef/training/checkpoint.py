@@ -38,12 +38,5 @@ def save_checkpoint(
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
-    path = Path(path)
-    if path.is_dir():
-        path = path / "last.pt"
-    if not path.exists():
-        raise FileNotFoundError(
-            f"no checkpoint at {path}; give a .pt file, a run directory holding last.pt, "
-            "or an MLflow run id"
-        )
-    return torch.load(path, map_location=map_location, weights_only=False)
+    """Read a checkpoint file (``normcoef.inference.resolve_checkpoint`` finds one)."""
+    return torch.load(Path(path), map_location=map_location, weights_only=False)

@@ -142,8 +142,7 @@ def train_model(
         start, best_value, best_step = state["step"], state["best_value"], state["best_step"]
         # The final evaluation loads best.pt, which need not improve after resuming: bring
         # along the one saved before the interruption.
-        source = Path(resume_from)
-        previous_best = (source if source.is_dir() else source.parent) / "best.pt"
+        previous_best = Path(resume_from).parent / "best.pt"
         if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
             shutil.copyfile(previous_best, run_dir / "best.pt")
     mean, std = _target_scale(data.standardizer)

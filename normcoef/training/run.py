@@ -123,7 +123,6 @@ def run_training(
     extra = {
         "config": container,
         "standardizer": data.standardizer.to_dict(),
-        "in_channels": data.standardizer.in_channels,
         "periodic": [periodic_x, periodic_y],
     }
     try:
