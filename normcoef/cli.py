@@ -1,0 +1,48 @@
+"""What every entry point does with a user's mistake: one line naming it, no traceback.
+
+User mistakes surface as ``OSError`` (missing, unreadable or existing files), ``ValueError``
+(bad values; ``DatasetError`` and ``CheckpointError`` derive from it) and ``LookupError``
+(unknown runs, sweeps, studies). Anything else is a bug and keeps its traceback. Set
+``NORMCOEF_DEBUG=1`` to see the traceback of a user error too.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from typing import TypeVar
+
+DEBUG_ENV = "NORMCOEF_DEBUG"
+USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError)
+EXIT_USER_ERROR = 2
+
+T = TypeVar("T")
+
+
+def debug_enabled() -> bool:
+    return os.environ.get(DEBUG_ENV, "").strip().lower() not in ("", "0", "false", "no")
+
+
+def one_line(error: BaseException) -> str:
+    """The error's message on one line (``KeyError`` quotes dropped, newlines folded)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    text = " ".join(text.split())
+    return text or type(error).__name__
+
+
+def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
+    """Wrap an entry point: a user error prints ``error: <message>`` and exits with 2."""
+
+    @functools.wraps(main)
+    def wrapper(*args, **kwargs):
+        try:
+            return main(*args, **kwargs)
+        except USER_ERRORS as error:
+            if debug_enabled():
+                raise
+            print(f"error: {one_line(error)}", file=sys.stderr)
+            raise SystemExit(EXIT_USER_ERROR) from None
+
+    return wrapper

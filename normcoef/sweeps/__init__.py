@@ -1,0 +1,1 @@
+"""Hydra sweep machinery: callbacks and sweepers that make multiruns trustworthy."""
