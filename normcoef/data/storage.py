@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,30 +77,99 @@ def list_ids(root: Path, split: str) -> list[str]:
     return ids
 
 
+REGENERATE = (
+    "if it belongs to a generated data set, rerun `python -m normcoef.generate` with the same "
+    "settings (damaged samples are rewritten); otherwise replace the file"
+)
+NPY_MAGIC = b"\x93NUMPY"
+
+
+def _check_archive(path: Path) -> None:
+    """Refuse, naming ``path`` and the fix, a file that is not a complete, intact npz (zip).
+
+    Every member's CRC is checked, so a truncated or bit-flipped file fails here with a plain
+    message instead of whatever numpy's parser happens to raise on the garbage.
+    """
+    with path.open("rb") as file:
+        head = file.read(len(NPY_MAGIC))
+    if not head:
+        raise DatasetError(
+            f"{path} is empty (0 bytes), e.g. after an interrupted copy; {REGENERATE}"
+        )
+    if head == NPY_MAGIC:
+        raise DatasetError(
+            f"{path} is a .npy array, not an npz archive; save it with np.savez(path, array)"
+        )
+    if not head.startswith(b"PK"):
+        raise DatasetError(
+            f"{path} is not an npz file (the zip of arrays np.savez writes); "
+            "convert it with np.savez(path, array)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
+        raise DatasetError(f"{path} is truncated or damaged ({error}); {REGENERATE}") from error
+    if damaged is not None:
+        raise DatasetError(f"{path} is damaged: {damaged} fails its checksum; {REGENERATE}")
+
+
 def load_array(path: Path) -> np.ndarray:
+    """The one float64 array of an npz file (named ``arr_0``, or alone); pickles are refused."""
+    path = Path(path)
     if not path.exists():
         raise DatasetError(f"missing file {path}; regenerate the data set or fix the path")
     try:
-        with np.load(path) as data:
+        _check_archive(path)
+        with np.load(path, allow_pickle=False) as data:
             keys = list(data.keys())
             key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
             if key is None:
                 raise DatasetError(f"{path} holds {keys}; expected one array named arr_0")
-            return np.asarray(data[key], dtype=np.float64)
-    except (OSError, ValueError) as error:
-        if isinstance(error, DatasetError):
-            raise
+            array = np.asarray(data[key])  # a member that is not .npy comes back as bytes
+    except DatasetError:
+        raise
+    except ValueError as error:
+        if "allow_pickle" in str(error):  # numpy's refusal of an object array
+            raise DatasetError(
+                f"{path} holds Python objects (a pickled array), which are not loaded because "
+                "unpickling can run code; save plain float arrays with np.savez"
+            ) from error
+        raise DatasetError(f"{path} holds no valid array ({error}); {REGENERATE}") from error
+    except OSError as error:
         raise DatasetError(f"cannot read {path}: {error}") from error
+    if array.dtype.kind not in "biuf":
+        raise DatasetError(f"{path}: {key} has dtype {array.dtype}; expected real numbers")
+    return array.astype(np.float64, copy=False)
 
 
 def center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    top = (array.shape[-2] - shape[0]) // 2
-    left = (array.shape[-1] - shape[1]) // 2
-    return array[..., top : top + shape[0], left : left + shape[1]]
+    # Kept until normcoef/predict.py uses crop_halo; remove then.
+    return crop_halo(array, shape, Path("<input>"))
+
+
+def crop_halo(array: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
+    """``array`` (..., H + 2a, W + 2b) cropped to its centre (..., H, W) = ``shape``.
+
+    A halo may differ between axes (the report's data carry 40 columns each side in x and
+    none in y) but must be equally wide on both sides of an axis: otherwise the crop would
+    shift the inputs against their grid, silently. ``path`` names the file in the error.
+    """
+    have = tuple(int(n) for n in array.shape[-2:])
+    want = tuple(int(n) for n in shape)
+    extra = np.subtract(have, want)
+    if (extra < 0).any() or (extra % 2).any():
+        raise DatasetError(
+            f"{path}: inputs {have} do not fit the grid {want} ({extra[0]} extra rows, "
+            f"{extra[1]} extra columns): a halo must be equally wide on both sides of each axis; "
+            "crop the inputs to the grid or pad them equally on both sides"
+        )
+    top, left = extra // 2
+    return array[..., top : top + want[0], left : left + want[1]]
 
 
 def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
-    """(fields (C, H, W), γ (H, W)); inputs stored with a halo are centre-cropped to γ."""
+    """(fields (C, H, W), γ (H, W)); inputs stored with a symmetric halo are cropped to γ."""
     x_path, y_path = sample_paths(root, split, sample_id)
     fields, gamma = load_array(x_path), load_array(y_path)
     if gamma.ndim != 2:
@@ -111,7 +182,7 @@ def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.
         raise DatasetError(
             f"{x_path}: inputs {fields.shape[1:]} are smaller than γ {gamma.shape} in {y_path}"
         )
-    fields = center_crop(fields[:3], gamma.shape)
+    fields = crop_halo(fields[:3], gamma.shape, x_path)
     for name, array, path in (("inputs", fields, x_path), ("γ", gamma, y_path)):
         if not np.isfinite(array).all():
             raise DatasetError(f"{path}: {name} contain NaN or infinite values")
@@ -167,4 +238,13 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def read_json(path: Path) -> dict | None:
-    return json.loads(path.read_text()) if path.exists() else None
+    """The JSON object in ``path``, None when there is no such file."""
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise DatasetError(f"{path} is not valid JSON ({error}); {REGENERATE}") from error
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path} holds a {type(data).__name__}, not a JSON object; {REGENERATE}")
+    return data
