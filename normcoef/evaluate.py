@@ -13,14 +13,15 @@ go to that run.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from normcoef.data.storage import METADATA, SPLITS, load_split, read_json
+from normcoef.cli import exit_on_user_error
+from normcoef.data.storage import METADATA, SPLITS, TARGET_SUFFIX, load_split, read_json
 from normcoef.data.torch_dataset import NormalizationDataset
-from normcoef.evaluation import Evaluation, evaluate, write_figures
+from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
 from normcoef.tracking import DEFAULT_TRACKING_URI
 from normcoef.training.factory import build_loss
@@ -32,11 +33,12 @@ DEFAULT_RANDOMIZATION_SAMPLES = 10_000
 
 def default_limit(trained: TrainedModel, root: Path, split: str) -> int | None:
     """How many samples of ``split`` training evaluated: its ``dataset.splits`` size on its own
-    generated data set (which may hold more), every sample otherwise."""
+    generated data set (which may hold more), every sample otherwise (also when that size is
+    0: training evaluated none, so there is no count to match)."""
     dataset = trained.config.dataset
     same_root = Path(dataset.root).resolve() == Path(root).resolve()
     if same_root and read_json(Path(root) / METADATA) is not None:
-        return dataset.splits.get(split)
+        return dataset.splits.get(split) or None
     return None
 
 
@@ -53,6 +55,7 @@ def evaluate_checkpoint(
     root = Path(root)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    check_limit(limit)
     periodic = grid_periodicity(root)
     if periodic != (trained.periodic_x, trained.periodic_y):
         raise ValueError(
@@ -61,7 +64,11 @@ def evaluate_checkpoint(
         )
     dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
     if len(dataset) == 0:
-        raise ValueError(f"{root} has no {split} sample under {split}/X and {split}/Y")
+        raise ValueError(
+            f"{root / split} holds no sample ({split}/X/<id>.npz with "
+            f"{split}/Y/<id>{TARGET_SUFFIX}.npz); generate some with dataset.splits.{split}=N "
+            "or choose another --split"
+        )
     # The randomization estimator must diffuse with the M steps γ was computed with.
     steps = (read_json(root / METADATA) or {}).get("steps", trained.config.dataset.fields.steps)
     return evaluate(
@@ -108,6 +115,22 @@ def log_evaluation(
             client.log_artifact(run_id, str(path), "figures")
 
 
+def bounded_int(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``minimum``: a bad value is argparse's one-line
+    usage error, before any checkpoint is read."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    return parse
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m normcoef.evaluate",
@@ -121,17 +144,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--randomization-samples",
         "-n",
-        type=int,
+        type=bounded_int(0),
         default=DEFAULT_RANDOMIZATION_SAMPLES,
         help="draws N of the randomization estimator; 0 skips it (default %(default)s)",
     )
     parser.add_argument(
-        "--seed", type=int, help="randomization seed (default: the one training used)"
+        "--seed", type=bounded_int(0), help="randomization seed (default: the one training used)"
     )
     parser.add_argument(
         "--max-samples",
-        type=int,
-        help="evaluate both methods on the first K samples (default: the samples training "
+        type=bounded_int(1),
+        metavar="K",
+        help="evaluate both methods on the first K >= 1 samples (default: the samples training "
         "evaluated)",
     )
     parser.add_argument(
@@ -146,25 +170,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+@exit_on_user_error
 def main(argv: list[str] | None = None) -> Evaluation:
     args = parse_args(argv)
     # A checkpoint that is no local path was resolved as an MLflow run id: log to that run.
     run_id = args.log_to or (None if Path(args.checkpoint).exists() else args.checkpoint)
-    try:
-        trained = load_from_arguments(args)
-        client = None if args.no_log or not run_id else existing_run(run_id, args.tracking_uri)
-        root = Path(args.dataset or trained.config.dataset.root)
-        limit = args.max_samples
-        if limit is None:
-            limit = default_limit(trained, root, args.split)
-        seed = args.seed
-        if seed is None:
-            seed = trained.config.evaluation.randomization_seed
-        evaluation = evaluate_checkpoint(
-            trained, root, args.split, args.randomization_samples, seed, limit, args.progress
-        )
-    except (OSError, ValueError) as error:
-        sys.exit(f"error: {error}")
+    trained = load_from_arguments(args)
+    client = None if args.no_log or not run_id else existing_run(run_id, args.tracking_uri)
+    root = Path(args.dataset or trained.config.dataset.root)
+    limit = args.max_samples
+    if limit is None:
+        limit = default_limit(trained, root, args.split)
+    seed = args.seed
+    if seed is None:
+        seed = trained.config.evaluation.randomization_seed
+    evaluation = evaluate_checkpoint(
+        trained, root, args.split, args.randomization_samples, seed, limit, args.progress
+    )
     table = evaluation.table()
     print(f"{args.split} metrics of {trained.path} (step {trained.step}) on {root}:\n\n{table}")
     if args.output_dir is not None:

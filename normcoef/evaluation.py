@@ -79,6 +79,16 @@ def randomization_metrics(
     return aggregate(per_sample)
 
 
+def check_limit(limit: int | None) -> None:
+    """A sample limit is a count >= 1 or None (every sample): ``[:limit]`` would silently
+    drop samples for a negative one and evaluate nothing for 0."""
+    if limit is not None and limit < 1:
+        raise ValueError(
+            "the number of samples to evaluate (evaluation.max_samples, --max-samples) must be "
+            f">= 1, or null for every sample; got {limit}"
+        )
+
+
 def evaluate(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -94,8 +104,9 @@ def evaluate(
 ) -> Evaluation:
     """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
 
-    Both methods see the same samples: the first ``limit`` when given.
+    Both methods see the same samples: the first ``limit`` (>= 1) when given.
     """
+    check_limit(limit)
     if len(dataset) == 0:
         raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
     test = dataset if limit is None else dataset.head(limit)

@@ -6,6 +6,7 @@ once with ``run_training`` into its own SQLite MLflow store; every test reads it
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -142,11 +143,14 @@ def test_evaluating_an_mlflow_run_id_logs_metrics_and_table_to_that_run(trained:
     assert "figures/mean_abs_error_map.png" in figures
 
 
-def test_logging_to_an_unknown_run_fails_before_evaluating(trained: TrainedRun):
+def test_logging_to_an_unknown_run_fails_before_evaluating(
+    trained: TrainedRun, capsys: pytest.CaptureFixture
+):
     unknown = "0" * 32
     args = [str(trained.run_dir), "--log-to", unknown, "--tracking-uri", trained.tracking_uri]
-    with pytest.raises(SystemExit, match=f"no MLflow run '{unknown}'"):
+    with pytest.raises(SystemExit, match="^2$"):
         evaluate.main(args)
+    assert f"no MLflow run '{unknown}'" in capsys.readouterr().err
 
 
 def test_predict_writes_the_models_physical_gamma_with_nan_exactly_on_land(
@@ -170,13 +174,16 @@ def test_predict_writes_the_models_physical_gamma_with_nan_exactly_on_land(
         np.testing.assert_allclose(gamma[ocean], gamma_hat[ocean], rtol=1e-12)
 
 
-def test_predict_refuses_to_overwrite_unless_asked(trained: TrainedRun, tmp_path: Path):
+def test_predict_refuses_to_overwrite_unless_asked(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     sample = trained.root / "test" / "X" / "00000.npz"
     (out,) = predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
     out.write_bytes(b"kept")
 
-    with pytest.raises(SystemExit, match="exist.*--overwrite"):
+    with pytest.raises(SystemExit, match="^2$"):
         predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
+    assert re.search("exist.*--overwrite", capsys.readouterr().err)
     assert out.read_bytes() == b"kept"
 
     predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path), "--overwrite"])
@@ -184,30 +191,44 @@ def test_predict_refuses_to_overwrite_unless_asked(trained: TrainedRun, tmp_path
         assert written["gamma"].shape == (16, 24)
 
 
-def test_a_missing_checkpoint_is_a_clear_error(trained: TrainedRun, tmp_path: Path):
+def test_a_missing_checkpoint_is_a_clear_error(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     missing = str(tmp_path / "nowhere" / "best.pt")
-    with pytest.raises(SystemExit, match="no checkpoint at .*nowhere"):
+    with pytest.raises(SystemExit, match="^2$"):
         evaluate.main([missing])
-    with pytest.raises(SystemExit, match="no checkpoint at .*nowhere"):
+    assert re.search("no checkpoint at .*nowhere", capsys.readouterr().err)
+    with pytest.raises(SystemExit, match="^2$"):
         predict.main([missing, str(trained.root / "test" / "X"), "-o", str(tmp_path)])
+    assert re.search("no checkpoint at .*nowhere", capsys.readouterr().err)
 
 
-def test_a_checkpoint_without_config_and_statistics_is_refused(tmp_path: Path):
+def test_a_checkpoint_without_config_and_statistics_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+):
     path = tmp_path / "weights_only.pt"
     torch.save({"model": {}}, path)
-    with pytest.raises(SystemExit, match=r"lacks \['config', 'standardizer', 'periodic'\]"):
+    with pytest.raises(SystemExit, match="^2$"):
         evaluate.main([str(path)])
+    assert "lacks ['config', 'standardizer', 'periodic']" in capsys.readouterr().err
 
 
-def test_an_input_on_another_grid_without_its_mask_is_refused(trained: TrainedRun, tmp_path: Path):
+def test_an_input_on_another_grid_without_its_mask_is_refused(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     wrong = tmp_path / "wrong.npz"
     np.savez(wrong, arr_0=np.ones((3, 16, 23)))
-    with pytest.raises(SystemExit, match="16x23 grid do not fit the 16x24 mask of the training"):
+    with pytest.raises(SystemExit, match="^2$"):
         predict.main([str(trained.run_dir), str(wrong), "-o", str(tmp_path / "out")])
+    error = capsys.readouterr().err
+    assert re.search(r"\(16, 23\) do not fit the grid \(16, 24\)", error)
+    assert "the training grid" in error and "--mask" in error
     assert not (tmp_path / "out").exists()
 
 
-def test_nan_on_ocean_is_refused_but_nan_on_land_is_not(trained: TrainedRun, tmp_path: Path):
+def test_nan_on_ocean_is_refused_but_nan_on_land_is_not(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
     with np.load(trained.root / "test" / "X" / "00000.npz") as stored:
         fields = stored["arr_0"]
     with np.load(trained.root / "grid.npz") as grid:
@@ -218,8 +239,9 @@ def test_nan_on_ocean_is_refused_but_nan_on_land_is_not(trained: TrainedRun, tmp
     on_ocean[2, ocean] = np.nan
     np.savez(tmp_path / "ocean.npz", on_ocean)
 
-    with pytest.raises(SystemExit, match="ocean.npz: inputs hold NaN"):
+    with pytest.raises(SystemExit, match="^2$"):
         predict.main([str(trained.run_dir), str(tmp_path / "ocean.npz"), "-o", str(tmp_path)])
+    assert "ocean.npz: inputs hold NaN" in capsys.readouterr().err
     (out,) = predict.main(
         [str(trained.run_dir), str(tmp_path / "land.npz"), "-o", str(tmp_path / "out")]
     )
