@@ -59,9 +59,10 @@ class MLflowTracker(NullTracker):
     ) -> None:
         import mlflow
 
+        from normcoef.tracking_store import prepare_tracking_store
+
         self._mlflow = mlflow
-        mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
-        mlflow.set_experiment(experiment)
+        prepare_tracking_store(tracking_uri or DEFAULT_TRACKING_URI, experiment)
         self._run = mlflow.start_run(run_name=run_name, tags=tags or {})
         self.run_id = self._run.info.run_id
 

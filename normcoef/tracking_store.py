@@ -1,0 +1,89 @@
+"""SQLite stores (MLflow's, Optuna's) opened safely by processes that start together.
+
+MLflow creates the schema of a new SQLite store on its first connection, with no lock across
+processes: two runs of a ``local_parallel`` sweep starting on a new ``mlflow.db`` race on the
+``CREATE TABLE`` and Alembic migrations, and one dies ("table ... already exists", "duplicate
+column name"). Optuna's RDB storage does the same for a new study database. Holding an
+exclusive ``fcntl`` lock on ``<db>.lock`` around the first connection makes one process create
+the schema while the others wait and then find it. SQLite on one host with a local disk only:
+``flock`` is not reliable over NFS; several hosts need a server (docs/sweeps.md).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+log = logging.getLogger(__name__)
+
+# Attempts and first pause of the retry on a busy SQLite file (doubling each time).
+LOCKED_RETRIES = 5
+LOCKED_FIRST_PAUSE_S = 0.5
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI; None for other URIs and in-memory SQLite."""
+    if not uri.startswith("sqlite"):
+        return None
+    database = make_url(uri).database
+    return Path(database) if database and database != ":memory:" else None
+
+
+@contextmanager
+def sqlite_file_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``<db>.lock`` for a SQLite URI (nothing for other URIs)."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(f"{path}.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def is_database_locked(error: Exception) -> bool:
+    """MLflow reports SQLite's busy file as ``TEMPORARILY_UNAVAILABLE`` (an OperationalError)."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import TEMPORARILY_UNAVAILABLE, ErrorCode
+
+    return (
+        isinstance(error, MlflowException)
+        and error.error_code == ErrorCode.Name(TEMPORARILY_UNAVAILABLE)
+        and "database is locked" in str(error)
+    )
+
+
+def prepare_tracking_store(uri: str, experiment: str) -> str:
+    """Point MLflow at ``uri``, create its schema and ``experiment`` if new; the experiment id.
+
+    Under the lock, so processes starting together on one new SQLite store neither race on the
+    schema nor both create the experiment. MLflow already waits 20 s on a busy SQLite file
+    (``PRAGMA busy_timeout``); when many writers exceed that, it raises "database is locked",
+    which is retried here a few times before giving up.
+    """
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    pause = LOCKED_FIRST_PAUSE_S
+    attempt = 1
+    while True:
+        try:
+            with sqlite_file_lock(uri):
+                return mlflow.set_experiment(experiment).experiment_id
+        except Exception as error:
+            if attempt == LOCKED_RETRIES or not is_database_locked(error):
+                raise
+        log.warning("MLflow store %s is locked; retrying in %.1f s", uri, pause)
+        time.sleep(pause)
+        pause *= 2
+        attempt += 1
