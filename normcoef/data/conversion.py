@@ -1,0 +1,157 @@
+"""Import a data set in the original code's layout as a normcoef data set (docs/original-data.md).
+
+Everything is written into a hidden sibling of the destination and renamed into place at the
+end, so a failure (a bad file, statistics that do not fit, a failed verification) leaves no
+half-written data set; the destination must not exist or be empty.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from normcoef.data.generation import FORMAT, dataset_statistics
+from normcoef.data.original import (
+    RawSample,
+    Scaling,
+    read_all,
+    resolve_scaling,
+    sample_mask,
+    union_mask,
+    unscale_sample,
+)
+from normcoef.data.storage import (
+    GRID,
+    METADATA,
+    STATISTICS,
+    DatasetError,
+    write_json,
+    write_sample,
+)
+from normcoef.data.verification import DEFAULT_TOLERANCE, check_dataset
+
+Log = Callable[[str], None]
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def _check_destination(src: Path, dst: Path) -> None:
+    if not src.is_dir():
+        raise DatasetError(f"source directory {src} does not exist")
+    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
+        raise DatasetError(
+            f"{dst} exists and is not an empty directory; choose a new destination "
+            "(nothing was written)"
+        )
+    if dst.resolve() == src.resolve() or src.resolve() in dst.resolve().parents:
+        raise DatasetError(f"the destination {dst} must lie outside the source {src}")
+
+
+def shared_mask(
+    samples: list[RawSample], scaling: Scaling, mask: np.ndarray | None, warn: Log
+) -> np.ndarray | None:
+    """The mask all samples share, where one is needed or given (None: each its own γ != 0)."""
+    if mask is not None or scaling.mode != "minmax":
+        return mask
+    union = union_mask(samples)
+    warn(
+        "min-max scaling turned each minimum into 0, indistinguishable from land: the ocean is "
+        "taken as the cells where any sample's γ is nonzero (one grid for all samples); give "
+        "--mask grid.npz if the samples' land differs"
+    )
+    return union
+
+
+def convert_dataset(
+    src: str | Path,
+    dst: str | Path,
+    steps: int = 10,
+    scaling: str = "auto",
+    statistics: str | Path | None = None,
+    mask: np.ndarray | None = None,
+    periodic_x: bool = True,
+    periodic_y: bool = False,
+    verify: int = 1,
+    tolerance: float = DEFAULT_TOLERANCE,
+    note: Log = _stderr,
+    warn: Log = _stderr,
+) -> dict:
+    """Convert ``src`` (original layout) into ``dst``; return the metadata written.
+
+    ``verify`` training samples are checked against their exact Γ (with ``steps`` and the
+    periodicity) before ``dst`` appears; a disagreement is an error naming the likely cause.
+    """
+    src, dst = Path(src), Path(dst)
+    _check_destination(src, dst)
+    if steps < 4 or steps % 2:
+        raise ValueError(f"--steps M must be even and >= 4; got {steps}")
+    periodic = (periodic_x, periodic_y)
+    samples = read_all(src, periodic, note)
+    found = resolve_scaling(src, scaling, Path(statistics) if statistics else None, samples, note)
+    common = shared_mask(samples, found, mask, warn)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
+    try:
+        stray = 0
+        masks = []
+        for sample in samples:
+            ocean = sample_mask(sample, found, common, warn)
+            fields, gamma, off_faces = unscale_sample(sample, found, ocean, periodic)
+            stray += off_faces
+            masks.append(ocean)
+            write_sample(tmp, sample.split, sample.sample_id, fields, gamma)
+        if stray:
+            warn(
+                f"{stray} face values were nonzero on faces that touch land in the original's "
+                "south/west convention and were dropped; the data may already use north/east "
+                "faces (see the verification)"
+            )
+        grid_mask = np.any(masks, axis=0)
+        if not all(np.array_equal(m, grid_mask) for m in masks):
+            warn("the samples' ocean masks differ; grid.npz holds their union")
+        splits = {
+            s: sum(x.split == s for x in samples) for s in dict.fromkeys(x.split for x in samples)
+        }
+        metadata = {
+            "format": FORMAT,
+            "converted": {
+                "from": str(src.resolve()),
+                "layout": "original (FolkeKS/DL-normalization): faces south/west, halo",
+                "scaling_undone": found.mode,
+                "statistics": found.source,
+                "halo": list(samples[0].halo),
+                "mask": "given"
+                if mask is not None
+                else ("union" if common is not None else "γ != 0"),
+            },
+            "splits": splits,
+            "shape": list(grid_mask.shape),
+            "ocean_fraction": float(grid_mask.mean()),
+            "periodic_x": periodic_x,
+            "periodic_y": periodic_y,
+            "steps": steps,
+        }
+        write_json(tmp / METADATA, metadata)
+        np.savez_compressed(tmp / GRID, mask=grid_mask)
+        write_json(tmp / STATISTICS, dataset_statistics(tmp))
+        if verify:
+            report = check_dataset(tmp, verify, ["train"], steps, periodic_x, tolerance)
+            if not report.agrees:
+                raise DatasetError(
+                    f"converted γ is not the exact Γ of the converted fields: {report.verdict()} "
+                    "(nothing was written; --verify 0 skips this check)"
+                )
+            note(f"verified: {report.verdict()}")
+        os.replace(tmp, dst)  # POSIX: replaces an empty directory, atomically
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metadata

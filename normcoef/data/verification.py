@@ -1,0 +1,203 @@
+"""Do a data set's targets equal the exact Γ of its own fields? (``python -m normcoef.check``)
+
+A face convention shifted by one cell, another M, other periodicity or scaled targets all give
+a data set that trains without complaint and teaches the network another operator. Recomputing
+Γ exactly for a few samples finds them; when it disagrees, a few alternative readings of the
+worst sample (faces shifted, other M, other periodicity, a constant factor, γ²) name the cause.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from normcoef.data.original import STATISTICS_FILES, faces_to_ours
+from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split, read_json
+from normcoef.physics import DiffusionOperator, exact_normalization
+
+DEFAULT_TOLERANCE = 1e-3
+"""Largest mean relative difference |Γ - γ| / Γ over a sample's ocean that still agrees. The
+generator's targets agree to ~1e-8; the original's demo data to ~2e-4 once its faces are
+shifted, and ~4e-2 as stored."""
+
+DEFAULT_SAMPLES = 3
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the exact Γ is computed with: M and the grid's periodicity."""
+
+    steps: int
+    periodic_x: bool = True
+    periodic_y: bool = False
+
+    def describe(self) -> str:
+        axes = [a for a, p in (("x", self.periodic_x), ("y", self.periodic_y)) if p]
+        return f"M = {self.steps}, periodic in {' and '.join(axes) or 'neither axis'}"
+
+
+@dataclass(frozen=True)
+class SampleCheck:
+    split: str
+    sample_id: str
+    max_difference: float
+    mean_difference: float
+
+
+@dataclass
+class CheckReport:
+    settings: Settings
+    tolerance: float
+    samples: list[SampleCheck]
+    causes: list[str] = field(default_factory=list)
+
+    @property
+    def agrees(self) -> bool:
+        return all(s.mean_difference <= self.tolerance for s in self.samples)
+
+    @property
+    def max_difference(self) -> float:
+        return max(s.max_difference for s in self.samples)
+
+    @property
+    def mean_difference(self) -> float:
+        return float(np.mean([s.mean_difference for s in self.samples]))
+
+    def verdict(self) -> str:
+        head = (
+            f"over {len(self.samples)} samples: max {self.max_difference:.2e}, mean "
+            f"{self.mean_difference:.2e} (tolerance {self.tolerance:.0e} on each sample's mean)"
+        )
+        if self.agrees:
+            settings = self.settings.describe()
+            return f"agrees: the targets are the exact Γ of the fields with {settings}; {head}"
+        causes = "; ".join(self.causes) or (
+            "no single cause found: check the face convention (A_i north, A_j east), M, the "
+            "periodicity and whether the data are scaled"
+        )
+        return f"DISAGREES with {self.settings.describe()}; {head}. Likely cause: {causes}"
+
+
+def relative_difference(
+    exact: np.ndarray, stored: np.ndarray, ocean: np.ndarray
+) -> tuple[float, float]:
+    """(max, mean) of |Γ - γ| / Γ over ocean cells."""
+    diff = np.abs(stored[ocean] - exact[ocean]) / exact[ocean]
+    return float(diff.max()), float(diff.mean())
+
+
+def exact_gamma(fields: np.ndarray, ocean: np.ndarray, settings: Settings) -> np.ndarray:
+    op = DiffusionOperator(fields, ocean, settings.steps, settings.periodic_x, settings.periodic_y)
+    return exact_normalization(op)
+
+
+def likely_causes(
+    fields: np.ndarray, gamma: np.ndarray, ocean: np.ndarray, settings: Settings, tolerance: float
+) -> list[str]:
+    """Readings of one disagreeing sample under which it agrees, as advice."""
+    exact = exact_gamma(fields, ocean, settings)
+    # γ = a Γ + b: a scaling left in (or undone with another data set's statistics), or units
+    (a, b), *_ = np.linalg.lstsq(np.stack([exact[ocean], np.ones(ocean.sum())], 1), gamma[ocean])
+    causes = []
+    if relative_difference(a * exact + b, gamma, ocean)[1] <= tolerance:
+        if abs(b) <= tolerance * np.mean(np.abs(gamma[ocean])):
+            causes.append(f"the targets are {a:.6g} times the exact Γ: other units of W or scaling")
+        else:
+            causes.append(
+                f"the targets are {a:.6g} Γ + {b:.6g}: still scaled, or unscaled with another data "
+                "set's statistics"
+            )
+    if relative_difference(exact**2, gamma, ocean)[1] <= tolerance:
+        causes.append("the targets are Γ² (the normalization factor), not γ = Γ")
+    if causes:
+        return causes
+
+    def agrees(candidate: np.ndarray, with_settings: Settings) -> bool:
+        try:
+            computed = exact_gamma(candidate, ocean, with_settings)
+        except ValueError:
+            return False
+        return relative_difference(computed, gamma, ocean)[1] <= tolerance
+
+    if agrees(faces_to_ours(fields, ocean, settings.periodic_x, settings.periodic_y), settings):
+        causes.append(
+            "the faces are the original's (A_i south, A_j west of each cell); convert the data "
+            "set with python -m normcoef.convert, which moves them north and east"
+        )
+        return causes
+    flipped = Settings(settings.steps, not settings.periodic_x, settings.periodic_y)
+    if agrees(fields, flipped):
+        causes.append(f"the grid's periodicity: it agrees with {flipped.describe()}")
+        return causes
+    others = sorted(
+        (m for m in range(4, 2 * settings.steps + 7, 2) if m != settings.steps),
+        key=lambda m: abs(m - settings.steps),
+    )[:6]
+    for steps in others:
+        if agrees(fields, Settings(steps, settings.periodic_x, settings.periodic_y)):
+            causes.append(f"M: it agrees with M = {steps}, not {settings.steps} (--steps {steps})")
+            break
+    return causes
+
+
+def dataset_settings(root: Path, steps: int | None, periodic_x: bool | None) -> Settings:
+    """M and periodicity from ``metadata.json``, overridden by the arguments given."""
+    for mode, (name, _) in STATISTICS_FILES.items():
+        if (root / name).is_file():
+            raise DatasetError(
+                f"{root} holds {name}: it is in the original code's layout ({mode} scaled, faces "
+                f"south/west); convert it first: python -m normcoef.convert {root} NEW_DIR"
+            )
+    meta = read_json(root / METADATA) or {}
+    steps = steps if steps is not None else meta.get("steps")
+    if steps is None:
+        raise DatasetError(
+            f"{root} has no {METADATA}, so M is unknown: pass --steps M (the original's demo "
+            "data use M = 10)"
+        )
+    if periodic_x is None:
+        periodic_x = bool(meta.get("periodic_x", True))
+    return Settings(int(steps), periodic_x, bool(meta.get("periodic_y", False)))
+
+
+def check_dataset(
+    root: str | Path,
+    samples: int = DEFAULT_SAMPLES,
+    splits: list[str] | None = None,
+    steps: int | None = None,
+    periodic_x: bool | None = None,
+    tolerance: float = DEFAULT_TOLERANCE,
+    diagnose: bool = True,
+) -> CheckReport:
+    """Compare stored γ with the exact Γ of the first ``samples`` samples of each split."""
+    root = Path(root)
+    if samples < 1:
+        raise ValueError(f"--samples must be >= 1; got {samples}")
+    if not tolerance > 0:
+        raise ValueError(f"--tolerance must be > 0; got {tolerance}")
+    unknown = set(splits or ()) - set(SPLITS)
+    if unknown:
+        raise ValueError(f"unknown split(s) {sorted(unknown)}; choose from {SPLITS}")
+    settings = dataset_settings(root, steps, periodic_x)
+    report = CheckReport(settings, tolerance, [])
+    worst = None
+    for split in splits or SPLITS:
+        data = load_split(root, split, samples)
+        for sample_id, fields, gamma, ocean in zip(
+            data.ids, data.fields, data.gamma, data.ocean, strict=True
+        ):
+            try:
+                exact = exact_gamma(fields, ocean, settings)
+            except ValueError as error:
+                raise DatasetError(f"{root}/{split} sample {sample_id}: {error}") from error
+            check = SampleCheck(split, sample_id, *relative_difference(exact, gamma, ocean))
+            report.samples.append(check)
+            if worst is None or check.mean_difference > worst[0].mean_difference:
+                worst = (check, fields, gamma, ocean)
+    if worst is None:
+        raise DatasetError(f"{root} holds no sample in {', '.join(splits or SPLITS)}")
+    if diagnose and not report.agrees:
+        report.causes = likely_causes(*worst[1:], settings, tolerance)
+    return report

@@ -1,0 +1,375 @@
+"""Importing the original code's data layout (convert) and checking targets against exact Γ.
+
+A tiny generated data set is written out the way the original code stored its data (faces on
+the south/west, a periodic halo in x, values scaled on their nonzero entries with statistics
+files), converted back, and compared with what the generator wrote.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from normcoef import check, convert
+from normcoef.cli import EXIT_USER_ERROR
+from normcoef.data.fields import FieldParameters
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.storage import (
+    GRID,
+    METADATA,
+    SPLITS,
+    list_ids,
+    load_split,
+    read_json,
+    read_sample,
+    sample_paths,
+    write_json,
+    write_sample,
+)
+
+STEPS = 6
+HALO = 3
+VARIABLES = ("alpha_i_minus", "alpha_j_minus", "w", "norm_coeffs")
+
+
+@pytest.fixture(scope="module")
+def ours(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("ours") / "python-16x24"
+    spec = GenerationSpec(
+        grid="python",
+        height=16,
+        width=24,
+        splits={"train": 3, "valid": 1},
+        fields=FieldParameters(steps=STEPS),
+    )
+    generate_dataset(root, spec, progress=False)
+    return root
+
+
+# --- the original's layout, test-only --------------------------------------------------------
+
+
+def to_original_faces(fields: np.ndarray) -> np.ndarray:
+    """North/east faces (ours) onto south/west faces (the original): face i|i+1 is stored at
+    row i + 1. Our last row's north face is the closed boundary, 0, and lands on row 0."""
+    return np.stack([np.roll(fields[0], 1, axis=0), np.roll(fields[1], 1, axis=1), fields[2]])
+
+
+def scale_nonzero(values: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    """The original's rule (src/features.py): only nonzero values are scaled."""
+    out = values.copy()
+    nonzero = values != 0
+    out[nonzero] = (values[nonzero] - offset) / scale
+    return out
+
+
+def write_original(
+    ours: Path,
+    dst: Path,
+    scaling: str = "standardize",
+    halo: tuple[int, int] = (HALO, HALO),
+    shift_faces: bool = True,
+    numpy_reprs: bool = False,
+) -> Path:
+    """``ours`` written as the original code stored data sets (no test/ split, as there)."""
+    samples = {}
+    for split in ("train", "valid"):
+        for sample_id in list_ids(ours, split):
+            fields, gamma = read_sample(ours, split, sample_id)
+            if shift_faces:
+                fields = to_original_faces(fields)
+            samples[split, sample_id] = [*fields, gamma]
+    # standardize: std and mean of the training samples' nonzero values; min-max: all samples'
+    pools = {
+        k: np.concatenate(
+            [
+                v[k][v[k] != 0]
+                for (s, _), v in samples.items()
+                if s == "train" or scaling == "minmax"
+            ]
+        )
+        for k in range(4)
+    }
+    if scaling == "standardize":
+        first = {n: pools[k].std() for k, n in enumerate(VARIABLES)}
+        second = {n: pools[k].mean() for k, n in enumerate(VARIABLES)}
+        offset, scale = second, first
+    elif scaling == "minmax":
+        first = {n: pools[k].min() for k, n in enumerate(VARIABLES)}
+        second = {n: pools[k].max() for k, n in enumerate(VARIABLES)}
+        offset, scale = first, {n: second[n] - first[n] for n in VARIABLES}
+    for (split, sample_id), arrays in samples.items():
+        if scaling != "none":
+            arrays = [
+                scale_nonzero(a, offset[n], scale[n])
+                for a, n in zip(arrays, VARIABLES, strict=True)
+            ]
+        x = np.pad(np.stack(arrays[:3]), ((0, 0), (0, 0), halo), mode="wrap")
+        x_path, y_path = sample_paths(dst, split, sample_id)
+        x_path.parent.mkdir(parents=True, exist_ok=True)
+        y_path.parent.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(x_path, x)
+        np.savez_compressed(y_path, arrays[3])
+    if scaling != "none":
+        name = {"standardize": "std_mean", "minmax": "min_max"}[scaling]
+
+        def literal(d):  # numpy >= 2 writes np.float64(x) for str(dict)
+            return str(d if numpy_reprs else {n: float(v) for n, v in d.items()})
+
+        (dst / f"dict_{name}.txt").write_text(f"{literal(first)}\n{literal(second)}")
+        (dst / f"norms_{name}.txt").write_text(f"{first['norm_coeffs']}\n{second['norm_coeffs']}")
+    return dst
+
+
+def run(main, *argv) -> int:
+    try:
+        main([str(a) for a in argv])
+    except SystemExit as stop:
+        return stop.code
+    return 0
+
+
+def one_line_error(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err and err[-1].startswith("error: "), err
+    assert "Traceback" not in "\n".join(err)
+    return err[-1]
+
+
+# --- round trip ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "scaling, numpy_reprs",
+    [("standardize", False), ("minmax", True), ("none", False)],
+)
+def test_original_layout_converts_back_to_the_generated_data(ours, tmp_path, scaling, numpy_reprs):
+    src = write_original(ours, tmp_path / "original", scaling, numpy_reprs=numpy_reprs)
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == 0
+    for split in SPLITS:
+        mine, back = load_split(ours, split), load_split(dst, split)
+        if split == "test":
+            assert len(back) == 0  # the original layout has none
+            continue
+        assert back.ids == mine.ids
+        np.testing.assert_allclose(back.fields, mine.fields, rtol=1e-12, atol=1e-9)
+        np.testing.assert_allclose(back.gamma, mine.gamma, rtol=1e-12, atol=0)
+        np.testing.assert_array_equal(back.ocean, mine.ocean)
+    with np.load(ours / GRID) as grid, np.load(dst / GRID) as converted:
+        np.testing.assert_array_equal(converted["mask"], grid["mask"])
+    meta, generated = read_json(dst / METADATA), read_json(ours / METADATA)
+    for key in ("shape", "ocean_fraction", "periodic_x", "periodic_y", "steps"):
+        assert meta[key] == generated[key], key
+    assert meta["splits"] == {"train": 3, "valid": 1}
+    assert meta["converted"]["from"] == str(src.resolve())
+    assert meta["converted"]["scaling_undone"] == scaling
+    assert meta["converted"]["halo"] == [0, HALO]
+    assert (dst / "statistics.json").is_file()
+
+
+def test_minmax_conversion_warns_that_the_mask_is_taken_from_all_samples(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "minmax")
+    assert run(convert.main, src, tmp_path / "converted", "--steps", STEPS) == 0
+    err = capsys.readouterr().err
+    assert "indistinguishable from land" in err and "--mask" in err
+
+
+@pytest.mark.reliability(
+    "convert",
+    "min-max data of one sample (its γ minimum reads as land)",
+    "handled",
+    "with --mask the given mask decides the ocean",
+)
+@pytest.mark.slow  # --mask reads the file with normcoef.predict's reader, which imports torch
+def test_minmax_mask_of_a_single_sample_needs_the_given_mask(ours, tmp_path):
+    full = write_original(ours, tmp_path / "original", "minmax")
+    ocean = load_split(ours, "train").ocean[0]  # one grid: every sample's ocean
+    # keep only the sample holding the data set's smallest γ, scaled to 0 like land
+    ((split, sample_id),) = [
+        (split, i)
+        for split in ("train", "valid")
+        for i in list_ids(full, split)
+        if (np.load(sample_paths(full, split, i)[1])["arr_0"][ocean] == 0).any()
+    ]
+    src = tmp_path / "one"
+    for name in ("dict_min_max.txt", "norms_min_max.txt"):
+        (src / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(full / name, src / name)
+    for old, new in zip(
+        sample_paths(full, split, sample_id), sample_paths(src, "train", "k"), strict=True
+    ):
+        new.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(old, new)
+    expected = read_sample(ours, split, sample_id)[1]
+    guessed, given = tmp_path / "guessed", tmp_path / "given"
+    assert run(convert.main, src, guessed, "--steps", STEPS, "--verify", 0) == 0
+    assert (ocean & ~load_split(guessed, "train").ocean[0]).sum() == 1  # the minimum's cell
+    assert run(convert.main, src, given, "--steps", STEPS, "--mask", ours / GRID) == 0
+    assert read_json(given / METADATA)["converted"]["mask"] == "given"
+    converted = load_split(given, "train")
+    np.testing.assert_array_equal(converted.ocean[0], ocean)
+    np.testing.assert_allclose(converted.gamma[0], expected, rtol=1e-12)
+
+
+def test_augmented_copies_are_skipped_with_a_note(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    for folder, suffix in (("X", ".npz"), ("Y", "_norm_coeffs.npz")):
+        shutil.copy(
+            src / "train" / folder / f"00000{suffix}", src / "train" / folder / f"00000_90{suffix}"
+        )
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == 0
+    assert list_ids(dst, "train") == ["00000", "00001", "00002"]
+    assert "skipped 1 augmented" in capsys.readouterr().out
+
+
+# --- check -----------------------------------------------------------------------------------
+
+
+def test_check_agrees_on_a_converted_data_set(ours, tmp_path, capsys):
+    dst = tmp_path / "converted"
+    assert (
+        run(convert.main, write_original(ours, tmp_path / "original"), dst, "--steps", STEPS) == 0
+    )
+    capsys.readouterr()
+    assert run(check.main, dst, "--samples", 2) == 0
+    out = capsys.readouterr().out
+    assert out.count("train/") == 2 and out.count("valid/") == 1
+    assert "verdict: agrees" in out
+
+
+def copy_with_faces_south_west(ours: Path, dst: Path) -> Path:
+    """Our layout and metadata, but the faces stored as the original stores them."""
+    for split in ("train", "valid"):
+        for sample_id in list_ids(ours, split):
+            fields, gamma = read_sample(ours, split, sample_id)
+            write_sample(dst, split, sample_id, to_original_faces(fields), gamma)
+    write_json(dst / METADATA, read_json(ours / METADATA))
+    return dst
+
+
+@pytest.mark.reliability(
+    "check",
+    "faces south/west, not north/east",
+    "error",
+    "disagrees, exit 1, names the face convention",
+)
+def test_check_finds_faces_in_the_original_convention(ours, tmp_path, capsys):
+    root = copy_with_faces_south_west(ours, tmp_path / "shifted")
+    assert run(check.main, root, "--samples", 1) == 1
+    out = capsys.readouterr().out
+    assert "verdict: DISAGREES" in out and "faces are the original's" in out
+
+
+@pytest.mark.reliability(
+    "check", "the wrong M", "error", "disagrees, exit 1, names the M that fits"
+)
+def test_check_finds_the_wrong_number_of_steps(ours, capsys):
+    assert run(check.main, ours, "--samples", 1, "--split", "train", "--steps", STEPS + 2) == 1
+    assert f"agrees with M = {STEPS}" in capsys.readouterr().out
+
+
+@pytest.mark.reliability(
+    "check", "a folder still in the original layout", "error", "refused, says to convert it first"
+)
+def test_check_refuses_the_original_layout_and_says_convert(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    assert run(check.main, src) == EXIT_USER_ERROR
+    assert "python -m normcoef.convert" in one_line_error(capsys)
+
+
+# --- bad inputs ------------------------------------------------------------------------------
+
+
+@pytest.mark.reliability(
+    "convert", "scaled data without its statistics file", "error", "refused, names the missing file"
+)
+@pytest.mark.parametrize("scaling, evidence", [("standardize", "negative"), ("minmax", "[0, 1]")])
+def test_scaled_data_without_statistics_are_refused(ours, tmp_path, capsys, scaling, evidence):
+    src = write_original(ours, tmp_path / "original", scaling)
+    for path in src.glob("*.txt"):
+        path.unlink()
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst) == EXIT_USER_ERROR
+    line = one_line_error(capsys)
+    assert "look scaled" in line and evidence in line and "dict_std_mean.txt" in line
+    assert not dst.exists()
+
+
+@pytest.mark.reliability(
+    "convert", "scaling named but its file missing", "error", "refused, names the missing file"
+)
+def test_named_scaling_without_its_file_is_refused(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "none")
+    assert run(convert.main, src, tmp_path / "converted", "--scaling", "minmax") == EXIT_USER_ERROR
+    assert "dict_min_max.txt" in one_line_error(capsys)
+
+
+@pytest.mark.reliability(
+    "convert", "--scaling none on standardized data", "error", "refused, the data are scaled"
+)
+def test_scaling_none_on_standardized_data_is_refused(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "standardize")
+    assert run(convert.main, src, tmp_path / "converted", "--scaling", "none") == EXIT_USER_ERROR
+    assert "negative" in one_line_error(capsys)
+
+
+@pytest.mark.reliability(
+    "convert", "asymmetric halo", "error", "refused, names the file and the halo"
+)
+@pytest.mark.parametrize("halo", [(2, 3), (1, 5)], ids=["odd", "even"])
+def test_asymmetric_halo_is_refused(ours, tmp_path, capsys, halo):
+    src = write_original(ours, tmp_path / "original", halo=halo)
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    line = one_line_error(capsys)
+    assert "00000.npz" in line and ("equally wide" in line or "asymmetric" in line)
+    assert not dst.exists()
+
+
+@pytest.mark.reliability(
+    "convert", "non-empty destination", "error", "refused, nothing in it touched"
+)
+def test_non_empty_destination_is_refused(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    dst = tmp_path / "converted"
+    dst.mkdir()
+    (dst / "notes.txt").write_text("mine")
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    assert str(dst) in one_line_error(capsys)
+    assert [p.name for p in dst.iterdir()] == ["notes.txt"]
+    assert (dst / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.reliability(
+    "convert", "the wrong M for the targets", "error", "refused after verification, no files left"
+)
+def test_a_failed_verification_leaves_nothing_behind(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS + 2) == EXIT_USER_ERROR
+    assert f"agrees with M = {STEPS}" in one_line_error(capsys)
+    assert not dst.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["original"]
+
+
+@pytest.mark.reliability(
+    "convert", "statistics of another data set", "error", "refused, nothing written"
+)
+def test_statistics_of_another_data_set_are_refused(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "standardize")
+    stats = src / "dict_std_mean.txt"
+    std, mean = stats.read_text().splitlines()
+    mean_dict = ast.literal_eval(mean)
+    mean_dict["norm_coeffs"] *= 10
+    stats.write_text(f"{std}\n{mean_dict}")
+    (src / "norms_std_mean.txt").unlink()
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    assert "another data set's statistics" in one_line_error(capsys)
+    assert not dst.exists()
