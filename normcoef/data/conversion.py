@@ -11,6 +11,7 @@ import os
 import shutil
 import sys
 import tempfile
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,6 +94,8 @@ def convert_dataset(
     _check_destination(src, dst)
     if steps < 4 or steps % 2:
         raise ValueError(f"--steps M must be even and >= 4; got {steps}")
+    if verify < 0:
+        raise ValueError(f"--verify must be >= 0 (0: no check); got {verify}")
     periodic = (periodic_x, periodic_y)
     samples = read_all(src, periodic, note)
     found = resolve_scaling(src, scaling, Path(statistics) if statistics else None, samples, note)
@@ -117,9 +120,6 @@ def convert_dataset(
         grid_mask = np.any(masks, axis=0)
         if not all(np.array_equal(m, grid_mask) for m in masks):
             warn("the samples' ocean masks differ; grid.npz holds their union")
-        splits = {
-            s: sum(x.split == s for x in samples) for s in dict.fromkeys(x.split for x in samples)
-        }
         metadata = {
             "format": FORMAT,
             "converted": {
@@ -132,7 +132,7 @@ def convert_dataset(
                 if mask is not None
                 else ("union" if common is not None else "γ != 0"),
             },
-            "splits": splits,
+            "splits": dict(Counter(s.split for s in samples)),
             "shape": list(grid_mask.shape),
             "ocean_fraction": float(grid_mask.mean()),
             "periodic_x": periodic_x,

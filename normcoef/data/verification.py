@@ -66,8 +66,9 @@ class CheckReport:
         return float(np.mean([s.mean_difference for s in self.samples]))
 
     def verdict(self) -> str:
+        count = len(self.samples)
         head = (
-            f"over {len(self.samples)} samples: max {self.max_difference:.2e}, mean "
+            f"over {count} sample{'s' * (count != 1)}: max {self.max_difference:.2e}, mean "
             f"{self.mean_difference:.2e} (tolerance {self.tolerance:.0e} on each sample's mean)"
         )
         if self.agrees:

@@ -140,7 +140,14 @@ def run_training(
         tracker.log_artifact(result.last_path, "checkpoints")
         if result.best_path.exists():
             tracker.log_artifact(result.best_path, "checkpoints")
-        if cfg.evaluate and len(data.test) and result.last_step == cfg.trainer.steps:
+        if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
+            print(
+                f"\nEvaluation skipped: {Path(cfg.dataset.root) / 'test'} holds no sample "
+                f"(dataset.splits.test={cfg.dataset.splits.get('test', 0)}); to add some, set "
+                "dataset.splits.test=N and regenerate the data set (python -m normcoef.generate "
+                "dataset=<name> dataset.splits.test=N).\n"
+            )
+        elif cfg.evaluate and result.last_step == cfg.trainer.steps:
             _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, periodic_y)
     except DivergenceError as error:
         tracker.set_tags({"normcoef.failure": str(error)})
