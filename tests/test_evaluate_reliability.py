@@ -1,0 +1,183 @@
+"""Hostile inputs to ``python -m normcoef.evaluate`` and to evaluation during training: bad
+argument values, sample limits < 1, an empty test split.
+
+One tiny run with an empty test split (16x24 python grid, 3/1/0 samples, a 2-layer 4-channel
+CNN, 3 steps, no tracking) is trained once for the module with ``run_training``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import re
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from normcoef import evaluate
+from normcoef.config import register_configs
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.storage import load_split
+from normcoef.data.torch_dataset import NormalizationDataset
+from normcoef.evaluation import evaluate as evaluate_metrics
+from normcoef.inference import load_trained_model
+from normcoef.training.factory import build_loss
+from normcoef.training.run import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+# Same tiny run as tests/test_predict_reliability.py.
+def train_tiny(tmp: Path, test_samples: int = 2) -> tuple[Path, Path]:
+    """Generate a 16x24 python set (3/1/``test_samples``) and train a 2-layer 4-channel CNN
+    for 3 steps without tracking; return (data set root, run directory)."""
+    root = tmp / "data"
+    splits = {"train": 3, "valid": 1, "test": test_samples}
+    spec = GenerationSpec(grid="python", height=16, width=24, splits=splits)
+    generate_dataset(root, spec, progress=False)
+    register_configs()
+    overrides = [
+        f"dataset.root={root}",
+        "dataset.height=16",
+        "dataset.width=24",
+        f"dataset.splits={{train: 3, valid: 1, test: {test_samples}}}",
+        "dataset.standardization=partial",
+        "model.layers=2",
+        "model.channels=4",
+        "trainer.steps=3",
+        "trainer.eval_every=1",
+        "trainer.checkpoint_every=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"trainer.output_dir={tmp / 'checkpoints'}",
+        "logger=none",
+        "evaluation.randomization_samples=5",
+    ]
+    run_dir = tmp / "checkpoints" / "run"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        run_training(compose("train", overrides=overrides), run_dir=run_dir)
+    return root, run_dir
+
+
+@dataclass
+class EmptyTestRun:
+    root: Path
+    run_dir: Path
+    printed: str
+
+
+@pytest.fixture(scope="module")
+def empty_test(tmp_path_factory: pytest.TempPathFactory) -> EmptyTestRun:
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        root, run_dir = train_tiny(tmp_path_factory.mktemp("evaluate"), test_samples=0)
+    return EmptyTestRun(root, run_dir, printed.getvalue())
+
+
+def argparse_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
+    """Run ``evaluate.main`` expecting argparse to refuse ``argv``; return its error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main(argv)
+    assert exit_info.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[0].startswith("usage: ")
+    return lines[-1]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "evaluate",
+    "--max-samples -1",
+    "error",
+    "argparse one-line error before any checkpoint is read",
+)
+def test_a_negative_sample_limit_is_refused_by_the_command(tmp_path: Path):
+    command = [sys.executable, "-m", "normcoef.evaluate", str(tmp_path / "none.pt")]
+    done = subprocess.run(
+        [*command, "--max-samples", "-1"], capture_output=True, text=True, timeout=120
+    )
+
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        "python -m normcoef.evaluate: error: argument --max-samples: must be >= 1; got -1"
+    )
+
+
+@pytest.mark.reliability(
+    "evaluate",
+    "--max-samples 0, --randomization-samples -1 or --seed -3",
+    "error",
+    "argparse one-line error naming the option and the bound",
+)
+@pytest.mark.parametrize(
+    ("option", "value", "bound"),
+    [("--max-samples", "0", 1), ("--randomization-samples", "-1", 0), ("--seed", "-3", 0)],
+)
+def test_out_of_range_option_values_are_refused_at_parse_time(
+    empty_test: EmptyTestRun, capsys: pytest.CaptureFixture, option: str, value: str, bound: int
+):
+    line = argparse_error(capsys, [str(empty_test.run_dir), option, value])
+    assert re.search(rf"error: argument {option}(/-n)?: must be >= {bound}; got {value}$", line)
+
+
+@pytest.mark.reliability(
+    "evaluate",
+    "evaluate() with a sample limit of 0 or -1",
+    "error",
+    "ValueError naming evaluation.max_samples",
+)
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_sample_limit_below_one_is_refused_rather_than_sliced(
+    empty_test: EmptyTestRun, limit: int
+):
+    trained = load_trained_model(empty_test.run_dir / "best.pt")
+    samples = NormalizationDataset(load_split(empty_test.root, "train"), trained.standardizer)
+    loss_fn = build_loss(trained.config.loss)
+
+    with pytest.raises(ValueError, match=rf"evaluation.max_samples.*>= 1.*got {limit}"):
+        evaluate_metrics(trained.model, loss_fn, samples, trained.device, 0, 10, limit=limit)
+    with pytest.raises(ValueError, match=rf"--max-samples.*got {limit}"):
+        evaluate.evaluate_checkpoint(trained, empty_test.root, "train", 0, limit=limit)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "train",
+    "evaluate=true with an empty test split",
+    "warning",
+    "says evaluation was skipped, names <root>/test and dataset.splits.test=N",
+)
+def test_training_says_when_an_empty_test_split_skips_evaluation(empty_test: EmptyTestRun):
+    (line,) = [line for line in empty_test.printed.splitlines() if "Evaluation" in line]
+    assert line.startswith(f"Evaluation skipped: {empty_test.root / 'test'} holds no sample")
+    assert "dataset.splits.test=N" in line and "regenerate" in line
+    assert (empty_test.run_dir / "best.pt").exists()
+
+
+@pytest.mark.reliability(
+    "evaluate",
+    "a run whose test split is empty",
+    "error",
+    "names <root>/test and dataset.splits.test=N",
+)
+def test_evaluating_an_empty_test_split_names_the_folder(
+    empty_test: EmptyTestRun, capsys: pytest.CaptureFixture
+):
+    with pytest.raises(SystemExit) as exit_info:
+        evaluate.main([str(empty_test.run_dir), "-n", "0"])
+
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {empty_test.root / 'test'} holds no sample")
+    assert "dataset.splits.test=N" in err and err.count("\n") == 1
+
+
+def test_debug_mode_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NORMCOEF_DEBUG", "1")
+    with pytest.raises(FileNotFoundError, match="no checkpoint at"):
+        evaluate.main([str(tmp_path / "none.pt")])
