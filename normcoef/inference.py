@@ -15,22 +15,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from normcoef.cli import one_line
 from normcoef.data.torch_dataset import Standardizer
 from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
-from normcoef.training.checkpoint import load_checkpoint
-from normcoef.training.factory import build_model, resolve_device
+from normcoef.training.checkpoint import CheckpointError, load_checkpoint
+from normcoef.training.factory import build_model, resolve_device, unbuildable
 
 REQUIRED_KEYS = ("model", "config", "standardizer", "periodic")
 """What ``run_training`` stores beside the weights and inference cannot do without."""
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint lacks what inference needs, or does not fit the network it describes."""
 
 
 def resolve_checkpoint(
@@ -91,7 +89,11 @@ class TrainedModel:
 
 
 def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
-    """Rebuild the network of a ``run_training`` checkpoint and load its weights."""
+    """Rebuild the network of a ``run_training`` checkpoint and load its weights.
+
+    A checkpoint from anyone is safe to load: ``load_checkpoint`` unpickles no code, and its
+    config may build only the options of conf/ (``factory.unbuildable``).
+    """
     device = resolve_device(device) if isinstance(device, str) else device
     state = load_checkpoint(Path(path), map_location=device)
     missing = [key for key in REQUIRED_KEYS if key not in state]
@@ -100,10 +102,23 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
             f"checkpoint {path} lacks {missing}: inference needs a checkpoint written by "
             "`python -m normcoef.train` (normcoef.training.run.run_training)"
         )
-    config = OmegaConf.create(state["config"])
-    standardizer = Standardizer.from_dict(state["standardizer"])
-    periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
-    model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
+    # The stored config says what to build: only what conf/ offers, checked before building.
+    foreign = unbuildable(state["config"]) if isinstance(state["config"], dict) else "config"
+    if foreign is not None:
+        raise CheckpointError(
+            f"checkpoint {path}: refusing to build {foreign}; a checkpoint's config may build "
+            "only the options of conf/model, conf/activation and conf/loss"
+        )
+    try:
+        config = OmegaConf.create(state["config"])
+        standardizer = Standardizer.from_dict(state["standardizer"])
+        periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
+        model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
+    except (InstantiationException, TypeError, ValueError, LookupError) as error:
+        raise CheckpointError(
+            f"checkpoint {path}: cannot build the network and statistics it describes: "
+            f"{one_line(error)}"
+        ) from error
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as error:

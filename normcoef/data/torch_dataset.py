@@ -78,7 +78,7 @@ class Standardizer:
             "target": self.target.to_dict(),
             "mode": self.mode,
             "distance_metric": self.distance_metric,
-            "periodic_x": self.periodic_x,
+            "periodic_x": bool(self.periodic_x),  # not np.bool_: checkpoints hold plain values
         }
 
     @classmethod

@@ -1,14 +1,28 @@
-"""Build model, loss, optimizer and scheduler from composed configs (Hydra ``_target_``)."""
+"""Build model, loss, optimizer and scheduler from composed configs (Hydra ``_target_``).
+
+A config that comes from elsewhere (a checkpoint's) may build only what conf/ offers:
+``unbuildable`` says what else it would call, before anything is built.
+"""
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine", "step")
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+"""The config groups ``python -m normcoef.train`` composes (its ``config_path``)."""
+BUILT_GROUPS = ("model", "activation", "loss")
+"""The groups ``build_model`` and ``build_loss`` instantiate."""
 
 
 def build_model(
@@ -51,3 +65,59 @@ def resolve_device(name: str) -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"trainer.device={name} but no CUDA device is visible; use auto or cpu")
     return torch.device(name)
+
+
+def _nodes(node: Any, where: str) -> Iterator[tuple[str, Any]]:
+    """(dotted key, value) of ``node`` and everything inside it, depth first."""
+    yield where, node
+    if isinstance(node, Mapping):
+        children = node.items()
+    elif isinstance(node, list | tuple):
+        children = enumerate(node)
+    else:
+        return
+    for key, child in children:
+        yield from _nodes(child, f"{where}.{key}")
+
+
+@functools.cache
+def buildable_targets() -> frozenset[str]:
+    """Every ``_target_`` in the options of conf/model, conf/activation and conf/loss.
+
+    The one list of what a stored config may build: a new option file extends it.
+    """
+    targets = {
+        node["_target_"]
+        for group in BUILT_GROUPS
+        for path in (CONF_DIR / group).glob("*.yaml")
+        for _, node in _nodes(OmegaConf.to_container(OmegaConf.load(path)), group)
+        if isinstance(node, Mapping) and "_target_" in node
+    }
+    if not targets:
+        raise FileNotFoundError(
+            f"no options under {CONF_DIR}/{{{','.join(BUILT_GROUPS)}}}: normcoef needs its conf/ "
+            "directory beside the package (install from a clone, e.g. pip install -e .)"
+        )
+    return frozenset(targets)
+
+
+def unbuildable(config: Mapping) -> str | None:
+    """What in the model, activation and loss of a plain ``config`` (a dict, as stored in a
+    checkpoint) would make Hydra call anything outside ``buildable_targets``; None if nothing.
+
+    Hydra instantiates a ``_target_`` at any depth (inside arguments and ``_args_`` too), and
+    an interpolation such as ``${oc.decode:...}`` can produce one, so every node counts.
+    """
+    allowed = buildable_targets()
+    for group in BUILT_GROUPS:
+        node = config.get(group)
+        if not isinstance(node, Mapping) or "_target_" not in node:
+            return f"{group} (no _target_)"
+        for where, value in _nodes(node, group):
+            if isinstance(value, Mapping) and "_target_" in value:
+                target = value["_target_"]
+                if not (isinstance(target, str) and target in allowed):
+                    return f"{where}._target_={target!r}"
+            elif isinstance(value, str) and "${" in value:
+                return f"{where}={value!r} (an interpolation)"
+    return None
