@@ -410,7 +410,7 @@ def unscale_sample(
         if scaling.mode == "minmax":
             nonzero |= support
         raw.append(scaling.unscale(name, values, nonzero))
-    stray = int(((raw[0] != 0) & ~south).sum() + ((raw[1] != 0) & ~west).sum())
+    stray = faces_on_land(raw, mask, periodic)
     fields = faces_to_ours(np.stack(raw[:3]), mask, *periodic)
     gamma = np.where(mask, raw[3], 0.0)
     if (bad := int((gamma[mask] <= 0).sum())) > 0:
