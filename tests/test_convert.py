@@ -283,6 +283,17 @@ def test_check_refuses_the_original_layout_and_says_convert(ours, tmp_path, caps
     assert "python -m normcoef.convert" in one_line_error(capsys)
 
 
+@pytest.mark.reliability(
+    "check", "no metadata.json and no --steps", "error", "refused, asks for --steps M"
+)
+def test_check_needs_m_where_the_data_set_does_not_say(ours, tmp_path, capsys):
+    root = tmp_path / "foreign"
+    shutil.copytree(ours / "train", root / "train")
+    assert run(check.main, root) == EXIT_USER_ERROR
+    assert "--steps M" in one_line_error(capsys)
+    assert run(check.main, root, "--steps", STEPS, "--samples", 1) == 0
+
+
 # --- bad inputs ------------------------------------------------------------------------------
 
 
