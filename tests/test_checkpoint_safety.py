@@ -101,6 +101,14 @@ def state_of(run_dir: Path) -> dict:
     return torch.load(run_dir / "best.pt", weights_only=True)
 
 
+def tampered(run_dir: Path, path: Path, change: Callable[[dict], None]) -> Path:
+    """The run's best checkpoint with ``change`` made to its state, saved at ``path``."""
+    state = state_of(run_dir)
+    change(state)
+    torch.save(state, path)
+    return path
+
+
 def assert_one_line_naming(error: pytest.ExceptionInfo, path: Path) -> None:
     message = str(error.value)
     assert "\n" not in message
@@ -121,7 +129,7 @@ def test_checkpoints_written_by_training_load_as_tensors_and_plain_values(traine
 
 @pytest.mark.reliability(
     "checkpoint",
-    "numpy scalars in the statistics",
+    "numpy bool periodicity flag in the statistics",
     "handled",
     "stored as plain Python values, so the checkpoint loads weights-only",
 )
@@ -143,10 +151,10 @@ def test_standardizer_statistics_are_stored_as_plain_python_values(tmp_path: Pat
     "refused unread, says to retrain",
 )
 def test_a_checkpoint_holding_numpy_objects_is_refused_with_advice(trained: Path, tmp_path: Path):
-    state = state_of(trained)
-    state["standardizer"]["inputs"]["mean"] = np.zeros(3)
-    path = tmp_path / "old.pt"
-    torch.save(state, path)
+    def numpy_mean(state):
+        state["standardizer"]["inputs"]["mean"] = np.zeros(3)
+
+    path = tampered(trained, tmp_path / "old.pt", numpy_mean)
 
     with pytest.raises(CheckpointError, match=r"numpy.*retrain") as error:
         load_trained_model(path)
@@ -243,10 +251,7 @@ def test_a_config_that_builds_anything_but_the_projects_classes_is_refused(
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     offender, tamper = hostile_configs(victim)[case]
-    state = state_of(trained)
-    tamper(state["config"])
-    path = tmp_path / "hostile.pt"
-    torch.save(state, path)
+    path = tampered(trained, tmp_path / "hostile.pt", lambda state: tamper(state["config"]))
 
     with pytest.raises(CheckpointError, match="refus") as error:
         load_trained_model(path)
@@ -282,10 +287,10 @@ def test_every_option_of_the_conf_groups_passes_the_check_and_builds(group: str)
     "one line naming the file",
 )
 def test_a_config_whose_arguments_do_not_build_is_refused(trained: Path, tmp_path: Path):
-    state = state_of(trained)
-    state["config"]["model"]["padding"] = "sideways"
-    path = tmp_path / "bad_args.pt"
-    torch.save(state, path)
+    def sideways(state):
+        state["config"]["model"]["padding"] = "sideways"
+
+    path = tampered(trained, tmp_path / "bad_args.pt", sideways)
 
     with pytest.raises(CheckpointError, match="cannot build") as error:
         load_trained_model(path)
@@ -367,11 +372,11 @@ def test_a_missing_checkpoint_file_is_a_file_not_found_error(tmp_path: Path):
 def test_predict_refuses_a_hostile_checkpoint_in_one_line(trained: Path, tmp_path: Path):
     marker, victim = tmp_path / "pwned", tmp_path / "victim.txt"
     victim.write_text("precious")
-    state = state_of(trained)
-    hostile_configs(victim)["activation target"][1](state["config"])
-    torch.save(state, tmp_path / "config.pt")
-    checkpoints = [payload_files(tmp_path, marker, state_of(trained))["nested"]]
-    checkpoints.append(tmp_path / "config.pt")
+    opener = hostile_configs(victim)["activation target"][1]
+    checkpoints = [
+        payload_files(tmp_path, marker, state_of(trained))["nested"],
+        tampered(trained, tmp_path / "config.pt", lambda state: opener(state["config"])),
+    ]
     sample = trained.parent / "data" / "test" / "X" / "00000.npz"
     for checkpoint in checkpoints:
         out = tmp_path / f"out_{checkpoint.stem}"
