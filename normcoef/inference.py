@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from hydra.errors import InstantiationException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
 from normcoef.cli import one_line
@@ -111,10 +112,19 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
         )
     try:
         config = OmegaConf.create(state["config"])
+        OmegaConf.to_container(config, resolve=True, throw_on_missing=True)  # fail here, not later
         standardizer = Standardizer.from_dict(state["standardizer"])
         periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
         model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
-    except (InstantiationException, TypeError, ValueError, LookupError) as error:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"the model config builds a {type(model).__name__}, not a network")
+    except (
+        InstantiationException,
+        OmegaConfBaseException,
+        TypeError,
+        ValueError,
+        LookupError,
+    ) as error:
         raise CheckpointError(
             f"checkpoint {path}: cannot build the network and statistics it describes: "
             f"{one_line(error)}"

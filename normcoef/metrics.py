@@ -55,14 +55,19 @@ def sample_metrics(gamma_hat: np.ndarray, gamma: np.ndarray, ocean: np.ndarray) 
 
 
 def aggregate(per_sample: list[dict[str, float]]) -> dict[str, float]:
-    """Mean over samples of each metric, and its std (ddof 0) under ``<key>_std``."""
+    """Mean over samples of each metric, and its std (ddof 0) under ``<key>_std``.
+
+    One sample has no spread: its ``_std`` keys are left out rather than reported as 0
+    (they would be tracked as constant metrics).
+    """
     if not per_sample:
         raise ValueError("aggregate needs at least one sample's metrics")
     summary: dict[str, float] = {}
     for key in per_sample[0]:
         values = np.array([metrics[key] for metrics in per_sample], dtype=np.float64)
         summary[key] = float(values.mean())
-        summary[f"{key}_std"] = float(values.std())
+        if len(values) > 1:
+            summary[f"{key}_std"] = float(values.std())
     return summary
 
 

@@ -3,8 +3,11 @@
 Reads the runs of one sweep (tag ``normcoef.sweep``; by default the latest sweep of the
 experiment), groups them by what the sweep varied, seeds apart, and prints a Markdown table in
 the layout of the report's Tables 2-8: ε_Q, ε_max, ε_mean per configuration, mean ± std over
-seeds, the lowest ε_Q marked best, failed runs listed. The table is also logged as
-``ablation_table.md`` on a summary run, parent of the sweep's runs in the MLflow UI.
+seeds, failed runs listed. The best configuration is chosen on validation (the lowest mean
+``best/val/eps_q``, the validation ε_Q of each run's best checkpoint); the test metrics are
+reported and never choose. The table is also logged as ``ablation_table.md`` on the sweep's
+parent run (opened by ``normcoef.sweeps.parent_run``; created here for older sweeps), with a
+tag naming the best run.
 
 ``log=false`` prints the table without logging it. Other ``key=value`` arguments are Hydra
 overrides of the training config (``experiment=``, ``hparams_search=``,
@@ -23,16 +26,18 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from normcoef.cli import exit_on_user_error
 from normcoef.metrics import aggregate
-from normcoef.tracking import DEFAULT_TRACKING_URI
+from normcoef.tracking import DEFAULT_TRACKING_URI, OVERRIDE_TAG, SUMMARY_TAG, job_context
 
 METRICS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"))
+SELECT_ON = "eps_q"  # the validation metric that chooses the best configuration
 SEED_KEY = "trainer.seed"
-SUMMARY_TAG = "normcoef.summary"
 TABLE_FILE = "ablation_table.md"
 REPORT_OPTIONS = ("sweep", "log")  # the report's own arguments; the rest are Hydra overrides
-# override_dirname joins "key=value" items with ","; a comma inside a value (a list) is not
-# followed by "key=".
+# Runs before structured override tags (normcoef.override.<key>) hold only override_dirname,
+# which joins "key=value" items with ","; a comma inside a value (a list) is not followed by
+# "key=".
 _ITEM_SPLIT = re.compile(r",(?=[\w.+~/@-]+=)")
 
 
@@ -42,8 +47,9 @@ class RunResult:
 
     overrides: dict[str, str]
     status: str = "FINISHED"  # MLflow status, or "MISSING": the job left no MLflow run
-    metrics: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)  # reported
     split: str = "test"  # where the metrics come from: "test", or "val" at the best step
+    validation: dict[str, float] = field(default_factory=dict)  # chooses; best checkpoint
     baseline: dict[str, float] = field(default_factory=dict)  # randomization, test split
     baseline_label: str = "Randomization"
     failure: str = ""
@@ -61,6 +67,7 @@ class Row:
     values: dict[str, str]
     runs: list[RunResult]
     summary: dict[str, float] = field(default_factory=dict)  # mean and <key>_std over seeds
+    validation: dict[str, float] = field(default_factory=dict)  # the same, of validation
 
     @property
     def completed(self) -> list[RunResult]:
@@ -96,13 +103,21 @@ def group_runs(runs: Sequence[RunResult], keys: Sequence[str]) -> list[Row]:
     for row in rows.values():
         if row.completed:
             row.summary = aggregate([run.metrics for run in row.completed])
+        validated = [run.validation for run in row.completed if SELECT_ON in run.validation]
+        if validated and len(validated) == len(row.completed):
+            row.validation = aggregate(validated)
     return list(rows.values())
 
 
 def best_row(rows: Sequence[Row]) -> Row | None:
-    """The configuration with the lowest mean ε_Q, the report's headline metric."""
-    candidates = [row for row in rows if row.summary]
-    return min(candidates, key=lambda row: row.summary["eps_q"], default=None)
+    """The configuration with the lowest mean validation ε_Q (never chosen on test)."""
+    candidates = [row for row in rows if SELECT_ON in row.validation]
+    return min(candidates, key=lambda row: row.validation[SELECT_ON], default=None)
+
+
+def best_run(row: Row) -> RunResult:
+    """The run (seed) of a row with the lowest validation ε_Q."""
+    return min(row.completed, key=lambda run: run.validation[SELECT_ON])
 
 
 def _cell(summary: dict[str, float], key: str, bold: bool = False) -> str:
@@ -160,7 +175,10 @@ def _baseline_lines(rows: Sequence[Row], key_columns: int) -> list[str]:
 
 def _legend(rows: Sequence[Row], best: Row | None) -> str:
     seeds = any(len(row.completed) > 1 for row in rows)
-    text = "Test-split metrics of the best checkpoint (`test/cnn/*`)"
+    text = (
+        "Best chosen on validation ε_Q (`best/val/eps_q`, the best checkpoint's); test "
+        "metrics reported: the test split of the best checkpoint (`test/cnn/*`)"
+    )
     if any(run.split == "val" for row in rows for run in row.completed):
         text += "; rows marked (val): best validation metrics (`val/*`), no test metrics"
     if seeds:
@@ -168,7 +186,9 @@ def _legend(rows: Sequence[Row], best: Row | None) -> str:
     text += "."
     if best is not None and len(rows) > 1:
         chosen = ", ".join(f"{key}={_short(value)}" for key, value in best.values.items())
-        text += f" Best (lowest ε_Q): {chosen or 'CNN'}."
+        text += (
+            f" Best (lowest validation ε_Q, {best.validation[SELECT_ON]:.2e}): {chosen or 'CNN'}."
+        )
     return text
 
 
@@ -209,7 +229,10 @@ def select_sweep(runs: Sequence[Any], sweep: str = "latest") -> str:
     sweeps = [run.data.tags.get("normcoef.sweep", "") for run in runs]
     sweeps = [s for s in sweeps if s]
     if not sweeps:
-        raise LookupError("no run of this experiment was part of a sweep (python -m ... -m)")
+        raise LookupError(
+            f"none of the {len(runs)} runs of this experiment was part of a sweep; "
+            "run one with `python -m normcoef.train -m ...`"
+        )
     if sweep == "latest":
         return sweeps[-1]
     wanted = Path(sweep).resolve()
@@ -219,21 +242,32 @@ def select_sweep(runs: Sequence[Any], sweep: str = "latest") -> str:
     raise LookupError(f"no run of sweep {sweep!r}; known sweeps: {sorted(set(sweeps))}")
 
 
+def run_overrides(tags: dict[str, str]) -> dict[str, str]:
+    """A run's overrides: its ``normcoef.override.<key>`` tags, or (older runs) the parsed
+    ``normcoef.overrides`` tag."""
+    structured = {k[len(OVERRIDE_TAG) :]: v for k, v in tags.items() if k.startswith(OVERRIDE_TAG)}
+    return structured or parse_overrides(tags.get("normcoef.overrides", ""))
+
+
 def run_result(client: Any, run: Any) -> RunResult:
-    """Metrics of one MLflow run: test metrics, else validation at the monitor's best step."""
+    """Metrics of one MLflow run: test metrics reported, the best checkpoint's validation
+    metrics to choose (``best/val/*``, or for older runs read from the ``val/*`` history)."""
     tags, metrics = run.data.tags, run.data.metrics
     result = RunResult(
-        overrides=parse_overrides(tags.get("normcoef.overrides", "")),
+        overrides=run_overrides(tags),
         status=run.info.status,
         failure=tags.get("normcoef.failure", ""),
         run_id=run.info.run_id,
     )
     keys = [key for key, _ in METRICS]
+    if all(f"best/val/{key}" in metrics for key in keys):
+        result.validation = {key: metrics[f"best/val/{key}"] for key in keys}
+    elif all(f"val/{key}" in metrics for key in keys):
+        result.validation = best_validation(client, run.info.run_id, run.data.params, keys)
     if all(f"test/cnn/{key}" in metrics for key in keys):
         result.metrics = {key: metrics[f"test/cnn/{key}"] for key in keys}
-    elif all(f"val/{key}" in metrics for key in keys):
-        result.metrics = best_validation(client, run.info.run_id, run.data.params, keys)
-        result.split = "val"
+    elif result.validation:
+        result.metrics, result.split = dict(result.validation), "val"
     if all(f"test/randomization/{key}" in metrics for key in keys):
         result.baseline = {key: metrics[f"test/randomization/{key}"] for key in keys}
         samples = run.data.params.get("evaluation.randomization_samples")
@@ -261,12 +295,12 @@ def missing_jobs(sweep_dir: Path, recorded: set[str]) -> list[RunResult]:
     """Jobs of the sweep directory with no MLflow run: they failed before tracking started."""
     jobs = []
     for hydra_yaml in sorted(sweep_dir.glob("**/.hydra/hydra.yaml")):
-        overrides = str(OmegaConf.load(hydra_yaml).hydra.job.override_dirname)
-        if overrides not in recorded:
+        hydra = OmegaConf.load(hydra_yaml).hydra
+        if str(hydra.job.override_dirname) not in recorded:
             log = hydra_yaml.parent.parent / "train.log"
             errors = [line for line in _lines(log) if "ERROR" in line]
             reason = errors[-1].split(" - ", 1)[-1] if errors else f"no MLflow run; see {log}"
-            jobs.append(RunResult(parse_overrides(overrides), "MISSING", failure=reason))
+            jobs.append(RunResult(job_context(hydra).overrides, "MISSING", failure=reason))
     return jobs
 
 
@@ -300,10 +334,9 @@ def optuna_summary(sweep_dir: Path, storage: str | None, study_name: str | None)
     return "\n".join(lines)
 
 
-def log_summary(
-    client: Any, experiment_id: str, experiment: str, sweep: str, table: str, rows: list[Row]
-) -> str:
-    """Log the table on the sweep's summary run (created once) and nest the jobs under it."""
+def parent_run(client: Any, experiment_id: str, experiment: str, sweep: str) -> str:
+    """The sweep's parent run (opened by ``normcoef.sweeps.parent_run``); created for a
+    sweep that ran without it."""
     found = client.search_runs(
         [experiment_id],
         filter_string=(
@@ -312,23 +345,38 @@ def log_summary(
         ),
     )
     if found:
-        run_id = found[0].info.run_id
-    else:
-        tags = {SUMMARY_TAG: "true", "normcoef.experiment": experiment, "normcoef.sweep": sweep}
-        run_id = client.create_run(experiment_id, tags=tags, run_name=f"{experiment} summary")
-        run_id = run_id.info.run_id
+        return found[0].info.run_id
+    tags = {SUMMARY_TAG: "true", "normcoef.experiment": experiment, "normcoef.sweep": sweep}
+    return client.create_run(experiment_id, tags=tags, run_name=f"{experiment} sweep").info.run_id
+
+
+def log_summary(
+    client: Any, experiment_id: str, experiment: str, sweep: str, table: str, rows: list[Row]
+) -> str:
+    """Log the table and the best run on the sweep's parent run; nest the jobs under it."""
+    run_id = parent_run(client, experiment_id, experiment, sweep)
     client.log_text(run_id, table, TABLE_FILE)
+    description = client.get_run(run_id).data.tags.get("normcoef.description", "")
+    client.set_tag(run_id, "mlflow.note.content", f"{description}\n\n{table}".strip())
     best = best_row(rows)
     if best is not None:
         client.set_tag(run_id, "normcoef.best", ",".join(best.values.values()) or "CNN")
+        client.set_tag(run_id, "normcoef.best_run", best_run(best).run_id)
         for key, _ in METRICS:
-            client.log_metric(run_id, f"best/{key}", best.summary[key])
+            client.log_metric(run_id, f"best/val/{key}", best.validation[key])
+            client.log_metric(run_id, f"best/{best.completed[0].split}/{key}", best.summary[key])
     for row in rows:
         for run in row.runs:
             if run.run_id:
                 client.set_tag(run.run_id, "mlflow.parentRunId", run_id)
     client.set_terminated(run_id)
     return run_id
+
+
+def store_exists(tracking_uri: str) -> bool:
+    """False for an embedded SQLite store whose file is missing (MLflow would create it)."""
+    prefix = "sqlite:///"
+    return not tracking_uri.startswith(prefix) or Path(tracking_uri[len(prefix) :]).exists()
 
 
 def report(
@@ -342,46 +390,72 @@ def report(
     """The Markdown report of one sweep of ``experiment`` (the ``experiment_name`` tag)."""
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri or DEFAULT_TRACKING_URI)
+    uri = tracking_uri or DEFAULT_TRACKING_URI
+    if not store_exists(uri):
+        raise FileNotFoundError(
+            f"no MLflow store at {uri}: train first, or name the sweep's store with "
+            "logger.tracking_uri=..."
+        )
+    client = MlflowClient(uri)
     found = client.get_experiment_by_name(mlflow_experiment)
     if found is None:
-        raise LookupError(f"no MLflow experiment {mlflow_experiment!r} in {client.tracking_uri}")
+        raise LookupError(f"no MLflow experiment {mlflow_experiment!r} in {uri}")
     runs = search_experiment_runs(client, found.experiment_id, experiment)
+    if not runs:
+        raise LookupError(
+            f"no run of experiment {experiment!r} in {uri}; sweep it first: "
+            "python -m normcoef.train -m experiment=..."
+        )
     sweep = select_sweep(runs, sweep)
     runs = [run for run in runs if run.data.tags.get("normcoef.sweep") == sweep]
     results = [run_result(client, run) for run in runs]
     recorded = {run.data.tags.get("normcoef.overrides", "") for run in runs}
     results += missing_jobs(Path(sweep), recorded)
+    if not any(result.ok for result in results):
+        reasons = sorted(
+            {f"{r.status.lower()}: {r.failure}" if r.failure else r.status.lower() for r in results}
+        )
+        raise LookupError(
+            f"sweep {sweep} has no finished run ({len(results)} jobs; {'; '.join(reasons)})"
+        )
     keys = varied_keys(results)
     rows = group_runs(results, keys)
     table = f"## {experiment}: sweep `{sweep}`\n\n{format_table(rows, keys)}"
     search = optuna_summary(Path(sweep), *optuna)
     if search:
         table += f"\n\n{search}"
+    best = best_row(rows)
+    if best is not None:
+        table += f"\n\nBest run (validation ε_Q): MLflow run {best_run(best).run_id}."
     if log:
         run_id = log_summary(client, found.experiment_id, experiment, sweep, table, rows)
-        table += f"\n\nLogged as {TABLE_FILE} on MLflow run {run_id}."
+        table += f"\n\nLogged as {TABLE_FILE} on MLflow run {run_id}, the sweep's parent run."
     return table
 
 
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:
     """The training config the sweep ran with (experiment name, tracking store, sweeper)."""
     from hydra import compose, initialize
+    from hydra.errors import HydraException
 
     from normcoef.config import register_configs
 
     register_configs()
     with initialize(version_base="1.3", config_path="../conf"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+        try:
+            return compose("train", overrides=list(overrides), return_hydra_config=True)
+        except HydraException as error:  # an unknown experiment, a misspelt key...
+            raise ValueError(f"{' '.join(overrides)}: {error}") from error
 
 
+@exit_on_user_error
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if "-h" in args or "--help" in args:
         print(__doc__)
         return
     if malformed := [arg for arg in args if "=" not in arg]:
-        raise SystemExit(f"arguments are key=value; got {malformed} (see --help)")
+        raise ValueError(f"arguments are key=value; got {malformed} (see --help)")
     options = {k: v for k, v in (arg.split("=", 1) for arg in args) if k in REPORT_OPTIONS}
     cfg = compose_train_config([arg for arg in args if arg.split("=", 1)[0] not in options])
     sweeper = cfg.hydra.sweeper

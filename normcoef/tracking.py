@@ -3,16 +3,29 @@
 The embedded store is ``sqlite:///mlflow.db`` in the working directory; browse it with
 ``mlflow ui --backend-store-uri sqlite:///mlflow.db``. ``logger.tracking_uri`` points at a
 tracking server instead (``http://host:5000``), which several hosts can share.
+
+Metrics are queued and written by MLflow's background thread (``synchronous=False``), so a
+training step does not wait on the store; ``finish`` flushes the queue before closing the run.
+The jobs of a sweep nest under one parent run whose id the sweep directory holds
+(``PARENT_FILE``, written by ``normcoef.sweeps.parent_run``).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 BACKENDS = ("mlflow", "none")
+PARENT_FILE = "mlflow_parent.json"
+"""In a sweep directory: the MLflow parent run of the sweep's jobs, and its store."""
+SUMMARY_TAG = "normcoef.summary"
+"""``true`` on a sweep's parent run, which holds the report rather than a job."""
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
@@ -29,6 +42,44 @@ def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
     return out
 
 
+# Config groups that choose a whole preset: a tag, not the lead of every run name of a sweep.
+PRESET_GROUPS = ("experiment", "hparams_search")
+OVERRIDE_TAG = "normcoef.override."
+
+
+@dataclass
+class JobContext:
+    """What Hydra knows of a job and the tracker records: its overrides and group choices."""
+
+    overrides: dict[str, str] = field(default_factory=dict)  # key -> value, as typed
+    choices: dict[str, str] = field(default_factory=dict)  # config group -> option
+
+
+def job_context(hydra_cfg: DictConfig) -> JobContext:
+    """From Hydra's runtime config (``HydraConfig.get()``): the job's task overrides, less
+    the keys ``override_dirname`` excludes, and the chosen option of each config group."""
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    overrides = {}
+    for item in hydra_cfg.overrides.task:
+        key, _, value = str(item).partition("=")
+        if key.lstrip("+~") not in excluded:
+            overrides[key.lstrip("+~")] = value
+    choices = {
+        group: str(option)
+        for group, option in hydra_cfg.runtime.choices.items()
+        if option is not None and not group.startswith("hydra/")
+    }
+    return JobContext(overrides, choices)
+
+
+def run_name(overrides: dict[str, str], leading: Sequence[str] = ()) -> str | None:
+    """``key=value`` of the overrides, the ``leading`` keys (what a sweep varies) first and
+    the presets left out, so that a sweep's runs differ in the first characters shown."""
+    keys = [k for k in leading if k in overrides]
+    keys += [k for k in overrides if k not in keys and k not in PRESET_GROUPS]
+    return ",".join(f"{k}={overrides[k]}" for k in keys) or None
+
+
 class NullTracker:
     """Tracks nothing (``logger=none``)."""
 
@@ -43,6 +94,8 @@ class NullTracker:
     def log_text(self, text: str, name: str) -> None: ...
 
     def set_tags(self, tags: dict[str, str]) -> None: ...
+
+    def mark_resumed(self, old_run_id: str) -> None: ...
 
     def finish(self, status: str = "FINISHED") -> None: ...
 
@@ -73,7 +126,9 @@ class MLflowTracker(NullTracker):
             self._mlflow.log_params(dict(items[start : start + 100]))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
-        self._mlflow.log_metrics({k: float(v) for k, v in metrics.items()}, step=step)
+        # Queued, not written: a synchronous SQLite write costs tens of ms per training step.
+        values = {k: float(v) for k, v in metrics.items()}
+        self._mlflow.log_metrics(values, step=step, synchronous=False)
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
         self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
@@ -84,7 +139,16 @@ class MLflowTracker(NullTracker):
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
 
+    def mark_resumed(self, old_run_id: str) -> None:
+        """Link the run this one resumes, and close it if a crash left it RUNNING."""
+        client = self._mlflow.MlflowClient()
+        client.set_tag(old_run_id, "normcoef.resumed_by", self.run_id)
+        self.set_tags({"normcoef.resumed_from": old_run_id})
+        if client.get_run(old_run_id).info.status == "RUNNING":
+            client.set_terminated(old_run_id, "KILLED")
+
     def finish(self, status: str = "FINISHED") -> None:
+        self._mlflow.flush_async_logging()
         self._mlflow.end_run(status=status)
 
 
@@ -122,3 +186,28 @@ def download_checkpoint(run_id: str, tracking_uri: str | None, name: str = "last
             f"{tracking_uri or DEFAULT_TRACKING_URI}: {error}"
         ) from error
     return path
+
+
+def write_sweep_parent(
+    sweep_dir: str | Path, tracking_uri: str | None, run_id: str, varied: list[str]
+) -> Path:
+    """Record the sweep's parent run, and the keys the sweep varies, in its directory: jobs
+    read it from any process or host that sees the directory."""
+    path = Path(sweep_dir) / PARENT_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "run_id": run_id,
+        "tracking_uri": tracking_uri or DEFAULT_TRACKING_URI,
+        "varied": varied,
+    }
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def read_sweep_parent(sweep_dir: str | Path | None, tracking_uri: str | None) -> dict | None:
+    """``{"run_id", "tracking_uri", "varied"}`` recorded in ``sweep_dir`` for this store."""
+    path = Path(sweep_dir) / PARENT_FILE if sweep_dir else None
+    if path is None or not path.is_file():
+        return None
+    record = json.loads(path.read_text())
+    return record if record.get("tracking_uri") == (tracking_uri or DEFAULT_TRACKING_URI) else None

@@ -15,6 +15,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from normcoef.config import register_configs
+from normcoef.tracking import job_context
 from normcoef.training.loop import DivergenceError
 from normcoef.training.run import run_training
 
@@ -32,6 +33,7 @@ def main(cfg: DictConfig) -> float:
             overrides=hydra_cfg.job.override_dirname,
             sweep_dir=hydra_cfg.sweep.dir if multirun else None,
             run_dir=Path(hydra_cfg.runtime.output_dir) / "checkpoints",
+            job=job_context(hydra_cfg),
         )
     except (DivergenceError, ValueError) as error:
         # Optuna records a raised trial as FAILED and goes on (max_failure_rate); a grid

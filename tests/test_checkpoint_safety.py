@@ -227,6 +227,9 @@ def hostile_configs(victim: Path) -> dict[str, tuple[str, Callable[[dict], None]
     def model_target(config):
         config["model"]["_target_"] = "os.system"
 
+    def loss_as_activation(config):
+        config["activation"] = config["loss"]
+
     return {
         "activation target": ("builtins.open", set_activation),
         "loss target": ("builtins.open", set_loss),
@@ -235,6 +238,7 @@ def hostile_configs(victim: Path) -> dict[str, tuple[str, Callable[[dict], None]
         "target deep in a list": ("builtins.open", deep_in_list),
         "interpolation decoding a target": ("interpolation", interpolated),
         "model target": ("os.system", model_target),
+        "a loss as the activation": ("normcoef.losses.MSELoss", loss_as_activation),
     }
 
 
@@ -261,12 +265,12 @@ def test_a_config_that_builds_anything_but_the_projects_classes_is_refused(
 
 
 def test_buildable_targets_are_those_of_the_conf_groups():
-    targets = set()
     for group in BUILT_GROUPS:
-        for yaml in (CONF_DIR / group).glob("*.yaml"):
-            targets.add(OmegaConf.load(yaml)["_target_"])
-    assert buildable_targets() == targets
-    assert {"normcoef.models.PlainCNN", "torch.nn.ELU", "normcoef.losses.MSELoss"} <= targets
+        options = {OmegaConf.load(yaml)["_target_"] for yaml in (CONF_DIR / group).glob("*.yaml")}
+        assert buildable_targets(group) == options
+    assert "normcoef.models.SkipAddCNN" in buildable_targets("model")
+    assert "torch.nn.ELU" in buildable_targets("activation")
+    assert "normcoef.losses.MSELoss" in buildable_targets("loss")
 
 
 @pytest.mark.parametrize("group", BUILT_GROUPS)
@@ -280,17 +284,29 @@ def test_every_option_of_the_conf_groups_passes_the_check_and_builds(group: str)
         assert isinstance(build_loss(stored.loss), torch.nn.Module)
 
 
+UNBUILDABLE = {
+    "a bad argument": ("model", "padding", "sideways"),
+    "a partial network": ("model", "_partial_", True),
+    "a missing value": ("dataset", "root", "???"),
+    "broken statistics": ("standardizer", "mode", "sometimes"),
+}
+
+
+@pytest.mark.parametrize("case", list(UNBUILDABLE))
 @pytest.mark.reliability(
     "checkpoint",
-    "config whose model arguments do not build",
+    "config or statistics that do not build",
     "error",
     "one line naming the file",
 )
-def test_a_config_whose_arguments_do_not_build_is_refused(trained: Path, tmp_path: Path):
-    def sideways(state):
-        state["config"]["model"]["padding"] = "sideways"
+def test_a_checkpoint_whose_contents_do_not_build_is_refused(
+    trained: Path, tmp_path: Path, case: str
+):
+    def spoil(state):
+        node, key, value = UNBUILDABLE[case]
+        (state["config"] if node != "standardizer" else state)[node][key] = value
 
-    path = tampered(trained, tmp_path / "bad_args.pt", sideways)
+    path = tampered(trained, tmp_path / "unbuildable.pt", spoil)
 
     with pytest.raises(CheckpointError, match="cannot build") as error:
         load_trained_model(path)

@@ -81,38 +81,38 @@ def _nodes(node: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 
 @functools.cache
-def buildable_targets() -> frozenset[str]:
-    """Every ``_target_`` in the options of conf/model, conf/activation and conf/loss.
+def buildable_targets(group: str) -> frozenset[str]:
+    """Every ``_target_`` in the options of ``conf/<group>`` (one of ``BUILT_GROUPS``).
 
-    The one list of what a stored config may build: a new option file extends it.
+    The one list of what a stored config may build there: a new option file extends it.
     """
     targets = {
         node["_target_"]
-        for group in BUILT_GROUPS
         for path in (CONF_DIR / group).glob("*.yaml")
         for _, node in _nodes(OmegaConf.to_container(OmegaConf.load(path)), group)
         if isinstance(node, Mapping) and "_target_" in node
     }
     if not targets:
         raise FileNotFoundError(
-            f"no options under {CONF_DIR}/{{{','.join(BUILT_GROUPS)}}}: normcoef needs its conf/ "
-            "directory beside the package (install from a clone, e.g. pip install -e .)"
+            f"no options under {CONF_DIR / group}: normcoef needs its conf/ directory beside "
+            "the package (install from a clone, e.g. pip install -e .)"
         )
     return frozenset(targets)
 
 
 def unbuildable(config: Mapping) -> str | None:
     """What in the model, activation and loss of a plain ``config`` (a dict, as stored in a
-    checkpoint) would make Hydra call anything outside ``buildable_targets``; None if nothing.
+    checkpoint) would make Hydra call anything outside their ``buildable_targets``; None if
+    nothing would.
 
     Hydra instantiates a ``_target_`` at any depth (inside arguments and ``_args_`` too), and
     an interpolation such as ``${oc.decode:...}`` can produce one, so every node counts.
     """
-    allowed = buildable_targets()
     for group in BUILT_GROUPS:
         node = config.get(group)
         if not isinstance(node, Mapping) or "_target_" not in node:
             return f"{group} (no _target_)"
+        allowed = buildable_targets(group)
         for where, value in _nodes(node, group):
             if isinstance(value, Mapping) and "_target_" in value:
                 target = value["_target_"]

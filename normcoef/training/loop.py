@@ -40,6 +40,8 @@ class TrainResult:
     last_step: int
     run_dir: Path
     history: list[dict] = field(default_factory=list)
+    # The validation metrics at best_step (val/eps_q, ...): what a sweep selects on.
+    best_metrics: dict[str, float] = field(default_factory=dict)
 
     @property
     def best_path(self) -> Path:
@@ -109,10 +111,13 @@ def train_model(
     checkpoint_extra: dict | None = None,
     resume_from: Path | None = None,
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
+    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``.
 
-    ``on_metrics(metrics, step)`` receives training and validation metrics (e.g. MLflow).
+    ``on_metrics(metrics, step)`` receives training and validation metrics (e.g. MLflow);
+    ``on_checkpoint(path)`` each checkpoint as soon as it is written, so that a tracker holds
+    the latest one even if the process dies later.
     """
     if len(data.train) == 0:
         raise ValueError("the training split is empty")
@@ -126,6 +131,12 @@ def train_model(
             f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
         )
     run_dir = Path(run_dir)
+    used = run_dir.is_dir() and any(run_dir.iterdir())
+    if used and (resume_from is None or Path(resume_from).resolve().parent != run_dir.resolve()):
+        raise FileExistsError(
+            f"checkpoint folder {run_dir} already holds a run: resume it with "
+            f"trainer.resume={run_dir / 'last.pt'}, or train into another folder"
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     model.to(device)
     optimizer = build_optimizer(
@@ -133,6 +144,7 @@ def train_model(
     )
     scheduler = build_scheduler(optimizer, settings.scheduler, settings.steps)
     start, best_value, best_step = 0, math.inf, -1
+    best_metrics: dict[str, float] = {}
     if resume_from is not None:
         state = load_checkpoint(resume_from, map_location=device)
         model.load_state_dict(state["model"])
@@ -140,11 +152,14 @@ def train_model(
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
         start, best_value, best_step = state["step"], state["best_value"], state["best_step"]
+        best_metrics = state.get("best_metrics", {})
         # The final evaluation loads best.pt, which need not improve after resuming: bring
         # along the one saved before the interruption.
         previous_best = Path(resume_from).parent / "best.pt"
         if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
             shutil.copyfile(previous_best, run_dir / "best.pt")
+            if on_checkpoint is not None:
+                on_checkpoint(run_dir / "best.pt")
     mean, std = _target_scale(data.standardizer)
     autocast = settings.mixed_precision and device.type == "cuda"
     history: list[dict] = []
@@ -159,12 +174,14 @@ def train_model(
             step=step,
             best_value=best_value,
             best_step=best_step,
-            extra=checkpoint_extra or {},
+            extra={**(checkpoint_extra or {}), "best_metrics": best_metrics},
         )
+        if on_checkpoint is not None:
+            on_checkpoint(run_dir / name)
 
     if start >= last:  # resumed from a checkpoint at (or past) the end: nothing to train
         checkpoint("last.pt", start)
-        return TrainResult(best_value, best_step, start, run_dir, [])
+        return TrainResult(best_value, best_step, start, run_dir, [], best_metrics)
     model.train()
     bar = tqdm(
         range(start, last),
@@ -199,6 +216,7 @@ def train_model(
             value = record[settings.monitor]
             if value < best_value:
                 best_value, best_step = float(value), done
+                best_metrics = {k: v for k, v in record.items() if k.startswith("val/")}
                 checkpoint("best.pt", done)
             postfix[settings.monitor] = f"{value:.3g}"
         if on_metrics is not None:
@@ -208,4 +226,4 @@ def train_model(
         if done % settings.checkpoint_every == 0 or done == last:
             checkpoint("last.pt", done)
     bar.close()
-    return TrainResult(best_value, best_step, last, run_dir, history)
+    return TrainResult(best_value, best_step, last, run_dir, history, best_metrics)

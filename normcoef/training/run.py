@@ -19,7 +19,16 @@ from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
 from normcoef.models import count_parameters
-from normcoef.tracking import NullTracker, flatten, make_tracker
+from normcoef.tracking import (
+    OVERRIDE_TAG,
+    PRESET_GROUPS,
+    JobContext,
+    NullTracker,
+    flatten,
+    make_tracker,
+    read_sweep_parent,
+    run_name,
+)
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_loss, build_model, resolve_device
 from normcoef.training.loop import DivergenceError, TrainResult, train_model
@@ -74,6 +83,22 @@ def load_data(cfg: DictConfig) -> PreparedData:
     )
 
 
+def tracking_tags(
+    cfg: DictConfig, job: JobContext, overrides: str, sweep_dir: str | None
+) -> dict[str, str]:
+    """Tags that find, group and nest a run: experiment, sweep, preset, each override."""
+    tags = {
+        "normcoef.experiment": cfg.experiment_name,
+        "normcoef.overrides": overrides or "(defaults)",
+        "normcoef.sweep": sweep_dir or "",
+    }
+    presets = [f"{g}={job.choices[g]}" for g in PRESET_GROUPS if g in job.choices]
+    if presets:
+        tags["normcoef.preset"] = ",".join(presets)
+    tags.update({OVERRIDE_TAG + key: value for key, value in job.overrides.items()})
+    return tags
+
+
 def loop_settings(trainer: DictConfig) -> LoopSettings:
     fields = LoopSettings.__dataclass_fields__
     values = {k: v for k, v in OmegaConf.to_container(trainer, resolve=True).items() if k in fields}
@@ -85,8 +110,13 @@ def run_training(
     overrides: str = "",
     sweep_dir: str | None = None,
     run_dir: Path | None = None,
+    job: JobContext | None = None,
 ) -> float:
-    """Train, evaluate and track one configuration; return the best monitored value."""
+    """Train, evaluate and track one configuration; return the best monitored value.
+
+    A job of a sweep nests under the sweep's parent run when ``sweep_dir`` records one.
+    """
+    job = job or JobContext()
     refuse_data_parallel()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
@@ -101,21 +131,24 @@ def run_training(
         if cfg.trainer.resume
         else None
     )
-    tags = {
-        "normcoef.experiment": cfg.experiment_name,
-        "normcoef.overrides": overrides or "(defaults)",
-        "normcoef.sweep": sweep_dir or "",
-    }
+    tags = tracking_tags(cfg, job, overrides, sweep_dir)
+    parent = read_sweep_parent(sweep_dir, cfg.logger.tracking_uri)
+    if parent is not None:
+        tags["mlflow.parentRunId"] = parent["run_id"]
+    name = run_name(job.overrides, parent["varied"] if parent else ())
     tracker = make_tracker(
         cfg.logger.backend,
         cfg.logger.experiment,
-        cfg.logger.run_name or overrides or None,
+        cfg.logger.run_name or name or cfg.experiment_name,
         cfg.logger.tracking_uri,
         tags,
     )
+    if resume is not None and not Path(cfg.trainer.resume).exists():
+        tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
     run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or "run"))
     container = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(flatten(container))
+    tracker.log_params(job.choices)  # model=skip_add: the group options, not their _target_
     tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
@@ -136,10 +169,8 @@ def run_training(
             checkpoint_extra=extra,
             resume_from=resume,
             on_metrics=tracker.log_metrics,
+            on_checkpoint=lambda path: tracker.log_artifact(path, "checkpoints"),
         )
-        tracker.log_artifact(result.last_path, "checkpoints")
-        if result.best_path.exists():
-            tracker.log_artifact(result.best_path, "checkpoints")
         if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
             print(
                 f"\nEvaluation skipped: {Path(cfg.dataset.root) / 'test'} holds no sample "
@@ -153,10 +184,15 @@ def run_training(
         tracker.set_tags({"normcoef.failure": str(error)})
         tracker.finish("FAILED")
         raise
+    except KeyboardInterrupt:
+        tracker.finish("KILLED")
+        raise
     except BaseException:
         tracker.finish("FAILED")
         raise
-    tracker.log_metrics({"best/" + cfg.trainer.monitor: result.best_value})
+    # The validation metrics of the best checkpoint: what sweeps and reports select on.
+    best = {"best/" + key: value for key, value in result.best_metrics.items()}
+    tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
     tracker.finish()
     return result.best_value
 

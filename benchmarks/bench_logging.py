@@ -1,0 +1,103 @@
+"""What MLflow tracking adds to a training step: the same loop with ``logger=none`` and MLflow.
+
+    python benchmarks/bench_logging.py            # quickstart network and batch, ~1 minute
+    python benchmarks/bench_logging.py --quick    # 2-layer 8-channel network, seconds
+
+Each repeat trains the network of conf/experiment/quickstart.yaml (6-layer, 32-channel ELU
+CNN with additive skips) for ``--steps`` Adam steps on a random batch of the quickstart's shape
+(4 x 4 x 64 x 128) and hands ``train/loss`` and ``train/lr`` to a tracker every step, as
+``normcoef.training.loop`` does. Repeats alternate between the no-op tracker and an MLflow run
+in an SQLite store in a temporary folder, so that a slow spell of a shared CPU hits both; the
+MLflow time includes ``finish()``, which waits for every queued metric to be written.
+Creating the store and starting the run are left out: they happen once per run, not per step.
+Prints the median seconds per step of each and the overhead ratio; the target is at most
+``TARGET_OVERHEAD`` (5 %).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from hydra import compose, initialize_config_dir
+
+from normcoef.config import register_configs
+from normcoef.tracking import make_tracker
+from normcoef.training.factory import build_loss, build_model
+
+REPO = Path(__file__).resolve().parents[1]
+TARGET_OVERHEAD = 0.05
+
+
+def quickstart_parts(quick: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
+    """The quickstart's network and loss, composed from conf/ like a training run."""
+    register_configs()
+    small = ["model.layers=4", "model.channels=8"] if quick else []
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["experiment=quickstart", *small])
+    return build_model(cfg.model, cfg.activation, 4, True), build_loss(cfg.loss)
+
+
+def timed_loop(model, loss_fn, batch, tracker, steps: int) -> float:
+    """Seconds per step of ``steps`` optimizer steps, each logging two metrics."""
+    x, y, ocean = batch
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    start = time.perf_counter()
+    for step in range(1, steps + 1):
+        loss = loss_fn(model(x), y, ocean, 1.0, 0.1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        tracker.log_metrics(
+            {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]}, step
+        )
+    tracker.finish()
+    return (time.perf_counter() - start) / steps
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a small network, for a smoke run")
+    parser.add_argument("--steps", type=int, default=40, help="steps per repeat")
+    parser.add_argument("--repeats", type=int, default=3, help="repeats of each, alternating")
+    args = parser.parse_args()
+
+    torch.manual_seed(0)
+    model, loss_fn = quickstart_parts(args.quick)
+    batch = (
+        torch.randn(4, 4, 64, 128),
+        torch.randn(4, 1, 64, 128),
+        torch.ones(4, 1, 64, 128, dtype=torch.bool),
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
+
+        def tracker(backend: str):
+            return make_tracker(backend, "bench", f"{backend} run", uri)
+
+        tracker("mlflow").finish()  # the store's schema: created once, not timed
+        timed_loop(model, loss_fn, batch, tracker("none"), 3)  # warm-up
+        times: dict[str, list[float]] = {"none": [], "mlflow": []}
+        for _ in range(args.repeats):
+            for backend in times:
+                times[backend].append(
+                    timed_loop(model, loss_fn, batch, tracker(backend), args.steps)
+                )
+
+    none, mlflow = (statistics.median(times[b]) for b in ("none", "mlflow"))
+    overhead = mlflow / none - 1
+    for backend, values in times.items():
+        print(f"{backend:>6}: " + ", ".join(f"{1000 * v:.1f}" for v in values) + " ms/step")
+    verdict = "ok" if overhead <= TARGET_OVERHEAD else "over target"
+    print(
+        f"median {1000 * none:.1f} ms/step without tracking, {1000 * mlflow:.1f} with MLflow: "
+        f"overhead {100 * overhead:+.1f} % (target <= {100 * TARGET_OVERHEAD:.0f} %, {verdict})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,137 @@
+"""The MLflow parent run of a sweep, opened when the sweep starts (a Hydra callback).
+
+Registered in conf/train.yaml (``hydra.callbacks.parent_run``). ``on_multirun_start`` opens
+(or, for a sweep directory that already has one, e.g. a resumed Optuna study, reopens) a run
+tagged like the sweep's jobs and described in its note, and records its id in the sweep
+directory (``normcoef.tracking.PARENT_FILE``): each job, in this process, a joblib worker or
+another host, reads it and starts nested under the parent. ``on_multirun_end`` logs
+``normcoef.report``'s table on the parent, tags the best job (chosen on validation ε_Q), and
+closes it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from normcoef.cli import USER_ERRORS
+from normcoef.tracking import (
+    DEFAULT_TRACKING_URI,
+    SUMMARY_TAG,
+    read_sweep_parent,
+    write_sweep_parent,
+)
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION_TAG = "normcoef.description"
+
+
+def varied_keys(config: DictConfig) -> list[str]:
+    """Keys the sweep varies: command-line sweeps (``a=1,2``) and the sweeper's ``params``."""
+    overrides = OverridesParser.create().parse_overrides(list(config.hydra.overrides.task))
+    keys = [o.key_or_group for o in overrides if o.is_sweep_override()]
+    params = config.hydra.sweeper.get("params") or {}
+    return list(dict.fromkeys([*keys, *params]))
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout normcoef runs from, if it is one."""
+    try:
+        done = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
+    except OSError:
+        return None
+    return done.stdout.strip() if done.returncode == 0 else None
+
+
+def sweep_tags(config: DictConfig, varied: list[str]) -> dict[str, str]:
+    """The parent's tags: what ``normcoef.report`` finds it by, and a description."""
+    sweep_dir = str(config.hydra.sweep.dir)
+    task = " ".join(config.hydra.overrides.task)
+    description = (
+        f"Sweep of `{config.experiment_name}` started {datetime.now():%Y-%m-%d %H:%M}: "
+        f"`{task or '(defaults)'}`, varying {', '.join(varied) or 'nothing'}. "
+        f"Jobs write under `{sweep_dir}`; each is a child run of this one."
+    )
+    tags = {
+        SUMMARY_TAG: "true",
+        "normcoef.experiment": str(config.experiment_name),
+        "normcoef.sweep": sweep_dir,
+        DESCRIPTION_TAG: description,
+        "mlflow.note.content": description,
+    }
+    commit = git_commit()
+    if commit:
+        tags["mlflow.source.git.commit"] = commit
+    return tags
+
+
+class ParentRun(Callback):
+    """Opens the sweep's parent run before its jobs start and closes it after they end."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.logger.backend != "mlflow":
+            return
+        from mlflow import MlflowClient
+
+        uri = config.logger.tracking_uri
+        client = MlflowClient(uri or DEFAULT_TRACKING_URI)
+        sweep_dir = str(config.hydra.sweep.dir)
+        varied = varied_keys(config)
+        known = read_sweep_parent(sweep_dir, uri)
+        if known is not None:  # the same sweep directory again: its jobs join the same parent
+            client.update_run(known["run_id"], status="RUNNING")
+            write_sweep_parent(sweep_dir, uri, known["run_id"], varied)
+            return
+        experiment = client.get_experiment_by_name(config.logger.experiment)
+        experiment_id = (
+            experiment.experiment_id
+            if experiment is not None
+            else client.create_experiment(config.logger.experiment)
+        )
+        run = client.create_run(
+            experiment_id,
+            run_name=f"{config.experiment_name} sweep",
+            tags=sweep_tags(config, varied),
+        )
+        write_sweep_parent(sweep_dir, uri, run.info.run_id, varied)
+        log.info("MLflow parent run of the sweep: %s", run.info.run_id)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.logger.backend != "mlflow":
+            return
+        from mlflow import MlflowClient
+
+        from normcoef.report import report
+
+        sweeper, uri = config.hydra.sweeper, config.logger.tracking_uri
+        try:  # logs the table on the parent run and closes it
+            table = report(
+                str(config.experiment_name),
+                uri,
+                config.logger.experiment,
+                str(config.hydra.sweep.dir),
+                (sweeper.get("storage"), sweeper.get("study_name")),
+            )
+        except USER_ERRORS as error:  # e.g. every job failed: the sweep itself has ended
+            log.warning("no report of the sweep: %s", error)
+            parent = read_sweep_parent(str(config.hydra.sweep.dir), uri)
+            if parent is not None:
+                client = MlflowClient(uri or DEFAULT_TRACKING_URI)
+                client.set_tag(parent["run_id"], "normcoef.failure", str(error))
+                client.set_terminated(parent["run_id"], "FAILED")
+            return
+        log.info("\n%s", table)

@@ -1,0 +1,263 @@
+"""Specification of tracking: nothing logged is lost, runs are named and tagged for review,
+a sweep's jobs nest under a parent opened before them, and checkpoints reach MLflow as they
+are written, so that a crashed run can be resumed by its run id.
+
+Runs call ``run_training`` on a 16x24 python grid with 3/1/1 samples, 3-layer 4-channel
+networks and a few CPU steps; each test gets its own copy of one SQLite store.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from mlflow import MlflowClient
+from omegaconf import DictConfig, OmegaConf
+
+from normcoef.config import register_configs
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.metrics import aggregate
+from normcoef.sweeps.parent_run import ParentRun
+from normcoef.tracking import (
+    JobContext,
+    MLflowTracker,
+    job_context,
+    read_sweep_parent,
+    run_name,
+)
+from normcoef.training.run import run_training
+
+REPO = Path(__file__).resolve().parents[1]
+register_configs()
+TINY = [
+    "dataset.height=16",
+    "dataset.width=24",
+    "dataset.splits={train:3,valid:1,test:1}",
+    "model.layers=3",
+    "model.channels=4",
+    "trainer.steps=4",
+    "trainer.eval_every=2",
+    "trainer.checkpoint_every=2",
+    "trainer.device=cpu",
+    "trainer.progress=false",
+    "trainer.num_threads=1",
+    "evaluation.randomization_samples=0",
+]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny data set under data/ and an MLflow store to copy, template.db."""
+    root = tmp_path_factory.mktemp("tracking")
+    spec = GenerationSpec(
+        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
+    )
+    generate_dataset(root / "data", spec)
+    client = MlflowClient(f"sqlite:///{root / 'template.db'}")
+    client.create_experiment("normcoef", artifact_location=str(root / "artifacts"))
+    return root
+
+
+@pytest.fixture
+def store(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)
+    shutil.copyfile(workdir / "template.db", tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def config(workdir: Path, out: Path, uri: str, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(
+            "train",
+            overrides=[
+                f"dataset.root={workdir / 'data'}",
+                f"trainer.output_dir={out}",
+                f"logger.tracking_uri={uri}",
+                *TINY,
+                *overrides,
+            ],
+        )
+
+
+def only_run(uri: str):
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("normcoef").experiment_id])
+    runs = [run for run in runs if "normcoef.summary" not in run.data.tags]
+    assert len(runs) == 1
+    return runs[0]
+
+
+# --- logging -----------------------------------------------------------------------------
+
+
+def test_every_queued_metric_is_in_mlflow_once_the_run_finishes(store: str):
+    tracker = MLflowTracker("normcoef", "queued", store)
+    for step in range(1, 201):
+        tracker.log_metrics({"train/loss": 1.0 / step, "train/lr": 1e-3}, step)
+    tracker.finish()
+    history = MlflowClient(store).get_metric_history(tracker.run_id, "train/loss")
+    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, 201)]
+
+
+def test_one_sample_has_no_std_to_log():
+    assert aggregate([{"eps_q": 0.5}]) == {"eps_q": 0.5}
+    assert aggregate([{"eps_q": 0.5}, {"eps_q": 1.5}]) == {"eps_q": 1.0, "eps_q_std": 0.5}
+
+
+def test_a_finished_run_logs_the_best_checkpoints_validation_metrics(
+    workdir: Path, store: str, tmp_path: Path
+):
+    run_training(config(workdir, tmp_path, store, "trainer.monitor=val/eps_q"))
+    run = only_run(store)
+    history = MlflowClient(store).get_metric_history(run.info.run_id, "val/eps_q")
+    best = min(history, key=lambda m: m.value)
+    eps_max = MlflowClient(store).get_metric_history(run.info.run_id, "val/eps_max")
+    assert run.data.metrics["best/val/eps_q"] == best.value
+    assert run.data.metrics["best/val/eps_max"] == {m.step: m.value for m in eps_max}[best.step]
+    assert not [key for key in run.data.metrics if key.endswith("_std")]  # 1 val, 1 test sample
+
+
+# --- names, tags, nesting ------------------------------------------------------------------
+
+
+def test_run_names_lead_with_what_the_sweep_varies_and_leave_presets_out():
+    overrides = {"experiment": "smoke/activation", "dataset.root": "data", "activation": "elu"}
+    assert run_name(overrides, ["activation"]) == "activation=elu,dataset.root=data"
+    assert run_name({"experiment": "quickstart"}) is None
+
+
+def test_job_context_holds_the_overrides_less_excluded_keys_and_the_group_choices():
+    hydra = OmegaConf.create(
+        {
+            "job": {"config": {"override_dirname": {"exclude_keys": ["logger.tracking_uri"]}}},
+            "overrides": {
+                "task": ["activation=elu", "+extra=1", "logger.tracking_uri=sqlite:///x.db"]
+            },
+            "runtime": {"choices": {"model": "skip_add", "hydra/launcher": "basic", "x": None}},
+        }
+    )
+    job = job_context(hydra)
+    assert job.overrides == {"activation": "elu", "extra": "1"}
+    assert job.choices == {"model": "skip_add"}
+
+
+def sweep_config(uri: str, sweep_dir: Path) -> DictConfig:
+    """What the callbacks read of a multirun's config."""
+    return OmegaConf.create(
+        {
+            "experiment_name": "activation_smoke",
+            "logger": {"backend": "mlflow", "tracking_uri": uri, "experiment": "normcoef"},
+            "hydra": {
+                "sweep": {"dir": str(sweep_dir)},
+                "overrides": {"task": ["experiment=smoke/activation", "activation=relu,elu"]},
+                "sweeper": {"params": None},
+            },
+        }
+    )
+
+
+@pytest.mark.slow
+def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_report(
+    workdir: Path, store: str, tmp_path: Path
+):
+    sweep_dir, sweep = tmp_path / "sweep", sweep_config(store, tmp_path / "sweep")
+    callback = ParentRun()
+    callback.on_multirun_start(sweep)
+    parent = read_sweep_parent(sweep_dir, store)
+    assert parent["varied"] == ["activation"]
+    client = MlflowClient(store)
+    opened = client.get_run(parent["run_id"])
+    assert opened.info.status == "RUNNING"
+    assert "activation=relu,elu" in opened.data.tags["mlflow.note.content"]
+    assert opened.data.tags["normcoef.sweep"] == str(sweep_dir)
+
+    job = JobContext(
+        {"experiment": "smoke/activation", "activation": "elu"},
+        {"experiment": "smoke/activation", "activation": "elu", "model": "cnn"},
+    )
+    cfg = config(workdir, tmp_path, store, "experiment=smoke/activation", "activation=elu")
+    run_training(cfg, "activation=elu,experiment=smoke/activation", str(sweep_dir), job=job)
+    child = only_run(store)
+    assert child.data.tags["mlflow.parentRunId"] == parent["run_id"]
+    assert child.info.run_name == "activation=elu"
+    assert child.data.tags["normcoef.preset"] == "experiment=smoke/activation"
+    assert child.data.tags["normcoef.override.activation"] == "elu"
+    assert child.data.params["model"] == "cnn"
+
+    callback.on_multirun_end(sweep)
+    closed = client.get_run(parent["run_id"])
+    assert closed.info.status == "FINISHED"
+    assert closed.data.tags["normcoef.best_run"] == child.info.run_id
+    assert "Best chosen on validation ε_Q" in closed.data.tags["mlflow.note.content"]
+
+
+# --- crash and resume ----------------------------------------------------------------------
+
+CRASH = """
+import os, sys
+from hydra import compose, initialize_config_dir
+from normcoef.config import register_configs
+from normcoef.tracking import MLflowTracker
+from normcoef.training.run import run_training
+
+log_metrics = MLflowTracker.log_metrics
+
+def dying(self, metrics, step=None):
+    if step == 3:  # after the step-2 checkpoint: the process dies without a word
+        os._exit(9)
+    log_metrics(self, metrics, step)
+
+MLflowTracker.log_metrics = dying
+register_configs()
+with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+    cfg = compose("train", overrides=sys.argv[2:])
+run_training(cfg)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "train",
+    "a tracked run killed mid-training",
+    "handled",
+    "its last checkpoint is in MLflow; resuming by run id marks it KILLED",
+)
+def test_a_killed_run_is_resumed_from_its_mlflow_checkpoint_and_marked_killed(
+    workdir: Path, store: str, tmp_path: Path
+):
+    overrides = [
+        f"dataset.root={workdir / 'data'}",
+        f"trainer.output_dir={tmp_path / 'crashed'}",
+        f"logger.tracking_uri={store}",
+        *TINY,
+    ]
+    done = subprocess.run(
+        [sys.executable, "-c", CRASH, str(REPO / "conf"), *overrides],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 9, done.stderr[-2000:]
+    crashed = only_run(store)
+    assert crashed.info.status == "RUNNING"
+
+    resumed_out = tmp_path / "resumed"
+    cfg = config(workdir, resumed_out, store, f"trainer.resume={crashed.info.run_id}")
+    run_training(cfg)
+
+    client = MlflowClient(store)
+    old = client.get_run(crashed.info.run_id)
+    assert old.info.status == "KILLED"
+    new_id = old.data.tags["normcoef.resumed_by"]
+    new = client.get_run(new_id)
+    assert new.info.status == "FINISHED"
+    assert new.data.tags["normcoef.resumed_from"] == crashed.info.run_id
+    losses = client.get_metric_history(new_id, "train/loss")
+    assert [m.step for m in losses] == [3, 4]  # resumed after the step-2 checkpoint
+    stored = {a.path for a in client.list_artifacts(new_id, "checkpoints")}
+    assert {"checkpoints/best.pt", "checkpoints/last.pt"} <= stored
