@@ -133,7 +133,8 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
         model.load_state_dict(state["model"])
     except RuntimeError as error:
         raise CheckpointError(
-            f"checkpoint {path}: the weights do not fit the network its config describes: {error}"
+            f"checkpoint {path}: the weights do not fit the network its config describes: "
+            f"{one_line(error)}"
         ) from error
     model.to(device).eval()
     return TrainedModel(

@@ -289,13 +289,14 @@ UNBUILDABLE = {
     "a partial network": ("model", "_partial_", True),
     "a missing value": ("dataset", "root", "???"),
     "broken statistics": ("standardizer", "mode", "sometimes"),
+    "weights of another network": ("model", "channels", 8),
 }
 
 
 @pytest.mark.parametrize("case", list(UNBUILDABLE))
 @pytest.mark.reliability(
     "checkpoint",
-    "config or statistics that do not build",
+    "config, statistics or weights that do not build",
     "error",
     "one line naming the file",
 )
@@ -308,7 +309,7 @@ def test_a_checkpoint_whose_contents_do_not_build_is_refused(
 
     path = tampered(trained, tmp_path / "unbuildable.pt", spoil)
 
-    with pytest.raises(CheckpointError, match="cannot build") as error:
+    with pytest.raises(CheckpointError, match="cannot build|do not fit") as error:
         load_trained_model(path)
     assert_one_line_naming(error, path)
 
