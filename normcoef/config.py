@@ -1,4 +1,5 @@
-"""Structured config schemas: a typo or a wrong type fails when Hydra composes the config.
+"""Structured config schemas: a typo or a wrong type fails when Hydra composes the config,
+a value out of range when ``validate`` runs, before anything is read or written.
 
 Groups holding a ``_target_`` (model, activation, loss) are free-form: their keys are the
 constructor arguments, checked by the constructor itself.
@@ -6,6 +7,7 @@ constructor arguments, checked by the constructor itself.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +32,21 @@ class DatasetConfig:
     fields: FieldParameters = field(default_factory=FieldParameters)
     tolerance: float = 1e-8
 
+    def __post_init__(self) -> None:
+        self.spec()  # the generator's checks: sizes, seed, splits, tolerance
+
+    def spec(self) -> GenerationSpec:
+        """The generator's parameters (checked)."""
+        return GenerationSpec(
+            grid=self.grid,
+            height=self.height,
+            width=self.width,
+            seed=self.seed,
+            splits=dict(self.splits),
+            fields=self.fields,
+            tolerance=self.tolerance,
+        )
+
 
 @dataclass
 class DistanceMapConfig:
@@ -51,6 +68,11 @@ class TrainerConfig(LoopSettings):
     output_dir: str = "checkpoints"
     num_threads: int | None = None
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.num_threads is not None and self.num_threads < 1:
+            raise ValueError(f"num_threads={self.num_threads}: must be >= 1, or null for torch's")
+
 
 @dataclass
 class LoggerConfig:
@@ -65,6 +87,16 @@ class EvaluationConfig:
     randomization_samples: int = 10_000
     randomization_seed: int = 0
     max_samples: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.randomization_samples < 0:
+            raise ValueError(
+                f"randomization_samples={self.randomization_samples}: must be >= 0 (0 skips it)"
+            )
+        if self.randomization_seed < 0:
+            raise ValueError(f"randomization_seed={self.randomization_seed}: must be >= 0")
+        if self.max_samples is not None and self.max_samples < 1:
+            raise ValueError(f"max_samples={self.max_samples}: must be >= 1, or null for all")
 
 
 @dataclass
@@ -88,6 +120,10 @@ class GenerateSchema:
     progress: bool = True
     workers: int = 1  # processes computing samples in parallel (one BLAS thread each)
 
+    def __post_init__(self) -> None:
+        if self.workers < 1:
+            raise ValueError(f"workers={self.workers}: must be >= 1")
+
 
 def register_configs() -> None:
     cs = ConfigStore.instance()
@@ -102,13 +138,30 @@ def register_configs() -> None:
 
 def generation_spec(dataset: DictConfig) -> GenerationSpec:
     """The generator's parameters from a composed ``dataset`` config."""
-    fields = OmegaConf.to_container(dataset.fields, resolve=True)
-    return GenerationSpec(
-        grid=dataset.grid,
-        height=dataset.height,
-        width=dataset.width,
-        seed=dataset.seed,
-        splits=dict(dataset.splits),
-        fields=FieldParameters(**fields),
-        tolerance=dataset.tolerance,
-    )
+    return OmegaConf.to_object(dataset).spec()
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check every value of a composed config against its schema, before anything runs.
+
+    Builds each structured node's dataclass (its ``__post_init__`` checks the values), the
+    innermost first, so that the error names the full key:
+    ``ValueError("trainer.batch_size=0: must be >= 1")``.
+    """
+    _validate_node(cfg, "")
+
+
+def _validate_node(node: DictConfig, path: str) -> None:
+    missing = sorted(str(key) for key in node if OmegaConf.is_missing(node, key))
+    if missing:
+        keys = ", ".join(path + key for key in missing)
+        raise ValueError(f"{keys}: missing; set it in the config or on the command line")
+    for key in node:
+        child = node[key]
+        if isinstance(child, DictConfig):
+            _validate_node(child, f"{path}{key}.")
+    if dataclasses.is_dataclass(OmegaConf.get_type(node)):
+        try:
+            OmegaConf.to_object(node)
+        except ValueError as error:
+            raise ValueError(f"{path}{error}") from error

@@ -1,20 +1,49 @@
-"""Generate a data set: ``python -m normcoef.generate dataset=python``."""
+"""Generate a data set: ``python -m normcoef.generate dataset=python``.
+
+A bad value fails before anything is written, with one line naming its key; Ctrl-C or a
+``kill`` stops the workers too and keeps every finished sample (rerun the same command to
+finish).
+"""
 
 from __future__ import annotations
+
+import signal
+import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from normcoef.config import generation_spec, register_configs
+from normcoef.cli import exit_on_user_error
+from normcoef.config import generation_spec, register_configs, validate
 from normcoef.data.generation import generate_dataset, summary
 
 register_configs()
+EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    """SIGTERM as Ctrl-C: the default action would kill this process alone, leaving its
+    worker processes computing."""
+    raise KeyboardInterrupt
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
+@exit_on_user_error
 def main(cfg: DictConfig) -> None:
+    validate(cfg)
     root = cfg.dataset.root
-    generate_dataset(root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        generate_dataset(
+            root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers
+        )
+    except KeyboardInterrupt:
+        print(
+            f"\ninterrupted: the samples finished so far are kept in {root}; "
+            "run the same command again to finish",
+            file=sys.stderr,
+        )
+        raise SystemExit(EXIT_INTERRUPTED) from None
     print(summary(root))
 
 

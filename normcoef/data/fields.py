@@ -9,6 +9,7 @@ Every sample is reproducible from (grid, seed, index).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,12 +31,20 @@ class FieldParameters:
     steps: int = 10
 
     def __post_init__(self) -> None:
-        if not 0 < self.min_cells <= self.max_cells:
+        """Messages start with the field name; ``normcoef.config.validate`` adds the key path."""
+        if not 0 < self.min_cells <= self.max_cells < math.inf:
             raise ValueError(
-                f"need 0 < min_cells <= max_cells; got {self.min_cells}, {self.max_cells}"
+                f"min_cells={self.min_cells}, max_cells={self.max_cells}: "
+                "need 0 < min_cells <= max_cells (finite)"
             )
-        if self.correlation_cells <= 0:
-            raise ValueError(f"correlation_cells must be > 0; got {self.correlation_cells}")
+        if not 0 < self.correlation_cells < math.inf:
+            raise ValueError(
+                f"correlation_cells={self.correlation_cells}: correlation_cells must be > 0 "
+                "(finite, in grid cells)"
+            )
+        # M even (L^{1/2} is M/2 steps) and > 2 (kappa = D^2/(2M - 4) above).
+        if self.steps < 4 or self.steps % 2:
+            raise ValueError(f"steps={self.steps}: must be an even number >= 4")
 
 
 def smooth_unit_field(rng: np.random.Generator, grid: Grid, correlation: float) -> np.ndarray:

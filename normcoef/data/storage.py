@@ -26,10 +26,24 @@ TARGET_SUFFIX = "_norm_coeffs"
 METADATA = "metadata.json"
 GRID = "grid.npz"
 STATISTICS = "statistics.json"
+REGENERATE = (
+    "if it belongs to a generated data set, rerun `python -m normcoef.generate` with the same "
+    "settings (damaged samples are rewritten); otherwise replace the file"
+)
 
 
 class DatasetError(ValueError):
     """A data set on disk is missing, incomplete or malformed."""
+
+
+class DamagedFileError(DatasetError):
+    """A file cut short, corrupted or emptied (e.g. by an interrupted copy): rewriting it is
+    the fix, which ``generate`` does for its own samples."""
+
+    def __init__(self, path: Path, problem: str) -> None:
+        super().__init__(f"{path} {problem}; {REGENERATE}")
+        self.path = path
+        self.problem = problem
 
 
 def sample_paths(root: Path, split: str, sample_id: str) -> tuple[Path, Path]:
@@ -37,24 +51,23 @@ def sample_paths(root: Path, split: str, sample_id: str) -> tuple[Path, Path]:
     return base / "X" / f"{sample_id}.npz", base / "Y" / f"{sample_id}{TARGET_SUFFIX}.npz"
 
 
-def _atomic_savez(path: Path, array: np.ndarray) -> None:
+def save_npz(path: Path, **arrays: np.ndarray) -> None:
     """Write via a temporary file and rename, so an interrupted run leaves no partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, arr_0=array)
-    os.replace(tmp, path)
+    try:
+        np.savez_compressed(tmp, **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def write_sample(
     root: Path, split: str, sample_id: str, fields: np.ndarray, gamma: np.ndarray
 ) -> None:
     x_path, y_path = sample_paths(root, split, sample_id)
-    _atomic_savez(y_path, gamma)
-    _atomic_savez(x_path, fields)
-
-
-def has_sample(root: Path, split: str, sample_id: str) -> bool:
-    return all(p.exists() for p in sample_paths(root, split, sample_id))
+    save_npz(y_path, arr_0=gamma)
+    save_npz(x_path, arr_0=fields)
 
 
 def list_ids(root: Path, split: str) -> list[str]:
@@ -77,10 +90,6 @@ def list_ids(root: Path, split: str) -> list[str]:
     return ids
 
 
-REGENERATE = (
-    "if it belongs to a generated data set, rerun `python -m normcoef.generate` with the same "
-    "settings (damaged samples are rewritten); otherwise replace the file"
-)
 NPY_MAGIC = b"\x93NUMPY"
 
 
@@ -93,9 +102,7 @@ def _check_archive(path: Path) -> None:
     with path.open("rb") as file:
         head = file.read(len(NPY_MAGIC))
     if not head:
-        raise DatasetError(
-            f"{path} is empty (0 bytes), e.g. after an interrupted copy; {REGENERATE}"
-        )
+        raise DamagedFileError(path, "is empty (0 bytes), e.g. after an interrupted copy")
     if head == NPY_MAGIC:
         raise DatasetError(
             f"{path} is a .npy array, not an npz archive; save it with np.savez(path, array)"
@@ -109,9 +116,9 @@ def _check_archive(path: Path) -> None:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
     except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
-        raise DatasetError(f"{path} is truncated or damaged ({error}); {REGENERATE}") from error
+        raise DamagedFileError(path, f"is truncated or damaged ({error})") from error
     if damaged is not None:
-        raise DatasetError(f"{path} is damaged: {damaged} fails its checksum; {REGENERATE}")
+        raise DamagedFileError(path, f"is damaged: {damaged} fails its checksum")
 
 
 def load_array(path: Path) -> np.ndarray:
@@ -135,17 +142,12 @@ def load_array(path: Path) -> np.ndarray:
                 f"{path} holds Python objects (a pickled array), which are not loaded because "
                 "unpickling can run code; save plain float arrays with np.savez"
             ) from error
-        raise DatasetError(f"{path} holds no valid array ({error}); {REGENERATE}") from error
+        raise DamagedFileError(path, f"holds no valid array ({error})") from error
     except OSError as error:
         raise DatasetError(f"cannot read {path}: {error}") from error
     if array.dtype.kind not in "biuf":
         raise DatasetError(f"{path}: {key} has dtype {array.dtype}; expected real numbers")
     return array.astype(np.float64, copy=False)
-
-
-def center_crop(array: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    # Kept until normcoef/predict.py uses crop_halo; remove then.
-    return crop_halo(array, shape, Path("<input>"))
 
 
 def crop_halo(array: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:

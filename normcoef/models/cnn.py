@@ -41,8 +41,13 @@ class _CNN(nn.Module):
         periodic_y: bool = False,
     ) -> None:
         super().__init__()
+        # Named by their config keys: these come from conf/model (free-form, no schema).
         if layers < 2:
-            raise ValueError(f"layers counts the input and output layers, so >= 2; got {layers}")
+            raise ValueError(
+                f"model.layers={layers}: must be >= 2 (layers counts the input and output layers)"
+            )
+        if channels < 1:
+            raise ValueError(f"model.channels={channels}: must be >= 1")
         self.layers = layers
         self.padding = padding
         self.periodic_x = periodic_x
@@ -70,8 +75,8 @@ def _blocks(hidden: int, block_layers: int) -> int:
     if block_layers < 1 or hidden < block_layers or hidden % block_layers:
         allowed = ", ".join(str(2 + k * max(block_layers, 1)) for k in (1, 2, 3))
         raise ValueError(
-            f"layers - 2 = {hidden} hidden layers must be a positive multiple of "
-            f"block_layers = {block_layers} >= 1 (allowed layers: {allowed}, ...)"
+            f"model.block_layers={block_layers}: the layers - 2 = {hidden} hidden layers must be "
+            f"a positive multiple of block_layers >= 1 (allowed layers: {allowed}, ...)"
         )
     return hidden // block_layers
 

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from normcoef.config import validate
 from normcoef.data.storage import SPLITS, read_json
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
@@ -116,6 +117,7 @@ def run_training(
 
     A job of a sweep nests under the sweep's parent run when ``sweep_dir`` records one.
     """
+    validate(cfg)  # a value out of range fails here, naming its key, before anything runs
     job = job or JobContext()
     refuse_data_parallel()
     if cfg.trainer.num_threads:

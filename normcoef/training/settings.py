@@ -3,11 +3,17 @@ extends them without importing the loop."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 
 @dataclass
 class LoopSettings:
+    """Checked on construction, so that a bad value fails before any data is loaded.
+
+    Messages start with the field name; ``normcoef.config.validate`` prefixes the key path.
+    """
+
     steps: int = 2000  # fixed budget: augmented and plain runs train for the same steps
     batch_size: int = 4
     optimizer: str = "adam"
@@ -21,3 +27,16 @@ class LoopSettings:
     mixed_precision: bool = False
     progress: bool = True
     stop_at: int | None = None  # stop (resumably) after this step; the schedule keeps `steps`
+
+    def __post_init__(self) -> None:
+        # steps = 0 would "finish" an untrained network; stop_at <= 0 would train nothing.
+        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "stop_at"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name}={value}: must be >= 1")
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr={self.lr}: must be a finite number > 0")
+        if not 0 <= self.seed < 2**32:  # what numpy's global seed accepts
+            raise ValueError(f"seed={self.seed}: must be in [0, 2**32 - 1]")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")

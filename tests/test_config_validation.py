@@ -1,0 +1,180 @@
+"""A value out of range fails when the run starts, with one line naming its key and the
+allowed range, rather than as a crash inside torch or numpy, or a run that does nothing."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig
+
+from normcoef.config import register_configs, validate
+from normcoef.data.fields import FieldParameters
+from normcoef.models import PlainCNN, SkipAddCNN, SkipConcatCNN
+from normcoef.training.run import run_training
+from normcoef.training.settings import LoopSettings
+
+REPO = Path(__file__).resolve().parents[1]
+register_configs()
+
+
+def composed(name: str, *overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        return compose(name, overrides=list(overrides))
+
+
+@pytest.mark.parametrize("name", ["train", "generate"])
+def test_the_shipped_defaults_are_valid(name):
+    validate(composed(name))
+
+
+TRAINER = [
+    ("trainer.steps=0", "trainer.steps=0: must be >= 1"),
+    ("trainer.steps=-5", "trainer.steps=-5: must be >= 1"),
+    ("trainer.batch_size=0", "trainer.batch_size=0: must be >= 1"),
+    ("trainer.eval_every=0", "trainer.eval_every=0: must be >= 1"),
+    ("trainer.checkpoint_every=-1", "trainer.checkpoint_every=-1: must be >= 1"),
+    ("trainer.stop_at=0", "trainer.stop_at=0: must be >= 1"),
+    ("trainer.stop_at=-3", "trainer.stop_at=-3: must be >= 1"),
+    ("trainer.lr=0", "trainer.lr=0.0: must be a finite number > 0"),
+    ("trainer.lr=-0.001", "trainer.lr=-0.001: must be a finite number > 0"),
+    ("trainer.weight_decay=-0.1", "trainer.weight_decay=-0.1: must be >= 0"),
+    ("trainer.seed=-1", r"trainer.seed=-1: must be in \[0, 2\*\*32 - 1\]"),
+    ("trainer.num_threads=0", "trainer.num_threads=0: must be >= 1, or null"),
+]
+DATASET = [
+    ("dataset.splits.valid=-1", "dataset.splits.valid=-1: must be >= 0"),
+    ("dataset.splits.train=0", "dataset.splits.train=0: must be >= 1"),
+    ("+dataset.splits.tset=2", "dataset.splits.tset: unknown split; use train, valid, test"),
+    ("dataset.tolerance=5", r"dataset.tolerance=5.0: must be in \(0, 1e-04\]"),
+    ("dataset.tolerance=0", r"dataset.tolerance=0.0: must be in \(0, 1e-04\]"),
+    ("dataset.fields.steps=0", "dataset.fields.steps=0: must be an even number >= 4"),
+    ("dataset.fields.steps=7", "dataset.fields.steps=7: must be an even number >= 4"),
+    ("dataset.fields.min_cells=0", "dataset.fields.min_cells=0.0, max_cells=4.0: need 0 <"),
+    ("dataset.fields.correlation_cells=-1", "dataset.fields.correlation_cells=-1.0: "),
+    ("dataset.height=2", "dataset.height=2: must be >= 4, or null"),
+    ("dataset.seed=-1", "dataset.seed=-1: must be >= 0"),
+]
+EVALUATION = [
+    ("evaluation.randomization_samples=-1", "evaluation.randomization_samples=-1: must be >= 0"),
+    ("evaluation.randomization_seed=-2", "evaluation.randomization_seed=-2: must be >= 0"),
+    ("evaluation.max_samples=0", "evaluation.max_samples=0: must be >= 1, or null"),
+]
+
+
+@pytest.mark.reliability(
+    "train",
+    "trainer.steps, batch_size, eval_every, checkpoint_every, stop_at <= 0; lr <= 0",
+    "error",
+    "one line naming the key and the range, before anything runs",
+)
+@pytest.mark.parametrize(("override", "message"), TRAINER)
+def test_trainer_values_out_of_range_are_refused_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        validate(composed("train", override))
+
+
+@pytest.mark.reliability(
+    "train",
+    "negative split sizes, a loose tolerance, odd or zero M, a negative seed",
+    "error",
+    "one line naming the dataset key and the range",
+)
+@pytest.mark.parametrize(("override", "message"), DATASET)
+def test_dataset_values_out_of_range_are_refused_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        validate(composed("train", override))
+
+
+@pytest.mark.reliability(
+    "train",
+    "negative randomization samples or seed, max_samples 0",
+    "error",
+    "one line naming the evaluation key",
+)
+@pytest.mark.parametrize(("override", "message"), EVALUATION)
+def test_evaluation_values_out_of_range_are_refused_naming_the_key(override, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        validate(composed("train", override))
+
+
+@pytest.mark.reliability("generate", "workers=0", "error", "one line naming the key")
+def test_generate_refuses_zero_workers():
+    with pytest.raises(ValueError, match="^workers=0: must be >= 1$"):
+        validate(composed("generate", "workers=0"))
+
+
+def test_a_missing_mandatory_value_is_named():
+    with pytest.raises(ValueError, match="^dataset.root: missing; set it"):
+        validate(composed("train", "dataset.root=???"))
+
+
+def test_the_schemas_check_their_values_when_built_directly():
+    with pytest.raises(ValueError, match="^steps=0: must be >= 1$"):
+        LoopSettings(steps=0)
+    with pytest.raises(ValueError, match="^steps=3: must be an even number >= 4$"):
+        FieldParameters(steps=3)
+
+
+@pytest.mark.reliability(
+    "train", "model.channels or model.layers too small", "error", "names model.channels"
+)
+@pytest.mark.parametrize("model_class", [PlainCNN, SkipAddCNN, SkipConcatCNN])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"channels": 0}, "model.channels=0: must be >= 1"),
+        ({"channels": -4}, "model.channels=-4: must be >= 1"),
+        ({"layers": 1}, r"model.layers=1: must be >= 2"),
+    ],
+)
+def test_models_refuse_too_few_channels_or_layers_naming_the_key(model_class, kwargs, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        model_class(3, **kwargs)
+
+
+@pytest.mark.reliability(
+    "train",
+    "trainer.steps=0 (an untrained network)",
+    "error",
+    "refused before data, tracking or checkpoints",
+)
+def test_training_with_zero_steps_is_refused_before_anything_is_written(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "checkpoints"
+    cfg = composed(
+        "train",
+        f"dataset.root={tmp_path / 'no-data'}",
+        f"trainer.output_dir={out}",
+        "logger=none",
+        "trainer.steps=0",
+    )
+    with pytest.raises(ValueError, match="^trainer.steps=0: must be >= 1$"):
+        run_training(cfg, run_dir=out / "run")
+    assert list(tmp_path.iterdir()) == []
+
+
+def cli(module: str, cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
+    """Run ``python -m module`` of this checkout from ``cwd`` (Hydra writes outputs/ there)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("NORMCOEF_DEBUG", None)
+    command = [sys.executable, "-m", module, *overrides]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "train", "trainer.batch_size=0 on the command line", "error", "one line, exit 2"
+)
+def test_train_cli_refuses_a_zero_batch_size_in_one_line(tmp_path):
+    done = cli("normcoef.train", tmp_path, "trainer.batch_size=0", "logger=none")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == "error: trainer.batch_size=0: must be >= 1"
+    assert not (tmp_path / "mlflow.db").exists()
