@@ -46,13 +46,17 @@ lint: install
 format: install
 	$(PY) -m ruff format normcoef tests benchmarks
 
+# A sweep that lost some jobs exits 3 (normcoef/sweeps/failures.py): its report still lists
+# them, then the target fails; all jobs failed (4) or a mistake (1, 2) stops before the report.
+sweep_then_report = $(PY) -m normcoef.train -m $(1) $(ARGS); status=$$?; \
+	if [ $$status -eq 0 ] || [ $$status -eq 3 ]; then $(PY) -m normcoef.report $(1) || exit; fi; \
+	exit $$status
+
 sweep: install
-	$(PY) -m normcoef.train -m experiment=$(EXPERIMENT) $(ARGS)
-	$(PY) -m normcoef.report experiment=$(EXPERIMENT)
+	$(call sweep_then_report,experiment=$(EXPERIMENT))
 
 search: install
-	$(PY) -m normcoef.train -m hparams_search=$(SEARCH) $(ARGS)
-	$(PY) -m normcoef.report hparams_search=$(SEARCH)
+	$(call sweep_then_report,hparams_search=$(SEARCH))
 
 ui: install
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db

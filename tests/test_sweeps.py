@@ -24,6 +24,7 @@ from normcoef.report import (
     parse_overrides,
     varied_keys,
 )
+from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED
 
 
 @pytest.fixture(scope="module")
@@ -38,11 +39,11 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def train(workdir: Path, *overrides: str) -> subprocess.CompletedProcess:
-    """A ``normcoef.train`` multirun in ``workdir``; fails the test if the command fails."""
+def train(workdir: Path, *overrides: str, returncode: int = 0) -> subprocess.CompletedProcess:
+    """A ``normcoef.train`` multirun in ``workdir``; fails the test on another exit code."""
     command = [sys.executable, "-m", "normcoef.train", "-m", *overrides]
     done = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.returncode == returncode, done.stdout[-3000:] + done.stderr[-3000:]
     return done
 
 
@@ -173,7 +174,16 @@ def test_failing_trial_is_recorded_as_fail_and_the_study_goes_on(
     ]
     # Additive skips need layers - 2 to split into blocks of 2: 5 layers cannot be built.
     space = ["model=skip_add", "model.layers=choice(4,5)", "activation=elu", "loss=mse"]
-    train(workdir, *study, *space, "trainer.lr=0.001", "hydra.sweeper.n_trials=3")
+    done = train(
+        workdir,
+        *study,
+        *space,
+        "trainer.lr=0.001",
+        "hydra.sweeper.n_trials=3",
+        returncode=EXIT_SOME_JOBS_FAILED,
+    )
+    assert "jobs of the sweep in multirun/optuna_smoke/failing failed:" in done.stderr
+    assert "model.layers=5" in done.stderr.split("failed:")[-1]
 
     trials = optuna.load_study(study_name="failing", storage=storage).trials
     states = {(trial.params["model.layers"], trial.state.name) for trial in trials}

@@ -20,6 +20,7 @@ from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
 from normcoef.models import count_parameters
+from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
     OVERRIDE_TAG,
     PRESET_GROUPS,
@@ -147,7 +148,7 @@ def run_training(
     )
     if resume is not None and not Path(cfg.trainer.resume).exists():
         tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
-    run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or "run"))
+    run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
     container = OmegaConf.to_container(cfg, resolve=True)
     tracker.log_params(flatten(container))
     tracker.log_params(job.choices)  # model=skip_add: the group options, not their _target_

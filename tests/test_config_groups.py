@@ -1,0 +1,140 @@
+"""Specification of conf/train.yaml's groups and folders: every preset composes, a misspelt one
+fails at once, and every run gets a folder of its own.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import hydra.core.utils
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.errors import MissingConfigException
+from omegaconf import DictConfig, OmegaConf
+
+from normcoef.config import register_configs
+from normcoef.sweeps.naming import register_resolvers, timestamped_name
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+register_configs()
+register_resolvers()
+
+
+def train_config(*overrides: str) -> DictConfig:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose("train", overrides=list(overrides), return_hydra_config=True)
+
+
+def options(group: str) -> list[str]:
+    """Every option of a config group, nested folders included (``smoke/activation``)."""
+    root = CONF / group
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+
+
+def test_without_an_experiment_the_defaults_compose():
+    cfg = train_config()
+    assert cfg.experiment_name == "default"
+    assert cfg.hydra.runtime.choices.experiment is None
+    assert cfg.hydra.runtime.choices.hparams_search is None
+
+
+@pytest.mark.parametrize("experiment", options("experiment"))
+def test_every_experiment_composes_and_resolves(experiment: str):
+    cfg = train_config(f"experiment={experiment}")
+    assert cfg.hydra.runtime.choices.experiment == experiment
+    job = OmegaConf.masked_copy(cfg, [key for key in cfg if key != "hydra"])
+    assert OmegaConf.to_container(job, resolve=True)["dataset"]["root"]
+
+
+@pytest.mark.parametrize("search", options("hparams_search"))
+def test_every_hparams_search_composes_with_the_optuna_sweeper(search: str):
+    cfg = train_config(f"hparams_search={search}")
+    assert "optuna" in cfg.hydra.sweeper._target_.lower()
+    assert cfg.hydra.sweeper.params
+
+
+@pytest.mark.reliability(
+    "train", "misspelt experiment", "error", "Could not find, with the options"
+)
+@pytest.mark.parametrize(
+    ("override", "missing"),
+    [
+        ("experiment=activaton", "experiment/activaton"),
+        ("experiment=smoke/activaton", "experiment/smoke/activaton"),
+    ],
+)
+def test_a_misspelt_experiment_fails_at_once(override: str, missing: str):
+    with pytest.raises(MissingConfigException, match=f"Could not find '{missing}'") as error:
+        train_config(override)
+    assert "quickstart" in str(error.value) or "smoke" in missing
+
+
+@pytest.mark.reliability(
+    "sweep", "misspelt hparams_search", "error", "Could not find, not the basic sweeper"
+)
+def test_a_misspelt_hparams_search_fails_at_once():
+    with pytest.raises(MissingConfigException, match="Could not find 'hparams_search/optuna_smok'"):
+        train_config("hparams_search=optuna_smok")
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep", "misspelt group on the command line", "error", "Could not find, exit 1"
+)
+@pytest.mark.parametrize(
+    "command",
+    [["experiment=activaton"], ["-m", "hparams_search=optuna_smok"]],
+    ids=["experiment", "hparams_search"],
+)
+def test_the_command_line_refuses_a_misspelt_group_before_anything_runs(
+    tmp_path: Path, command: list[str]
+):
+    done = subprocess.run(
+        [sys.executable, "-m", "normcoef.train", *command],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 1
+    assert "Could not find" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "outputs").exists()
+    assert not (tmp_path / "multirun").exists()
+
+
+# --- one run, one folder -------------------------------------------------------------------
+
+
+class FrozenClock(datetime):
+    """Every ``now()`` is one second: runs started at the same time."""
+
+    @classmethod
+    def now(cls, tz=None) -> datetime:
+        return cls(2026, 1, 2, 3, 4, 5)
+
+
+@pytest.mark.reliability(
+    "train", "two runs started in the same second", "handled", "each gets its own folder"
+)
+@pytest.mark.parametrize("folder", ["run", "sweep"])
+def test_runs_started_in_the_same_second_get_their_own_folders(
+    monkeypatch: pytest.MonkeyPatch, folder: str
+):
+    monkeypatch.setattr(hydra.core.utils, "datetime", FrozenClock)  # Hydra's ${now:}
+    first, second = (str(train_config().hydra[folder].dir) for _ in range(2))
+    assert first != second
+    assert Path(first).parent == Path(second).parent
+    assert Path(first).name.startswith(("03-04-05_", "2026-01-02_03-04-05_"))
+
+
+def test_a_folder_name_starts_with_its_time_so_folders_sort_by_start():
+    early = timestamped_name(datetime(2026, 1, 2, 3, 4, 5))
+    late = timestamped_name(datetime(2026, 1, 2, 3, 4, 6))
+    assert early.startswith("2026-01-02_03-04-05_")
+    assert sorted([late, early]) == [early, late]
+    assert timestamped_name(datetime(2026, 1, 2, 3, 4, 5)) != early
