@@ -168,11 +168,11 @@ def test_a_sweep_without_a_finished_run_says_why(store: str, capsys: pytest.Capt
 
 
 @pytest.mark.reliability(
-    "report", "an unknown experiment preset", "error", "Hydra's could-not-find on one line"
+    "report", "a misspelt training config key", "error", "Hydra's message on one line"
 )
-def test_an_unknown_experiment_preset_is_one_line(capsys: pytest.CaptureFixture):
-    err = refused(capsys, "experiment=no_such_preset")
-    assert "no_such_preset" in err
+def test_a_misspelt_config_key_is_one_line(capsys: pytest.CaptureFixture):
+    err = refused(capsys, *EXPERIMENT, "trainer.stepz=5")
+    assert "trainer.stepz" in err
 
 
 @pytest.mark.reliability("report", "an argument without =", "error", "asks for key=value")
