@@ -120,7 +120,7 @@ def test_a_failed_grid_job_logs_its_reason_and_lets_the_other_jobs_run(
 
 
 @pytest.mark.reliability(
-    "sweep", "a job fails on a bug", "traceback", "traceback kept in the job log, one line at end"
+    "sweep", "a job fails on a bug", "error", "one line at the end, traceback kept in the job log"
 )
 def test_a_job_failing_on_a_bug_keeps_its_traceback_in_the_job_log(
     sweep, caplog: pytest.LogCaptureFixture

@@ -122,8 +122,11 @@ class FailedJobs(Callback):
                 # BasicSweeper would stop the whole multirun at this job's exception once the
                 # batch ends (skipping on_multirun_end): hand it NaN, the failure is recorded.
                 job_return.status, job_return.return_value = JobStatus.COMPLETED, math.nan
+        # Written whole or not at all: a job killed mid-write leaves no half a status behind.
         status = Path(config.hydra.runtime.output_dir) / STATUS_FILE
-        status.write_text(json.dumps(asdict(outcome)) + "\n")
+        partial = status.with_suffix(".partial")
+        partial.write_text(json.dumps(asdict(outcome)) + "\n")
+        partial.replace(status)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)
