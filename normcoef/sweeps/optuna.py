@@ -1,0 +1,310 @@
+"""An Optuna sweep that several processes share and that resumes where it stopped.
+
+hydra-optuna-sweeper's loop (``OptunaSweeperImpl.sweep``) assumes one process per study: every
+process seeds its sampler alike (the same parameters in each), numbers its jobs from 0 (one
+shared folder per job number), never marks the trial of a killed process as failed, and runs
+``n_trials`` more trials on each start. This loop keeps the plugin's configuration and search
+space parsing and changes four things:
+
+- trial n is drawn by a sampler seeded ``seed + n`` (``TrialSeededSampler``), so processes and
+  resumed runs, which ask different trial numbers, draw different parameters;
+- the Optuna trial number is the Hydra job number, hence the folder ``<number>_<overrides>``:
+  unique across processes and resumes, and a resumed study continues its numbering;
+- while its jobs run, a process records a heartbeat for their trials (RDB storage), and before
+  each batch it marks FAIL the RUNNING trials whose heartbeat stopped for ``grace_period``
+  seconds (a killed process), as ``optuna.storages.fail_stale_trials`` does in ``optimize``;
+- ``n_trials`` is the study's target of COMPLETE trials: a process asks new trials until the
+  study holds that many COMPLETE ones, counting those of earlier runs and other processes
+  (and those running now). Each process asks at most ``n_trials`` trials, so a study whose
+  every trial fails still ends.
+
+Registered for Hydra by hydra_plugins/normcoef_optuna_sweeper (Hydra loads sweepers only from
+the ``hydra_plugins`` package); configured in conf/hparams_search/optuna.yaml.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import threading
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import optuna
+from hydra.core.utils import JobReturn
+from hydra.utils import instantiate
+from hydra_plugins.hydra_optuna_sweeper._impl import (
+    OptunaSweeperImpl,
+    create_params_from_overrides,
+)
+from omegaconf import DictConfig, OmegaConf
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import ExperimentalWarning
+from optuna.samplers import BaseSampler, GridSampler
+from optuna.storages import RDBStorage
+from optuna.study import Study
+from optuna.trial import FrozenTrial, Trial, TrialState
+
+from normcoef.tracking_store import sqlite_file_lock
+
+log = logging.getLogger(__name__)
+
+# Seconds a SQLite study waits on a file another process is writing before "database is
+# locked" (Python's default is 5 s; a few processes finishing trials at once can exceed it).
+SQLITE_BUSY_TIMEOUT_S = 60
+
+
+class TrialSeededSampler(BaseSampler):
+    """Trial n is drawn by a fresh sampler seeded ``seed + n``.
+
+    Processes sharing a study ask different trial numbers, so they no longer replay one random
+    stream, and a resumed study draws new values for its new trials instead of its first
+    trials' values again. Reproducible: trial n of a study with the same history gets the same
+    parameters. The samplers Optuna 2 ships keep no state between trials outside the study.
+    """
+
+    def __init__(self, make: Callable[[int | None], BaseSampler], seed: int | None) -> None:
+        self._make = make
+        self._seed = seed
+        self._number: int | None = None
+        self._sampler: BaseSampler = make(seed)
+
+    def _for(self, trial: FrozenTrial) -> BaseSampler:
+        if trial.number != self._number:
+            self._number = trial.number
+            self._sampler = self._make(None if self._seed is None else self._seed + trial.number)
+        return self._sampler
+
+    def infer_relative_search_space(
+        self, study: Study, trial: FrozenTrial
+    ) -> dict[str, BaseDistribution]:
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        param_name: str,
+        param_distribution: BaseDistribution,
+    ) -> Any:
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(
+        self,
+        study: Study,
+        trial: FrozenTrial,
+        state: TrialState,
+        values: Sequence[float] | None,
+    ) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+
+def consecutive_runs(trials: Sequence[Trial]) -> Iterator[list[Trial]]:
+    """Trials split where their numbers stop being consecutive (other processes asked between).
+
+    A launcher numbers the jobs of one call from ``initial_job_idx`` upwards, so each run of
+    consecutive trial numbers is one launch.
+    """
+    run: list[Trial] = []
+    for trial in trials:
+        if run and trial.number != run[-1].number + 1:
+            yield run
+            run = []
+        run.append(trial)
+    if run:
+        yield run
+
+
+@contextmanager
+def heartbeats(storage: RDBStorage | None, trials: Sequence[Trial], interval: int) -> Iterator:
+    """Record a heartbeat for ``trials`` now and every ``interval`` seconds until the block ends.
+
+    ``Study.optimize`` does this for its trials; an ask-and-tell loop must do it itself.
+    """
+    if storage is None:
+        yield
+        return
+    # Trial exposes no public id; Optuna's own optimize loop uses this attribute.
+    trial_ids = [trial._trial_id for trial in trials]
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(interval):
+            for trial_id in trial_ids:
+                storage.record_heartbeat(trial_id)
+
+    for trial_id in trial_ids:
+        storage.record_heartbeat(trial_id)
+    thread = threading.Thread(target=beat, name="optuna-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+def open_storage(storage: Any, heartbeat_interval: int, grace_period: int | None) -> Any:
+    """An RDB storage URL becomes an ``RDBStorage`` with heartbeats; anything else is kept."""
+    if not isinstance(storage, str):
+        return storage
+    engine_kwargs = (
+        {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if storage.startswith("sqlite") else {}
+    )
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 2.x
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        return RDBStorage(
+            storage,
+            engine_kwargs=engine_kwargs,
+            heartbeat_interval=heartbeat_interval,
+            grace_period=grace_period,
+        )
+
+
+def fail_stale_trials(study: Study) -> None:
+    """Mark FAIL the trials of processes that stopped beating (killed, lost their host)."""
+    before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    for trial in failed:
+        if trial.number not in before:
+            log.warning("trial %d stopped without a result (killed?): marked FAIL", trial.number)
+
+
+def trial_values(ret: JobReturn, n_objectives: int) -> list[float]:
+    """The objective values a job returned; raises its error if it failed."""
+    value = ret.return_value  # JobReturn raises the job's exception here
+    values = [float(v) for v in value] if n_objectives > 1 else [float(value)]
+    if len(values) != n_objectives:
+        raise ValueError(f"the job returned {len(values)} values for {n_objectives} objectives")
+    return values
+
+
+class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
+    """``OptunaSweeperImpl`` with the loop of this module's docstring.
+
+    ``sampler`` arrives as its config (the plugin config sets ``_recursive_: false``) so that
+    each trial can get its own seed.
+    """
+
+    def __init__(
+        self, *args: Any, heartbeat_interval: int = 60, grace_period: int | None = None, **kw: Any
+    ) -> None:
+        super().__init__(*args, **kw)
+        self.heartbeat_interval = heartbeat_interval
+        self.grace_period = grace_period
+
+    def _make_sampler(self, space: dict[str, BaseDistribution]) -> BaseSampler:
+        config = self.sampler
+        if not isinstance(config, DictConfig):  # an instantiated sampler: used as it is
+            return config
+        if config.get("_target_") == f"{GridSampler.__module__}.{GridSampler.__name__}":
+            grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
+            self.n_trials = min(
+                self.n_trials, functools.reduce(lambda n, c: n * len(c), grid.values(), 1)
+            )
+            return GridSampler(grid)
+        if "seed" not in config:
+            log.warning("sampler %s has no seed: parallel processes may repeat trials", config)
+            return instantiate(config)
+        return TrialSeededSampler(lambda seed: instantiate(config, seed=seed), config.seed)
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None
+        self._process_searchspace_config()
+        space, fixed = create_params_from_overrides(
+            [*self._parse_sweeper_params_config(), *arguments]
+        )
+        space = {**(self.search_space_distributions or {}), **space}
+        for name in fixed:
+            space.pop(name, None)
+        directions = self._get_directions()
+        storage = open_storage(self.storage, self.heartbeat_interval, self.grace_period)
+        with sqlite_file_lock(self.storage if isinstance(self.storage, str) else ""):
+            study = optuna.create_study(
+                study_name=self.study_name,
+                storage=storage,
+                sampler=self._make_sampler(space),
+                directions=directions,
+                load_if_exists=True,
+            )
+        log.info("Study %s in %s, %s", study.study_name, self.storage, type(study.sampler).__name__)
+        beating = storage if isinstance(storage, RDBStorage) else None
+
+        asked = 0
+        while True:
+            fail_stale_trials(study)
+            counted = study.get_trials(
+                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+            )
+            batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
+            if batch <= 0:
+                break
+            trials = [study.ask() for _ in range(batch)]
+            asked += batch
+            returns: list[JobReturn] = []
+            with heartbeats(beating, trials, self.heartbeat_interval):
+                overrides = self._configure_trials(trials, space, fixed)
+                by_number = dict(zip((t.number for t in trials), overrides, strict=True))
+                for run in consecutive_runs(trials):
+                    returns += self.launcher.launch(
+                        [by_number[t.number] for t in run], initial_job_idx=run[0].number
+                    )
+            failures = [
+                error
+                for trial, ret in zip(trials, returns, strict=True)
+                if (error := self._tell(study, trial, ret, len(directions))) is not None
+            ]
+            if len(failures) / len(returns) > self.max_failure_rate:
+                log.error(
+                    "%d of %d trials failed, max_failure_rate=%s",
+                    len(failures),
+                    len(returns),
+                    self.max_failure_rate,
+                )
+                raise failures[0]
+        self._save_results(study, len(directions))
+
+    @staticmethod
+    def _tell(study: Study, trial: Trial, ret: JobReturn, n_objectives: int) -> Exception | None:
+        """Record a job's result on its trial; the job's error if it failed."""
+        try:
+            values = trial_values(ret, n_objectives)
+        except Exception as error:
+            study.tell(trial, state=TrialState.FAIL)
+            log.warning("trial %d failed: %s", trial.number, error)
+            return error
+        try:
+            study.tell(trial, values=values)
+        except RuntimeError as error:  # GridSampler stops the study when the grid is done
+            if "Study.stop" not in str(error):
+                raise
+        return None
+
+    def _save_results(self, study: Study, n_objectives: int) -> None:
+        """The study's best so far in ``<sweep dir>/optimization_results.yaml``, as the plugin."""
+        if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+            log.warning("study %s has no COMPLETE trial yet", study.study_name)
+            return
+        if n_objectives == 1:
+            best = study.best_trial
+            results = {"name": "optuna", "best_params": best.params, "best_value": best.value}
+            log.info("Best parameters: %s, value %s", best.params, best.value)
+        else:
+            front = [{"params": t.params, "values": t.values} for t in study.best_trials]
+            results = {"name": "optuna", "solutions": front}
+        path = Path(str(self.config.hydra.sweep.dir)) / "optimization_results.yaml"
+        partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")  # processes write in turn
+        OmegaConf.save(OmegaConf.create(results), partial)
+        os.replace(partial, path)

@@ -1,0 +1,265 @@
+"""Specification of Optuna studies shared by processes, resumed after a kill, and of SQLite
+stores (MLflow's, Optuna's) that several processes create at once.
+
+The end-to-end tests run ``python -m normcoef.train -m hparams_search=optuna_smoke`` as
+subprocesses on a 16x24 python grid with 4-channel networks and 6 steps, each test with its
+own new SQLite study and MLflow store.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from mlflow import MlflowClient
+from optuna.samplers import TPESampler
+from optuna.trial import TrialState
+
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.sweeps.optuna import (
+    TrialSeededSampler,
+    consecutive_runs,
+    fail_stale_trials,
+    heartbeats,
+    open_storage,
+)
+from normcoef.tracking_store import prepare_tracking_store, sqlite_path
+
+REPO = Path(__file__).resolve().parents[1]
+STUDY_DIR = Path("multirun") / "optuna_smoke"
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A working directory holding the tiny data set at the smoke presets' root."""
+    root = tmp_path_factory.mktemp("optuna_parallel")
+    spec = GenerationSpec(
+        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
+    )
+    generate_dataset(root / "data" / "python-16x24-seed0", spec)
+    (root / "multirun").mkdir()
+    return root
+
+
+def search(workdir: Path, name: str, n_trials: int, *overrides: str) -> subprocess.Popen:
+    """Start ``normcoef.train -m hparams_search=optuna_smoke`` on study ``name`` in ``workdir``.
+
+    The study lives in ``<name>.db`` and the MLflow runs in ``<name>_mlflow.db``, both new.
+    """
+    command = [
+        sys.executable,
+        "-m",
+        "normcoef.train",
+        "-m",
+        "hparams_search=optuna_smoke",
+        f"hydra.sweeper.storage=sqlite:///{workdir}/{name}.db",
+        f"hydra.sweeper.study_name={name}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        f"logger.tracking_uri=sqlite:///{workdir}/{name}_mlflow.db",
+        *overrides,
+    ]
+    # PYTHONPATH: the sweeper's hydra_plugins package sits at the repository root.
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(
+        command, cwd=workdir, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+
+
+def finished(process: subprocess.Popen) -> None:
+    """Wait for a search; fail the test with its output if it failed."""
+    out, _ = process.communicate(timeout=600)
+    assert process.returncode == 0, out[-4000:]
+
+
+def trial_folders(workdir: Path, name: str) -> dict[int, list[Path]]:
+    """Job folders of a study by their leading number."""
+    folders: dict[int, list[Path]] = {}
+    study_dir = workdir / STUDY_DIR / name
+    for path in study_dir.iterdir() if study_dir.is_dir() else []:
+        if path.is_dir() and path.name.split("_")[0].isdigit():
+            folders.setdefault(int(path.name.split("_")[0]), []).append(path)
+    return folders
+
+
+def job_runs(workdir: Path, name: str) -> list:
+    """The MLflow runs of a study's jobs (not the sweep's summary runs)."""
+    client = MlflowClient(f"sqlite:///{workdir}/{name}_mlflow.db")
+    experiment = client.get_experiment_by_name("normcoef")
+    runs = client.search_runs([experiment.experiment_id])
+    return [run for run in runs if "normcoef.overrides" in run.data.tags]
+
+
+def assert_distinct_params(trials: list) -> None:
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    assert len({tuple(sorted(t.params.items())) for t in complete}) == len(complete)
+
+
+# --- the pieces --------------------------------------------------------------------------
+
+
+def sample_lr(sampler: TPESampler, number: int) -> float:
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(number):  # trials before `number`, left running: no history to learn from
+        study.ask()
+    return study.ask().suggest_float("lr", 1e-4, 1e-2, log=True)
+
+
+def test_trial_n_is_drawn_with_seed_plus_n_so_processes_and_resumes_differ():
+    def seeded() -> TrialSeededSampler:
+        return TrialSeededSampler(lambda seed: TPESampler(seed=seed), 42)
+
+    # Two processes with the same configured seed asking trials 0 and 1 of one study.
+    assert sample_lr(seeded(), 0) != sample_lr(seeded(), 1)
+    # Reproducible: trial 1 of the same history gets the same value in any process.
+    assert sample_lr(seeded(), 1) == sample_lr(seeded(), 1)
+    # Trial n is drawn like a sampler seeded seed + n.
+    assert sample_lr(seeded(), 1) == sample_lr(TPESampler(seed=43), 1)
+
+
+def test_trials_launch_in_runs_of_consecutive_numbers_so_job_number_is_trial_number():
+    study = optuna.create_study()
+    trials = [study.ask() for _ in range(6)]
+    mine = [trials[i] for i in (0, 1, 3, 4, 5)]  # trial 2 was asked by another process
+    assert [[t.number for t in run] for run in consecutive_runs(mine)] == [[0, 1], [3, 4, 5]]
+
+
+@pytest.mark.reliability(
+    "sweep",
+    "the process running a trial is killed",
+    "handled",
+    "its RUNNING trial is marked FAIL once its heartbeat stops for the grace period",
+)
+def test_a_running_trial_without_heartbeat_beyond_the_grace_period_is_marked_fail(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/study.db", heartbeat_interval=1, grace_period=1)
+    study = optuna.create_study(storage=storage)
+    alive, dead = study.ask(), study.ask()
+    with heartbeats(storage, [dead], interval=1):
+        pass  # one heartbeat, then the process "dies"
+    with heartbeats(storage, [alive], interval=1):
+        time.sleep(3)
+        fail_stale_trials(study)
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states == {alive.number: TrialState.RUNNING, dead.number: TrialState.FAIL}
+
+
+def test_sqlite_lock_file_sits_beside_the_database_and_servers_get_none():
+    assert sqlite_path("sqlite:///multirun/optuna.db") == Path("multirun/optuna.db")
+    assert sqlite_path("sqlite:////abs/mlflow.db") == Path("/abs/mlflow.db")
+    assert sqlite_path("sqlite:///:memory:") is None
+    assert sqlite_path("http://mlflow-host:5000") is None
+    assert sqlite_path("postgresql://user:pw@db/optuna") is None
+
+
+def prepare_at(uri: str, start: float) -> str:
+    while time.time() < start:  # start together, after the imports
+        time.sleep(0.01)
+    try:
+        return prepare_tracking_store(uri, "normcoef")
+    except Exception as error:
+        return f"{type(error).__name__}: {error}"
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "train",
+    "several runs start at once on a new SQLite MLflow store",
+    "handled",
+    "one creates the schema and the experiment under a file lock, the others wait",
+)
+def test_processes_starting_together_on_a_new_mlflow_store_all_get_the_experiment(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    start = time.time() + 15
+    with multiprocessing.get_context("spawn").Pool(3) as pool:
+        ids = pool.starmap(prepare_at, [(uri, start)] * 3)
+    assert len(set(ids)) == 1, ids
+    assert MlflowClient(uri).get_experiment_by_name("normcoef").experiment_id == ids[0]
+
+
+# --- end to end --------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
+    "two processes run one Optuna study on a new SQLite study and MLflow store",
+    "handled",
+    "both succeed, distinct parameters, one folder and one MLflow run per trial",
+)
+def test_two_processes_on_one_study_run_distinct_trials_each_in_its_own_folder(workdir: Path):
+    first, second = (search(workdir, "shared", 4) for _ in range(2))
+    finished(first)
+    finished(second)
+
+    study = optuna.load_study(study_name="shared", storage=f"sqlite:///{workdir}/shared.db")
+    trials = study.get_trials()
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    # n_trials is the study's target: both processes together reach it (a batch asked at the
+    # same moment by both may add one more).
+    assert 4 <= len(complete) == len(trials) <= 5
+    assert_distinct_params(trials)
+    folders = trial_folders(workdir, "shared")
+    assert {n: len(paths) for n, paths in folders.items()} == {t.number: 1 for t in trials}
+    runs = job_runs(workdir, "shared")
+    assert sorted(run.data.tags["normcoef.override.trainer.lr"] for run in runs) == sorted(
+        str(t.params["trainer.lr"]) for t in trials
+    )
+
+
+def snapshot(folders: list[Path]) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*")}
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
+    "an Optuna search killed during a trial, then run again",
+    "handled",
+    "the killed trial ends FAIL, numbering goes on, no COMPLETE trial runs again",
+)
+def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_twice(
+    workdir: Path,
+):
+    heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
+    storage = f"sqlite:///{workdir}/killed.db"
+    process = search(workdir, "killed", 3, *heartbeat)
+    deadline = time.time() + 300
+    killed = None
+    while killed is None and time.time() < deadline and process.poll() is None:
+        try:
+            trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
+        except KeyError:  # the study is not created yet
+            trials = []
+        running = [t.number for t in trials if t.state == TrialState.RUNNING]
+        # Its folder exists: the job of the trial started.
+        if running and running[0] in trial_folders(workdir, "killed"):
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                killed = running[0]
+        time.sleep(0.2)
+    assert killed is not None, "the search ended before it could be killed in its second trial"
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+    before = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    done = [t.number for t in before if t.state == TrialState.COMPLETE]
+    folders = trial_folders(workdir, "killed")
+    untouched = snapshot([folders[n][0] for n in done])
+
+    time.sleep(3)  # past the grace period: the killed process's heartbeat has stopped
+    finished(search(workdir, "killed", 3, *heartbeat))
+
+    after = optuna.load_study(study_name="killed", storage=storage).get_trials()
+    states = {t.number: t.state for t in after}
+    assert states[killed] == TrialState.FAIL
+    assert sum(state == TrialState.COMPLETE for state in states.values()) == 3
+    assert sorted(states) == list(range(len(after)))  # numbering went on after the kill
+    assert all(n > killed for n in states if n not in done and n != killed)
+    assert_distinct_params(after)
+    folders = trial_folders(workdir, "killed")
+    assert all(len(paths) == 1 for paths in folders.values())
+    assert snapshot([folders[n][0] for n in done]) == untouched
