@@ -3,21 +3,37 @@ a one-line error naming the file and the fix; `generate` recovers from its own f
 
 from __future__ import annotations
 
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from normcoef.data import generation
+from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.storage import (
+    METADATA,
     DatasetError,
     crop_halo,
+    list_ids,
     load_array,
     load_split,
     read_json,
     read_sample,
     sample_paths,
+    write_json,
 )
+from normcoef.physics.diffusion import FieldError
+
+REPO = Path(__file__).resolve().parents[1]
 
 # --- damaged and foreign data files --------------------------------------------------------
 
@@ -154,3 +170,226 @@ def test_crop_halo_refuses_inputs_smaller_than_the_grid():
         DatasetError, match=r"^in.npz: inputs \(4, 5\) do not fit the grid \(6, 5\)"
     ):
         crop_halo(np.zeros((3, 4, 5)), (6, 5), Path("in.npz"))
+
+
+# --- generate: bad values, failed runs, damaged samples, interruptions ---------------------
+
+SPEC = GenerationSpec(grid="python", height=16, width=24, splits={"train": 2, "valid": 1})
+
+
+def generate_cli(cwd: Path, *overrides: str, **popen) -> subprocess.Popen:
+    """Start ``python -m normcoef.generate`` of this checkout from ``cwd``."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    env.pop("NORMCOEF_DEBUG", None)
+    command = [sys.executable, "-m", "normcoef.generate", "progress=false", *overrides]
+    return subprocess.Popen(
+        command,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
+
+
+def run_generate(cwd: Path, *overrides: str) -> tuple[int, str]:
+    process = generate_cli(cwd, *overrides)
+    _, stderr = process.communicate(timeout=300)
+    return process.returncode, stderr
+
+
+@pytest.mark.reliability(
+    "generate",
+    "a value out of range (tolerance, workers)",
+    "error",
+    "one line naming the key and the range; nothing written",
+)
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("dataset.tolerance=5", r"dataset.tolerance=5.0: must be in \(0, 1e-04\]"),
+        ("workers=0", "workers=0: must be >= 1"),
+    ],
+)
+def test_generate_refuses_a_bad_value_in_one_line_before_writing(tmp_path, override, message):
+    root = tmp_path / "data"
+    code, stderr = run_generate(tmp_path, f"dataset.root={root}", override)
+    assert code == 2
+    assert re.fullmatch(f"error: {message}[^\n]*\n", stderr), stderr
+    assert not root.exists()
+
+
+@pytest.mark.reliability(
+    "generate", "dataset.root a non-empty foreign directory", "error", "one line; nothing written"
+)
+def test_generate_refuses_a_foreign_directory_in_one_line(tmp_path):
+    root = tmp_path / "thesis"
+    root.mkdir()
+    (root / "thesis.tex").write_text("precious")
+    code, stderr = run_generate(tmp_path, f"dataset.root={root}")
+    assert code == 2
+    assert stderr.startswith(f"error: {root} is not empty") and stderr.count("\n") == 1
+    assert [p.name for p in root.iterdir()] == ["thesis.tex"]
+
+
+def fail_first_sample(monkeypatch: pytest.MonkeyPatch) -> None:
+    def fail(*args, **kwargs):
+        raise FieldError("A_i has NaN or infinite values on ocean cells")
+
+    monkeypatch.setattr(generation, "generate_sample", fail)
+
+
+@pytest.mark.reliability(
+    "generate",
+    "a run that fails before its first sample",
+    "handled",
+    "removes only what it created, so the corrected command runs",
+)
+@pytest.mark.parametrize("root_existed", [False, True])
+def test_a_run_failing_before_its_first_sample_leaves_nothing_behind(
+    tmp_path, monkeypatch, root_existed
+):
+    root = tmp_path / "data"
+    if root_existed:
+        root.mkdir()
+    with monkeypatch.context() as patch:
+        fail_first_sample(patch)
+        with pytest.raises(FieldError):
+            generate_dataset(root, SPEC, progress=False)
+    assert sorted(tmp_path.rglob("*")) == ([root] if root_existed else [])
+
+    corrected = GenerationSpec(grid="python", height=16, width=24, seed=1, splits={"train": 1})
+    generate_dataset(root, corrected, progress=False)
+    assert list_ids(root, "train") == ["00000"]
+
+
+@pytest.mark.reliability(
+    "generate",
+    "metadata of a run killed before its first sample",
+    "handled",
+    "the next command with other values proceeds",
+)
+def test_metadata_without_any_sample_does_not_block_other_parameters(tmp_path):
+    root = tmp_path / "data"
+    root.mkdir()
+    write_json(root / METADATA, {"generator": {"seed": 99}})
+    generate_dataset(root, SPEC, progress=False)
+    assert read_json(root / METADATA)["generator"] == SPEC.describe()
+
+
+def test_samples_of_other_parameters_still_block_the_directory(tmp_path):
+    root = tmp_path / "data"
+    generate_dataset(root, GenerationSpec(grid="python", height=16, width=24, splits={"train": 1}))
+    other = GenerationSpec(grid="python", height=16, width=24, seed=1, splits={"train": 1})
+    with pytest.raises(DatasetError, match="other parameters"):
+        generate_dataset(root, other, progress=False)
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("generated") / "data"
+    generate_dataset(root, SPEC, progress=False)
+    return root
+
+
+def modification_times(root: Path) -> dict[Path, int]:
+    return {p: p.stat().st_mtime_ns for p in sorted(root.glob("*/[XY]/*.npz"))}
+
+
+@pytest.mark.reliability(
+    "generate",
+    "a truncated, emptied or corrupted sample from an earlier run",
+    "warning",
+    "re-read in full on rerun, rewritten with a warning naming the file",
+)
+@pytest.mark.parametrize(("file", "how"), [(0, "truncated"), (1, "empty"), (0, "bit flipped")])
+def test_rerunning_generate_rewrites_a_damaged_sample_and_says_so(
+    generated, tmp_path, capsys, file, how
+):
+    root = tmp_path / "data"
+    shutil.copytree(generated, root)
+    before = modification_times(root)
+    expected = read_sample(root, "train", "00001")
+    damaged = sample_paths(root, "train", "00001")[file]
+    damage(damaged, how)
+
+    generate_dataset(root, SPEC, progress=False)
+
+    warning = capsys.readouterr().err
+    assert warning.startswith(f"warning: {damaged} ") and warning.count("\n") == 1
+    assert "regenerating sample train/00001" in warning
+    for got, want in zip(read_sample(root, "train", "00001"), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    after = modification_times(root)
+    assert after[damaged] != before[damaged]
+    untouched = [p for p in before if "00001" not in p.name or p.parent.parent.name != "train"]
+    assert {p: after[p] for p in untouched} == {p: before[p] for p in untouched}
+
+
+def children(pid: int) -> list[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="needs Linux /proc")
+@pytest.mark.reliability(
+    "generate",
+    "Ctrl-C or kill during a parallel run",
+    "handled",
+    "workers stopped, finished samples kept, one line, exit 130",
+)
+@pytest.mark.parametrize("how", ["Ctrl-C", "kill"])
+def test_interrupting_a_parallel_run_stops_its_workers_and_keeps_finished_samples(tmp_path, how):
+    root = tmp_path / "data"
+    process = generate_cli(
+        tmp_path,
+        f"dataset.root={root}",
+        "dataset.height=32",
+        "dataset.width=48",
+        "dataset.splits={train: 8, valid: 0, test: 0}",
+        "workers=2",
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    deadline = time.monotonic() + 240
+    while not list(root.glob("train/X/*.npz")) and process.poll() is None:
+        assert time.monotonic() < deadline, "no sample written in time"
+        time.sleep(0.1)
+    workers = children(process.pid)
+    assert len(workers) >= 2, workers
+    if how == "Ctrl-C":
+        os.killpg(process.pid, signal.SIGINT)  # the terminal signals the whole group
+    else:
+        os.kill(process.pid, signal.SIGTERM)  # `kill PID` reaches the parent alone
+    _, stderr = process.communicate(timeout=60)
+
+    assert process.returncode == 130, stderr
+    assert "Traceback" not in stderr
+    assert stderr.strip().splitlines()[-1].startswith("interrupted: the samples finished")
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [pid for pid in workers if alive(pid)]
+    kept = list_ids(root, "train")
+    assert 1 <= len(kept) < 8
+    for sample_id in kept:
+        read_sample(root, "train", sample_id)
+    assert not list(root.rglob("*.tmp*"))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,8 +114,9 @@ def _check_archive(path: Path) -> None:
     try:
         with zipfile.ZipFile(path) as archive:
             damaged = archive.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as error:
-        raise DamagedFileError(path, f"is truncated or damaged ({error})") from error
+    except Exception as error:  # on garbage, zipfile's parser raises whatever it runs into
+        reason = f"{type(error).__name__}: {error}"
+        raise DamagedFileError(path, f"is truncated or damaged ({reason})") from error
     if damaged is not None:
         raise DamagedFileError(path, f"is damaged: {damaged} fails its checksum")
 
