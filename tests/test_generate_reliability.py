@@ -253,14 +253,14 @@ def fail_first_sample(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_run_failing_before_its_first_sample_leaves_nothing_behind(
     tmp_path, monkeypatch, root_existed
 ):
-    root = tmp_path / "data"
+    root = tmp_path / "data" / "python"
     if root_existed:
-        root.mkdir()
+        root.mkdir(parents=True)
     with monkeypatch.context() as patch:
         fail_first_sample(patch)
         with pytest.raises(FieldError):
             generate_dataset(root, SPEC, progress=False)
-    assert sorted(tmp_path.rglob("*")) == ([root] if root_existed else [])
+    assert sorted(tmp_path.rglob("*")) == ([root.parent, root] if root_existed else [])
 
     corrected = GenerationSpec(grid="python", height=16, width=24, seed=1, splits={"train": 1})
     generate_dataset(root, corrected, progress=False)
