@@ -31,7 +31,7 @@ train: install
 	$(PY) -m normcoef.train experiment=$(EXPERIMENT) $(ARGS)
 
 run: data train
-	@echo "Browse the run: $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db"
+	@echo "Browse the run: make ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT) (docs/reviewing.md)"
 
 test: install
 	$(PY) -m pytest
@@ -58,8 +58,11 @@ sweep: install
 search: install
 	$(call sweep_then_report,hparams_search=$(SEARCH))
 
+# Where `make ui` listens, e.g. make ui MLFLOW_PORT=5001 (MLflow reads the same variables).
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_PORT ?= 5000
 ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache
