@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: install run data train test bench lint format sweep search ui clean
+.PHONY: install run data train test bench bench-logging lint format sweep search ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +36,12 @@ run: data train
 test: install
 	$(PY) -m pytest
 
-bench: install
+bench: install bench-logging
 	$(PY) benchmarks/bench_normalization.py
+
+# MLflow's cost per training step (target <= 5 %), ~1-2 minutes on 2 CPU cores.
+bench-logging: install
+	$(PY) benchmarks/bench_logging.py
 
 lint: install
 	$(PY) -m ruff check normcoef tests benchmarks

@@ -18,6 +18,7 @@ from hydra import compose, initialize_config_dir
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from normcoef import tracking
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.metrics import aggregate
@@ -94,13 +95,25 @@ def only_run(uri: str):
 # --- logging -----------------------------------------------------------------------------
 
 
-def test_every_queued_metric_is_in_mlflow_once_the_run_finishes(store: str):
-    tracker = MLflowTracker("normcoef", "queued", store)
-    for step in range(1, 201):
+@pytest.mark.parametrize("status", ["FINISHED", "FAILED"])
+def test_metrics_are_written_in_batches_and_all_are_in_mlflow_once_the_run_ends(
+    store: str, monkeypatch: pytest.MonkeyPatch, status: str
+):
+    monkeypatch.setattr(tracking, "FLUSH_SECONDS", 1e9)  # batches by size only, here
+    tracker = MLflowTracker("normcoef", "batched", store)
+    writes = []
+    log_batch = tracker._client.log_batch
+    monkeypatch.setattr(
+        tracker._client, "log_batch", lambda *a, **k: writes.append(log_batch(*a, **k))
+    )
+    for step in range(1, 601):  # 1200 values: one full batch of 1000 during the loop
         tracker.log_metrics({"train/loss": 1.0 / step, "train/lr": 1e-3}, step)
-    tracker.finish()
+    assert len(writes) == 1
+    tracker.finish(status)
+    assert len(writes) == 2
     history = MlflowClient(store).get_metric_history(tracker.run_id, "train/loss")
-    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, 201)]
+    assert sorted((m.step, m.value) for m in history) == [(s, 1.0 / s) for s in range(1, 601)]
+    assert MlflowClient(store).get_run(tracker.run_id).info.status == status
 
 
 def test_one_sample_has_no_std_to_log():
@@ -200,6 +213,7 @@ def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_repo
 CRASH = """
 import os, sys
 from hydra import compose, initialize_config_dir
+from normcoef import tracking
 from normcoef.config import register_configs
 from normcoef.tracking import MLflowTracker
 from normcoef.training.run import run_training
