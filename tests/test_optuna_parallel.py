@@ -212,6 +212,24 @@ def test_two_processes_on_one_study_run_distinct_trials_each_in_its_own_folder(w
     )
 
 
+def running_trial(workdir: Path, name: str, process: subprocess.Popen) -> int:
+    """Wait until the search runs the job of a trial after a COMPLETE one; that trial's number."""
+    storage = f"sqlite:///{workdir}/{name}.db"
+    deadline = time.time() + 300
+    while time.time() < deadline and process.poll() is None:
+        try:
+            trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+        except KeyError:  # the study is not created yet
+            trials = []
+        running = [t.number for t in trials if t.state == TrialState.RUNNING]
+        # Its folder exists: the job of the trial started.
+        if running and running[0] in trial_folders(workdir, name):
+            if any(t.state == TrialState.COMPLETE for t in trials):
+                return running[0]
+        time.sleep(0.2)
+    raise AssertionError(f"search {name} ended before it could be stopped in its second trial")
+
+
 def snapshot(folders: list[Path]) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*")}
 
@@ -229,20 +247,7 @@ def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_tw
     heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     storage = f"sqlite:///{workdir}/killed.db"
     process = search(workdir, "killed", 3, *heartbeat)
-    deadline = time.time() + 300
-    killed = None
-    while killed is None and time.time() < deadline and process.poll() is None:
-        try:
-            trials = optuna.load_study(study_name="killed", storage=storage).get_trials()
-        except KeyError:  # the study is not created yet
-            trials = []
-        running = [t.number for t in trials if t.state == TrialState.RUNNING]
-        # Its folder exists: the job of the trial started.
-        if running and running[0] in trial_folders(workdir, "killed"):
-            if any(t.state == TrialState.COMPLETE for t in trials):
-                killed = running[0]
-        time.sleep(0.2)
-    assert killed is not None, "the search ended before it could be killed in its second trial"
+    killed = running_trial(workdir, "killed", process)
     process.send_signal(signal.SIGKILL)
     process.communicate()
     before = optuna.load_study(study_name="killed", storage=storage).get_trials()
@@ -263,3 +268,24 @@ def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_tw
     folders = trial_folders(workdir, "killed")
     assert all(len(paths) == 1 for paths in folders.values())
     assert snapshot([folders[n][0] for n in done]) == untouched
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
+    "Ctrl-C during a trial of an Optuna search",
+    "handled",
+    "the interrupted trial is marked FAIL at once",
+)
+def test_an_interrupted_trial_is_marked_fail_at_once(workdir: Path):
+    process = search(workdir, "interrupted", 3)
+    interrupted = running_trial(workdir, "interrupted", process)
+    process.send_signal(signal.SIGINT)
+    process.communicate(timeout=120)
+
+    study = optuna.load_study(
+        study_name="interrupted", storage=f"sqlite:///{workdir}/interrupted.db"
+    )
+    states = {t.number: t.state for t in study.get_trials()}
+    assert states[interrupted] == TrialState.FAIL
+    assert TrialState.RUNNING not in states.values()

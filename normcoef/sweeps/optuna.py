@@ -254,13 +254,23 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
             trials = [study.ask() for _ in range(batch)]
             asked += batch
             returns: list[JobReturn] = []
-            with heartbeats(beating, trials, self.heartbeat_interval):
-                overrides = self._configure_trials(trials, space, fixed)
-                by_number = dict(zip((t.number for t in trials), overrides, strict=True))
-                for run in consecutive_runs(trials):
-                    returns += self.launcher.launch(
-                        [by_number[t.number] for t in run], initial_job_idx=run[0].number
-                    )
+            try:
+                with heartbeats(beating, trials, self.heartbeat_interval):
+                    overrides = self._configure_trials(trials, space, fixed)
+                    by_number = dict(zip((t.number for t in trials), overrides, strict=True))
+                    for run in consecutive_runs(trials):
+                        returns += self.launcher.launch(
+                            [by_number[t.number] for t in run], initial_job_idx=run[0].number
+                        )
+            except BaseException:
+                # Interrupted (Ctrl-C): the trials without a result end FAIL now, not after
+                # the grace period. A SIGKILL or SIGTERM leaves that to the heartbeats.
+                for trial, ret in zip(trials, returns, strict=False):  # those that ran
+                    self._tell(study, trial, ret, len(directions))
+                for trial in trials[len(returns) :]:
+                    study.tell(trial, state=TrialState.FAIL)
+                    log.warning("trial %d interrupted: marked FAIL", trial.number)
+                raise
             failures = [
                 error
                 for trial, ret in zip(trials, returns, strict=True)
