@@ -28,6 +28,7 @@ from normcoef.tracking import (
     read_sweep_parent,
     write_sweep_parent,
 )
+from normcoef.tracking_store import prepare_tracking_store
 
 log = logging.getLogger(__name__)
 
@@ -88,6 +89,10 @@ class ParentRun(Callback):
         from mlflow import MlflowClient
 
         uri = config.logger.tracking_uri
+        # First in the sweep to open the store: creates it (under its lock) before any job.
+        experiment_id = prepare_tracking_store(
+            uri or DEFAULT_TRACKING_URI, config.logger.experiment
+        )
         client = MlflowClient(uri or DEFAULT_TRACKING_URI)
         sweep_dir = str(config.hydra.sweep.dir)
         varied = varied_keys(config)
@@ -96,12 +101,6 @@ class ParentRun(Callback):
             client.update_run(known["run_id"], status="RUNNING")
             write_sweep_parent(sweep_dir, uri, known["run_id"], varied)
             return
-        experiment = client.get_experiment_by_name(config.logger.experiment)
-        experiment_id = (
-            experiment.experiment_id
-            if experiment is not None
-            else client.create_experiment(config.logger.experiment)
-        )
         run = client.create_run(
             experiment_id,
             run_name=f"{config.experiment_name} sweep",
