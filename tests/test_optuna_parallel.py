@@ -19,11 +19,14 @@ from pathlib import Path
 import optuna
 import pytest
 from mlflow import MlflowClient
-from optuna.samplers import TPESampler
+from omegaconf import OmegaConf
+from optuna.distributions import CategoricalDistribution
+from optuna.samplers import GridSampler, TPESampler
 from optuna.trial import TrialState
 
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.sweeps.optuna import (
+    ScalableOptunaSweeperImpl,
     TrialSeededSampler,
     consecutive_runs,
     fail_stale_trials,
@@ -123,6 +126,30 @@ def test_trial_n_is_drawn_with_seed_plus_n_so_processes_and_resumes_differ():
     assert sample_lr(seeded(), 1) == sample_lr(TPESampler(seed=43), 1)
 
 
+def sweeper_with(sampler: dict) -> ScalableOptunaSweeperImpl:
+    return ScalableOptunaSweeperImpl(
+        sampler=OmegaConf.create(sampler),
+        direction="minimize",
+        storage=None,
+        study_name=None,
+        n_trials=10,
+        n_jobs=1,
+        max_failure_rate=0.0,
+        search_space=None,
+        custom_search_space=None,
+        params=None,
+    )
+
+
+def test_configured_samplers_get_a_seed_per_trial_and_a_grid_caps_the_trials():
+    space = {"loss": CategoricalDistribution(["mse", "rel_sq"])}
+    tpe = sweeper_with({"_target_": "optuna.samplers.TPESampler", "seed": 42})
+    assert isinstance(tpe._make_sampler(space), TrialSeededSampler)
+    grid = sweeper_with({"_target_": "optuna.samplers.GridSampler", "_partial_": True})
+    assert isinstance(grid._make_sampler(space), GridSampler)
+    assert grid.n_trials == 2
+
+
 def test_trials_launch_in_runs_of_consecutive_numbers_so_job_number_is_trial_number():
     study = optuna.create_study()
     trials = [study.ask() for _ in range(6)]
@@ -157,13 +184,14 @@ def test_sqlite_lock_file_sits_beside_the_database_and_servers_get_none():
     assert sqlite_path("postgresql://user:pw@db/optuna") is None
 
 
-def prepare_at(uri: str, start: float) -> str:
-    while time.time() < start:  # start together, after the imports
-        time.sleep(0.01)
+def prepare_together(uri: str, barrier, results) -> None:
+    import mlflow  # noqa: F401 (imported before the barrier, so that the processes start together)
+
+    barrier.wait()
     try:
-        return prepare_tracking_store(uri, "normcoef")
+        results.put(prepare_tracking_store(uri, "normcoef"))
     except Exception as error:
-        return f"{type(error).__name__}: {error}"
+        results.put(f"{type(error).__name__}: {error}")
 
 
 @pytest.mark.slow
@@ -175,9 +203,16 @@ def prepare_at(uri: str, start: float) -> str:
 )
 def test_processes_starting_together_on_a_new_mlflow_store_all_get_the_experiment(tmp_path):
     uri = f"sqlite:///{tmp_path}/mlflow.db"
-    start = time.time() + 15
-    with multiprocessing.get_context("spawn").Pool(3) as pool:
-        ids = pool.starmap(prepare_at, [(uri, start)] * 3)
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(3), context.Queue()
+    processes = [
+        context.Process(target=prepare_together, args=(uri, barrier, results)) for _ in range(3)
+    ]
+    for process in processes:
+        process.start()
+    ids = [results.get(timeout=300) for _ in processes]
+    for process in processes:
+        process.join()
     assert len(set(ids)) == 1, ids
     assert MlflowClient(uri).get_experiment_by_name("normcoef").experiment_id == ids[0]
 

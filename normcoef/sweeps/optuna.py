@@ -36,7 +36,7 @@ from typing import Any
 
 import optuna
 from hydra.core.utils import JobReturn
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import (
     OptunaSweeperImpl,
     create_params_from_overrides,
@@ -209,7 +209,7 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         config = self.sampler
         if not isinstance(config, DictConfig):  # an instantiated sampler: used as it is
             return config
-        if config.get("_target_") == f"{GridSampler.__module__}.{GridSampler.__name__}":
+        if get_class(config._target_) is GridSampler:
             grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
             self.n_trials = min(
                 self.n_trials, functools.reduce(lambda n, c: n * len(c), grid.values(), 1)
@@ -230,8 +230,9 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         for name in fixed:
             space.pop(name, None)
         directions = self._get_directions()
-        storage = open_storage(self.storage, self.heartbeat_interval, self.grace_period)
+        # Under the lock: a new SQLite study's tables are created by its first connection.
         with sqlite_file_lock(self.storage if isinstance(self.storage, str) else ""):
+            storage = open_storage(self.storage, self.heartbeat_interval, self.grace_period)
             study = optuna.create_study(
                 study_name=self.study_name,
                 storage=storage,
