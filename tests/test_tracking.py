@@ -208,6 +208,24 @@ def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_repo
     assert "Best chosen on validation ε_Q" in closed.data.tags["mlflow.note.content"]
 
 
+@pytest.mark.reliability(
+    "train", "Ctrl-C during a tracked run", "handled", "the run ends KILLED, its metrics written"
+)
+def test_an_interrupted_run_ends_killed_with_every_metric_so_far(
+    workdir: Path, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    def interrupt(self, path, artifact_path=None):
+        raise KeyboardInterrupt  # at step 2's best checkpoint, before step 2 is reported
+
+    monkeypatch.setattr(MLflowTracker, "log_artifact", interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config(workdir, tmp_path, store))
+    run = only_run(store)
+    assert run.info.status == "KILLED"
+    losses = MlflowClient(store).get_metric_history(run.info.run_id, "train/loss")
+    assert [m.step for m in losses] == [1]
+
+
 # --- crash and resume ----------------------------------------------------------------------
 
 CRASH = """
