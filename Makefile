@@ -63,10 +63,12 @@ search: install
 	$(call sweep_then_report,hparams_search=$(SEARCH))
 
 # Where `make ui` listens, e.g. make ui MLFLOW_PORT=5001 (MLflow reads the same variables).
+# No job runner: its 7 processes serve GenAI jobs, browsing runs needs none (docs/reviewing.md).
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 ui: install
-	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db --host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db \
+		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 clean:
 	rm -rf outputs .pytest_cache .ruff_cache

@@ -7,6 +7,7 @@ start (MLflow 3.17 on SQLAlchemy 1.4: ``sqlalchemy.Engine``) fails every test he
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -52,10 +53,12 @@ def server(trained: TrainedRun, tmp_path_factory: pytest.TempPathFactory) -> Ite
     port = free_loopback_port()
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", trained.tracking_uri]
     command += ["--host", "127.0.0.1", "--port", str(port)]
+    # As `make ui`: no job runner (7 processes for GenAI jobs; browsing runs needs none).
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     with log.open("wb") as out:
         # Its own process group: the server's workers are stopped with it.
         process = subprocess.Popen(
-            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            command, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
         )
     base = f"http://127.0.0.1:{port}"
     try:
@@ -80,14 +83,16 @@ def wait_for_health(base: str, process: subprocess.Popen, log: Path) -> None:
 
 
 def stop(process: subprocess.Popen) -> None:
-    if process.poll() is not None:
-        return
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
+    """SIGTERM to the server's process group, SIGKILL to what is left of it after 20 s."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            process.poll()  # reaps the server itself
+            os.killpg(process.pid, 0)  # ProcessLookupError once the whole group is gone
+            time.sleep(0.2)
         os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
+    process.wait()
 
 
 def test_the_server_lists_the_run_with_the_metrics_training_logged(
