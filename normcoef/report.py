@@ -28,7 +28,13 @@ from omegaconf import DictConfig, OmegaConf
 
 from normcoef.cli import exit_on_user_error
 from normcoef.metrics import aggregate
-from normcoef.tracking import DEFAULT_TRACKING_URI, OVERRIDE_TAG, SUMMARY_TAG, job_context
+from normcoef.tracking import (
+    DEFAULT_TRACKING_URI,
+    OVERRIDE_TAG,
+    SUMMARY_TAG,
+    job_context,
+    short_value,
+)
 
 METRICS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"))
 SELECT_ON = "eps_q"  # the validation metric that chooses the best configuration
@@ -138,7 +144,7 @@ def format_table(rows: Sequence[Row], keys: Sequence[str]) -> str:
         "|" + "---|" * (len(header) + len(METRICS) + 1),
     ]
     for row in rows:
-        labels = [_short(value) for value in row.values.values()] or ["CNN"]
+        labels = [short_value(value) for value in row.values.values()] or ["CNN"]
         is_best = row is best and len(rows) > 1
         if is_best:
             labels[0] = f"**{labels[0]}** (best)"
@@ -185,20 +191,11 @@ def _legend(rows: Sequence[Row], best: Row | None) -> str:
         text += "; mean ± std over the runs (seeds) of a row"
     text += "."
     if best is not None and len(rows) > 1:
-        chosen = ", ".join(f"{key}={_short(value)}" for key, value in best.values.items())
+        chosen = ", ".join(f"{key}={short_value(value)}" for key, value in best.values.items())
         text += (
             f" Best (lowest validation ε_Q, {best.validation[SELECT_ON]:.2e}): {chosen or 'CNN'}."
         )
     return text
-
-
-def _short(value: str) -> str:
-    """Sampled floats such as 0.0015930522616241021 print as 0.00159."""
-    try:
-        number = float(value)
-    except ValueError:
-        return value
-    return f"{number:.3g}" if "." in value and len(value) > 8 else value
 
 
 def _label(run: RunResult) -> str:

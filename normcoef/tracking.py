@@ -79,12 +79,22 @@ def job_context(hydra_cfg: DictConfig) -> JobContext:
     return JobContext(overrides, choices)
 
 
+def short_value(value: str) -> str:
+    """Sampled floats such as 0.0015930522616241021 print as 0.00159."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.3g}" if "." in value and len(value) > 8 else value
+
+
 def run_name(overrides: dict[str, str], leading: Sequence[str] = ()) -> str | None:
-    """``key=value`` of the overrides, the ``leading`` keys (what a sweep varies) first and
-    the presets left out, so that a sweep's runs differ in the first characters shown."""
+    """``key=value`` of the overrides, the ``leading`` keys (what a sweep varies) first,
+    presets left out and long floats shortened, so that a sweep's runs differ in the first
+    characters shown (the exact values are tags)."""
     keys = [k for k in leading if k in overrides]
     keys += [k for k in overrides if k not in keys and k not in PRESET_GROUPS]
-    return ",".join(f"{k}={overrides[k]}" for k in keys) or None
+    return ",".join(f"{k}={short_value(overrides[k])}" for k in keys) or None
 
 
 class NullTracker:

@@ -140,6 +140,7 @@ def test_a_finished_run_logs_the_best_checkpoints_validation_metrics(
 def test_run_names_lead_with_what_the_sweep_varies_and_leave_presets_out():
     overrides = {"experiment": "smoke/activation", "dataset.root": "data", "activation": "elu"}
     assert run_name(overrides, ["activation"]) == "activation=elu,dataset.root=data"
+    assert run_name({"trainer.lr": "0.0015930522616241021"}) == "trainer.lr=0.00159"
     assert run_name({"experiment": "quickstart"}) is None
 
 
