@@ -13,6 +13,7 @@ space parsing and changes four things:
 - while its jobs run, a process records a heartbeat for their trials (RDB storage), and before
   each batch it marks FAIL the RUNNING trials whose heartbeat stopped for ``grace_period``
   seconds (a killed process), as ``optuna.storages.fail_stale_trials`` does in ``optimize``;
+  the trials of a batch interrupted by Ctrl-C are marked FAIL at once;
 - ``n_trials`` is the study's target of COMPLETE trials: a process asks new trials until the
   study holds that many COMPLETE ones, counting those of earlier runs and other processes
   (and those running now). Each process asks at most ``n_trials`` trials, so a study whose
