@@ -8,6 +8,7 @@ User mistakes surface as ``OSError`` (missing, unreadable or existing files), ``
 
 from __future__ import annotations
 
+import argparse
 import functools
 import os
 import sys
@@ -46,3 +47,24 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
             raise SystemExit(EXIT_USER_ERROR) from None
 
     return wrapper
+
+
+def warn(message: str) -> None:
+    """A one-line warning on stderr: the run goes on, the user is told."""
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def bounded_int(minimum: int) -> Callable[[str], int]:
+    """An argparse ``type`` for integers >= ``minimum``: a bad value is argparse's one-line
+    usage error, before anything is read."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
+        return value
+
+    return parse

@@ -13,11 +13,11 @@ raw values, metadata.json, grid.npz, statistics.json), or nothing when anything 
 from __future__ import annotations
 
 import argparse
-import sys
 
-from normcoef.cli import exit_on_user_error
+from normcoef.cli import bounded_int, exit_on_user_error, warn
 from normcoef.data.conversion import convert_dataset
 from normcoef.data.original import SCALINGS
+from normcoef.data.storage import load_mask
 from normcoef.data.verification import DEFAULT_TOLERANCE
 
 
@@ -33,13 +33,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--mask", help="npz with the ocean mask (a grid.npz, or its only array)")
     p.add_argument("--periodic-x", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--periodic-y", action=argparse.BooleanOptionalAction, default=False)
-    p.add_argument("--verify", type=int, default=1, help="training samples checked (0: none)")
+    p.add_argument(
+        "--verify", type=bounded_int(0), default=1, help="training samples checked (0: none)"
+    )
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     return p
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 @exit_on_user_error
@@ -47,8 +45,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     mask = None
     if args.mask:
-        from normcoef.predict import load_mask  # one reader of mask files
-
         mask = load_mask(args.mask)
     metadata = convert_dataset(
         args.src,

@@ -15,10 +15,9 @@ from __future__ import annotations
 import argparse
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from normcoef.cli import exit_on_user_error
+from normcoef.cli import bounded_int, exit_on_user_error
 from normcoef.data.storage import METADATA, SPLITS, TARGET_SUFFIX, load_split, read_json
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
@@ -113,22 +112,6 @@ def log_evaluation(
     with tempfile.TemporaryDirectory() as tmp:
         for path in write_figures(evaluation, Path(tmp), periodic_x):
             client.log_artifact(run_id, str(path), "figures")
-
-
-def bounded_int(minimum: int) -> Callable[[str], int]:
-    """An argparse ``type`` for integers >= ``minimum``: a bad value is argparse's one-line
-    usage error, before any checkpoint is read."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be >= {minimum}; got {value}")
-        return value
-
-    return parse
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

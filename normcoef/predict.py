@@ -28,13 +28,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from normcoef.cli import exit_on_user_error
+from normcoef.cli import exit_on_user_error, warn
 from normcoef.data.storage import (
     GRID,
     METADATA,
@@ -42,6 +41,7 @@ from normcoef.data.storage import (
     DatasetError,
     crop_halo,
     load_array,
+    load_mask,
     read_json,
 )
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
@@ -50,10 +50,6 @@ CHANNELS = ("A_i", "A_j", "W")
 FAR_FROM_TRAINING = 10.0
 """Standard deviations from the training mean beyond which an input is an extrapolation
 (other units or another resolution, typically)."""
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)
 
 
 def input_files(paths: list[str | Path]) -> list[Path]:
@@ -79,20 +75,6 @@ def input_files(paths: list[str | Path]) -> list[Path]:
 def output_path(out_dir: Path, input_path: Path) -> Path:
     """``<out_dir>/<id>_norm_coeffs.npz``, the id being the input's name up to its first dot."""
     return Path(out_dir) / f"{input_path.name.split('.')[0]}{TARGET_SUFFIX}.npz"
-
-
-def load_mask(path: str | Path) -> np.ndarray:
-    """(H, W) bool ocean mask: the ``mask`` array of a ``grid.npz``, or an npz's only array
-    (nonzero = ocean)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no mask file {path}; give one with --mask")
-    with np.load(path) as data:
-        mask = data["mask"] if "mask" in data else None
-    mask = np.asarray(load_array(path) if mask is None else mask) != 0
-    if mask.ndim != 2 or not mask.any():
-        raise DatasetError(f"{path}: the mask must be 2-D (H, W) with some ocean; got {mask.shape}")
-    return mask
 
 
 def grid_differences(ocean: np.ndarray, mask_path: Path, trained: TrainedModel) -> str | None:

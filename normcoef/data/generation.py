@@ -283,7 +283,7 @@ def summary(root: Path) -> str:
     meta = read_json(root / METADATA) or {}
     stats = read_json(root / STATISTICS) or dataset_statistics(root)
     lines = [f"data set {root}"]
-    if meta:
+    if "generator" in meta:
         gen = meta["generator"]
         lines.append(
             f"  grid {gen['grid']} {meta['shape'][0]}x{meta['shape'][1]}, "

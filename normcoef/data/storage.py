@@ -250,3 +250,17 @@ def read_json(path: Path) -> dict | None:
     if not isinstance(data, dict):
         raise DatasetError(f"{path} holds a {type(data).__name__}, not a JSON object; {REGENERATE}")
     return data
+
+
+def load_mask(path: str | Path) -> np.ndarray:
+    """(H, W) bool ocean mask: the ``mask`` array of a ``grid.npz``, or an npz's only array
+    (nonzero = ocean)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no mask file {path}; check the path")
+    with np.load(path) as data:
+        mask = data["mask"] if "mask" in data else None
+    mask = np.asarray(load_array(path) if mask is None else mask) != 0
+    if mask.ndim != 2 or not mask.any():
+        raise DatasetError(f"{path}: the mask must be 2-D (H, W) with some ocean; got {mask.shape}")
+    return mask
