@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import register_configs, validate
 from normcoef.data.fields import FieldParameters
 from normcoef.models import PlainCNN, SkipAddCNN, SkipConcatCNN
+from normcoef.training.factory import build_model
 from normcoef.training.run import run_training
 from normcoef.training.settings import LoopSettings
 
@@ -105,7 +106,7 @@ def test_the_schemas_check_their_values_when_built_directly():
     "train",
     "model.channels or model.layers too small",
     "error",
-    "names model.channels, inside Hydra's instantiate message on the command line",
+    "one line naming model.channels or model.layers and the allowed range",
 )
 @pytest.mark.parametrize("model_class", [PlainCNN, SkipAddCNN, SkipConcatCNN])
 @pytest.mark.parametrize(
@@ -119,6 +120,17 @@ def test_the_schemas_check_their_values_when_built_directly():
 def test_models_refuse_too_few_channels_or_layers_naming_the_key(model_class, kwargs, message):
     with pytest.raises(ValueError, match=f"^{message}"):
         model_class(3, **kwargs)
+
+
+def test_the_factory_passes_a_models_own_error_on_unwrapped():
+    """Hydra wraps a constructor's error in a multi-line InstantiationException; the user
+    must see the model's one-line message instead."""
+    model = OmegaConf.load(REPO / "conf" / "model" / "cnn.yaml")
+    model.channels = 0
+    activation = OmegaConf.load(REPO / "conf" / "activation" / "elu.yaml")
+    with pytest.raises(ValueError, match="^model.channels=0: must be >= 1") as caught:
+        build_model(model, activation, in_channels=3)
+    assert "\n" not in str(caught.value)
 
 
 @pytest.mark.reliability(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -25,18 +26,29 @@ BUILT_GROUPS = ("model", "activation", "loss")
 """The groups ``build_model`` and ``build_loss`` instantiate."""
 
 
+def _instantiate(config: DictConfig, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate``, with a constructor's own ValueError (e.g. ``model.channels=0``)
+    passed on as itself rather than wrapped in Hydra's multi-line InstantiationException."""
+    try:
+        return instantiate(config, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ValueError):
+            raise error.__cause__ from None
+        raise
+
+
 def build_model(
     model_cfg: DictConfig, activation_cfg: DictConfig, in_channels: int, periodic_x: bool = True
 ) -> nn.Module:
     """The network of ``conf/model`` with the activation of ``conf/activation``."""
-    activation = instantiate(activation_cfg)
-    return instantiate(
+    activation = _instantiate(activation_cfg)
+    return _instantiate(
         model_cfg, in_channels=in_channels, activation=activation, periodic_x=periodic_x
     )
 
 
 def build_loss(loss_cfg: DictConfig) -> nn.Module:
-    return instantiate(loss_cfg)
+    return _instantiate(loss_cfg)
 
 
 def build_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
