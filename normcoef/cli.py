@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -68,3 +70,15 @@ def bounded_int(minimum: int) -> Callable[[str], int]:
         return value
 
     return parse
+
+
+def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def interrupt_on_sigterm() -> None:
+    """Treat SIGTERM (``kill``, a batch system's time limit) as Ctrl-C, so the clean-up that
+    Ctrl-C runs happens too: generate stops its workers, a tracked run ends KILLED with its
+    metrics written. Signals can be set from the main thread only (not in a joblib worker)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)

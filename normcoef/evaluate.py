@@ -18,7 +18,14 @@ import time
 from pathlib import Path
 
 from normcoef.cli import bounded_int, exit_on_user_error
-from normcoef.data.storage import METADATA, SPLITS, TARGET_SUFFIX, load_split, read_json
+from normcoef.data.storage import (
+    METADATA,
+    SPLITS,
+    TARGET_SUFFIX,
+    is_generated,
+    load_split,
+    read_json,
+)
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
@@ -36,7 +43,7 @@ def default_limit(trained: TrainedModel, root: Path, split: str) -> int | None:
     0: training evaluated none, so there is no count to match)."""
     dataset = trained.config.dataset
     same_root = Path(dataset.root).resolve() == Path(root).resolve()
-    if same_root and read_json(Path(root) / METADATA) is not None:
+    if same_root and is_generated(root):
         return dataset.splits.get(split) or None
     return None
 

@@ -7,13 +7,12 @@ finish).
 
 from __future__ import annotations
 
-import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from normcoef.cli import exit_on_user_error
+from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
 from normcoef.config import generation_spec, register_configs, validate
 from normcoef.data.generation import generate_dataset, summary
 
@@ -21,18 +20,12 @@ register_configs()
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    """SIGTERM as Ctrl-C: the default action would kill this process alone, leaving its
-    worker processes computing."""
-    raise KeyboardInterrupt
-
-
 @hydra.main(version_base="1.3", config_path="../conf", config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     validate(cfg)
     root = cfg.dataset.root
-    signal.signal(signal.SIGTERM, _interrupt)
+    interrupt_on_sigterm()  # the default action would leave the workers computing
     try:
         generate_dataset(
             root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers

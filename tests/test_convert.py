@@ -22,6 +22,7 @@ from normcoef.data.storage import (
     GRID,
     METADATA,
     SPLITS,
+    is_generated,
     list_ids,
     load_split,
     read_json,
@@ -170,6 +171,8 @@ def test_original_layout_converts_back_to_the_generated_data(ours, tmp_path, sca
     assert meta["converted"]["scaling_undone"] == scaling
     assert meta["converted"]["halo"] == [0, HALO]
     assert (dst / "statistics.json").is_file()
+    # dataset.splits limits only what normcoef.generate wrote: a converted set is used whole.
+    assert is_generated(ours) and not is_generated(dst)
 
 
 def test_minmax_conversion_warns_that_the_mask_is_taken_from_all_samples(ours, tmp_path, capsys):

@@ -267,9 +267,14 @@ def test_same_seed_gives_identical_weights_and_another_seed_different_ones(
     for name, seed in (("first", 7), ("again", 7), ("other", 8)):
         cfg = config(workdir, tmp_path / name, f"trainer.seed={seed}", "evaluate=false")
         run_training(cfg)
-    assert_same_weights(tmp_path / "first/run/last.pt", tmp_path / "again/run/last.pt")
+
+    def last(name: str) -> Path:  # each untracked run has its own <time>_<id> folder
+        (path,) = (tmp_path / name).glob("*/last.pt")
+        return path
+
+    assert_same_weights(last("first"), last("again"))
     with pytest.raises(AssertionError):
-        assert_same_weights(tmp_path / "first/run/last.pt", tmp_path / "other/run/last.pt")
+        assert_same_weights(last("first"), last("other"))
 
 
 # --- augmentation ------------------------------------------------------------------------

@@ -252,6 +252,12 @@ def read_json(path: Path) -> dict | None:
     return data
 
 
+def is_generated(root: Path) -> bool:
+    """Whether ``normcoef.generate`` wrote the data set: only then does ``dataset.splits`` say how
+    many of its samples to use (it may hold more); converted and foreign sets are used whole."""
+    return "generator" in (read_json(Path(root) / METADATA) or {})
+
+
 def load_mask(path: str | Path) -> np.ndarray:
     """(H, W) bool ocean mask: the ``mask`` array of a ``grid.npz``, or an npz's only array
     (nonzero = ocean)."""

@@ -25,8 +25,9 @@ from normcoef.training.factory import build_optimizer, build_scheduler
 from normcoef.training.settings import LoopSettings
 
 
-class DivergenceError(RuntimeError):
-    """The training loss became NaN or infinite."""
+class DivergenceError(ValueError):
+    """The training loss became NaN or infinite: a setting to change (lr, loss, inputs), so a
+    user error with a one-line message, not a bug."""
 
 
 # What trainer.monitor may name: the validation metrics evaluate_split logs, or the loss.

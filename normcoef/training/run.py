@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import validate
-from normcoef.data.storage import SPLITS, read_json
+from normcoef.data.storage import SPLITS, is_generated, read_json
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
@@ -69,7 +69,6 @@ def refuse_data_parallel(environ: dict[str, str] | None = None) -> None:
 
 def load_data(cfg: DictConfig) -> PreparedData:
     periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
-    metadata = Path(cfg.dataset.root) / "metadata.json"
     return prepare_data(
         cfg.dataset.root,
         cfg.dataset.standardization,
@@ -79,9 +78,7 @@ def load_data(cfg: DictConfig) -> PreparedData:
         seed=cfg.trainer.seed,
         periodic_x=periodic_x,
         periodic_y=periodic_y,
-        # Generated sets honour dataset.splits (a set may hold more samples than asked for);
-        # a foreign directory is used whole.
-        limits=dict(cfg.dataset.splits) if read_json(metadata) is not None else None,
+        limits=dict(cfg.dataset.splits) if is_generated(cfg.dataset.root) else None,
     )
 
 
