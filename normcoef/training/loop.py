@@ -7,9 +7,10 @@ depends only on (seed, s), so a resumed run sees exactly the batches an uninterr
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -65,6 +66,30 @@ def batch_indices(step: int, size: int, batch_size: int, seed: int) -> list[int]
 def collate(dataset: NormalizationDataset, indices: list[int], draw: int, device: torch.device):
     items = [dataset.item(i, draw) for i in indices]
     return tuple(torch.stack(parts).to(device) for parts in zip(*items, strict=True))
+
+
+def resident_split(
+    dataset: NormalizationDataset, device: torch.device
+) -> tuple[torch.Tensor, ...] | None:
+    """The whole split (inputs, targets, oceans) stacked on ``device`` once, for indexing per
+    step; None with online augmentation, whose samples change every step."""
+    if dataset.online:
+        return None
+    return collate(dataset, list(range(len(dataset))), 0, device)
+
+
+def device_batches(
+    start: int, stop: int, size: int, batch_size: int, seed: int, device: torch.device, chunk: int
+) -> Iterator[torch.Tensor]:
+    """``batch_indices`` of steps start..stop-1 as index tensors on ``device``, copied ``chunk``
+    steps at a time: one host-to-device copy (a host sync on CUDA) per chunk, not per step."""
+    for first in range(start, stop, chunk):
+        batches = [
+            batch_indices(step, size, batch_size, seed)
+            for step in range(first, min(first + chunk, stop))
+        ]
+        flat = torch.tensor(list(itertools.chain.from_iterable(batches)), device=device)
+        yield from flat.split([len(batch) for batch in batches])
 
 
 def _target_scale(standardizer: Standardizer) -> tuple[float, float]:
@@ -139,7 +164,8 @@ def train_model(
             f"trainer.resume={run_dir / 'last.pt'}, or train into another folder"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    model.to(device)
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
+    model.to(device, memory_format=memory_format)
     optimizer = build_optimizer(
         model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
     )
@@ -184,6 +210,13 @@ def train_model(
         checkpoint("last.pt", start)
         return TrainResult(best_value, best_step, start, run_dir, [], best_metrics)
     model.train()
+    # The compiled module shares the model's parameters; evaluation runs the plain model (eval
+    # mode and batch 1 would only add recompilations).
+    forward = model if settings.compile == "none" else torch.compile(model, mode=settings.compile)
+    resident = resident_split(data.train, device)
+    schedule = device_batches(
+        start, last, len(data.train), settings.batch_size, settings.seed, device, settings.log_every
+    )
     bar = tqdm(
         range(start, last),
         initial=start,
@@ -192,26 +225,57 @@ def train_model(
         desc="train",
     )
     postfix: dict[str, str] = {}
-    for step in bar:
-        indices = batch_indices(step, len(data.train), settings.batch_size, settings.seed)
-        x, y, ocean = collate(data.train, indices, step, device)
+    pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on the device, lr)
+
+    def read_back() -> list[tuple[int, dict[str, float]]]:
+        """The pending steps' records, with their losses read back in one host sync."""
+        losses = torch.stack([loss for _, loss, _ in pending]).tolist()
+        records = []
+        for (done, _, lr), value in zip(pending, losses, strict=True):
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"training loss is {value} at step {done}: lower trainer.lr, check the "
+                    "inputs, or choose another loss/activation (found at step "
+                    f"{pending[-1][0]}; losses are checked every trainer.log_every steps)"
+                )
+            records.append((done, {"train/loss": value, "train/lr": lr}))
+        pending.clear()
+        return records
+
+    def emit(done: int, record: dict[str, float]) -> None:
+        if on_metrics is not None:
+            on_metrics(record, done)
+        history.append({"step": done, **record})
+
+    for step, index in zip(bar, schedule, strict=True):
+        if resident is None:
+            indices = batch_indices(step, len(data.train), settings.batch_size, settings.seed)
+            x, y, ocean = collate(data.train, indices, step, device)
+        else:
+            x, y, ocean = (part[index] for part in resident)
+        x = x.contiguous(memory_format=memory_format)
+        if forward is not model:
+            torch.compiler.cudagraph_mark_step_begin()  # a new step: graph outputs may be reused
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            pred = model(x)
+            pred = forward(x)
         loss = loss_fn(pred.float(), y, ocean, mean, std)
-        if not torch.isfinite(loss):
-            raise DivergenceError(
-                f"training loss is {loss.item()} at step {step + 1}: lower trainer.lr, "
-                "check the inputs, or choose another loss/activation"
-            )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
         done = step + 1
-        postfix["loss"] = f"{loss.item():.3g}"
-        record = {"train/loss": loss.item(), "train/lr": optimizer.param_groups[0]["lr"]}
-        if done % settings.eval_every == 0 or done == settings.steps:
+        pending.append((done, loss.detach(), optimizer.param_groups[0]["lr"]))
+        evaluate = done % settings.eval_every == 0 or done == settings.steps
+        save = done % settings.checkpoint_every == 0 or done == last
+        if not (evaluate or save or done % settings.log_every == 0):
+            continue
+        # Read back before evaluating or saving: a diverged network is never checkpointed.
+        *earlier, (_, record) = read_back()
+        for earlier_step, earlier_record in earlier:
+            emit(earlier_step, earlier_record)
+        postfix["loss"] = f"{record['train/loss']:.3g}"
+        if evaluate:
             val, _ = evaluate_split(model, loss_fn, data.valid, device)
             record.update({f"val/{k}": v for k, v in val.items()})
             value = record[settings.monitor]
@@ -220,11 +284,9 @@ def train_model(
                 best_metrics = {k: v for k, v in record.items() if k.startswith("val/")}
                 checkpoint("best.pt", done)
             postfix[settings.monitor] = f"{value:.3g}"
-        if on_metrics is not None:
-            on_metrics(record, done)
-        history.append({"step": done, **record})
+        emit(done, record)
         bar.set_postfix(postfix, refresh=False)
-        if done % settings.checkpoint_every == 0 or done == last:
+        if save:
             checkpoint("last.pt", done)
     bar.close()
     return TrainResult(best_value, best_step, last, run_dir, history, best_metrics)

@@ -6,6 +6,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+# trainer.compile: torch.compile's modes; reduce-overhead adds CUDA graphs (fewer launches).
+COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
+
 
 @dataclass
 class LoopSettings:
@@ -27,10 +30,16 @@ class LoopSettings:
     mixed_precision: bool = False
     progress: bool = True
     stop_at: int | None = None  # stop (resumably) after this step; the schedule keeps `steps`
+    # Step losses stay on the device and are read back (one host sync) every log_every steps,
+    # at evaluations and at checkpoints; a diverged loss is found within log_every steps.
+    log_every: int = 10
+    channels_last: bool = False  # NHWC activations: faster convolutions on tensor cores
+    compile: str = "none"  # one of COMPILE_MODES
 
     def __post_init__(self) -> None:
         # steps = 0 would "finish" an untrained network; stop_at <= 0 would train nothing.
-        for name in ("steps", "batch_size", "eval_every", "checkpoint_every", "stop_at"):
+        names = ("steps", "batch_size", "eval_every", "checkpoint_every", "stop_at", "log_every")
+        for name in names:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value}: must be >= 1")
@@ -40,3 +49,5 @@ class LoopSettings:
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32 - 1]")
         if not self.weight_decay >= 0:
             raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile={self.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
