@@ -116,7 +116,7 @@ def evaluate_split(
         x, y, ocean = (t.unsqueeze(0).to(device) for t in dataset.item(i))
         pred = model(x)
         losses.append(float(loss_fn(pred, y, ocean, mean, std)))
-        gamma_hat = dataset.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
+        gamma_hat = dataset.physical_gamma(i, pred[0, 0].double().cpu().numpy())
         gamma = dataset.split.gamma[i]
         per_sample.append(sample_metrics(gamma_hat, gamma, dataset.split.ocean[i]))
         predictions.append(np.where(dataset.split.ocean[i], gamma_hat, 0.0))
@@ -227,25 +227,32 @@ def train_model(
     postfix: dict[str, str] = {}
     pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on the device, lr)
 
-    def read_back() -> list[tuple[int, dict[str, float]]]:
-        """The pending steps' records, with their losses read back in one host sync."""
-        losses = torch.stack([loss for _, loss, _ in pending]).tolist()
-        records = []
-        for (done, _, lr), value in zip(pending, losses, strict=True):
-            if not math.isfinite(value):
-                raise DivergenceError(
-                    f"training loss is {value} at step {done}: lower trainer.lr, check the "
-                    "inputs, or choose another loss/activation (found at step "
-                    f"{pending[-1][0]}; losses are checked every trainer.log_every steps)"
-                )
-            records.append((done, {"train/loss": value, "train/lr": lr}))
-        pending.clear()
-        return records
-
     def emit(done: int, record: dict[str, float]) -> None:
         if on_metrics is not None:
             on_metrics(record, done)
         history.append({"step": done, **record})
+
+    def read_back() -> dict[str, float]:
+        """Read the pending losses back in one host sync; emit the records of the earlier
+        steps and return the latest step's, which evaluation may extend."""
+        losses = torch.stack([loss for _, loss, _ in pending]).tolist()
+        records = [
+            (done, {"train/loss": value, "train/lr": lr})
+            for (done, _, lr), value in zip(pending, losses, strict=True)
+        ]
+        latest = pending[-1][0]
+        pending.clear()
+        for done, record in records:
+            value = record["train/loss"]
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"training loss is {value} at step {done}: lower trainer.lr, check the "
+                    f"inputs, or choose another loss/activation (found at step {latest}; "
+                    "losses are checked every trainer.log_every steps)"
+                )
+            if done != latest:
+                emit(done, record)
+        return records[-1][1]
 
     for step, index in zip(bar, schedule, strict=True):
         if resident is None:
@@ -271,9 +278,7 @@ def train_model(
         if not (evaluate or save or done % settings.log_every == 0):
             continue
         # Read back before evaluating or saving: a diverged network is never checkpointed.
-        *earlier, (_, record) = read_back()
-        for earlier_step, earlier_record in earlier:
-            emit(earlier_step, earlier_record)
+        record = read_back()
         postfix["loss"] = f"{record['train/loss']:.3g}"
         if evaluate:
             val, _ = evaluate_split(model, loss_fn, data.valid, device)
