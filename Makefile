@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: install run data train test bench bench-logging lint format sweep search ui clean
+.PHONY: install run data train test bench bench-logging bench-train lint format sweep search ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,12 @@ bench: install bench-logging
 # MLflow's cost per training step (target <= 5 %), ~1-2 minutes on 2 CPU cores.
 bench-logging: install
 	$(PY) benchmarks/bench_logging.py
+
+# The training loop at the report's 200x360: samples/s, pixels/s, TFLOP/s, overhead over bare
+# steps. CPU by default (~3 minutes); on a GPU: make bench-train BENCH_ARGS="--device cuda --steps 200"
+BENCH_ARGS ?= --steps 4 --threads 1
+bench-train: install
+	$(PY) benchmarks/bench_training.py $(BENCH_ARGS)
 
 lint: install
 	$(PY) -m ruff check normcoef tests benchmarks
