@@ -16,6 +16,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
+from normcoef.data.torch_dataset import TARGETS
 from normcoef.training.settings import LoopSettings
 
 
@@ -60,6 +61,17 @@ class AugmentationConfig:
 
 
 @dataclass
+class TargetConfig:
+    """What the network predicts (``normcoef.data.torch_dataset.TARGETS``)."""
+
+    name: str = "gamma"
+
+    def __post_init__(self) -> None:
+        if self.name not in TARGETS:
+            raise ValueError(f"name={self.name}: must be one of {', '.join(TARGETS)}")
+
+
+@dataclass
 class TrainerConfig(LoopSettings):
     """The loop's settings plus where and how a run executes."""
 
@@ -87,6 +99,7 @@ class EvaluationConfig:
     randomization_samples: int = 10_000
     randomization_seed: int = 0
     max_samples: int | None = None
+    tta: bool = False  # average γ² over the flips of each test input (normcoef.inference)
 
     def __post_init__(self) -> None:
         if self.randomization_samples < 0:
@@ -106,6 +119,7 @@ class TrainSchema:
     activation: Any = MISSING
     distance_map: DistanceMapConfig = field(default_factory=DistanceMapConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
+    target: TargetConfig = field(default_factory=TargetConfig)
     loss: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
@@ -132,6 +146,7 @@ def register_configs() -> None:
     cs.store(group="dataset", name="schema", node=DatasetConfig)
     cs.store(group="distance_map", name="schema", node=DistanceMapConfig)
     cs.store(group="augmentation", name="schema", node=AugmentationConfig)
+    cs.store(group="target", name="schema", node=TargetConfig)
     cs.store(group="trainer", name="schema", node=TrainerConfig)
     cs.store(group="logger", name="schema", node=LoggerConfig)
 

@@ -29,6 +29,7 @@ from normcoef.data.storage import (
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
 from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
+from normcoef.losses import for_target
 from normcoef.tracking import DEFAULT_TRACKING_URI
 from normcoef.training.factory import build_loss
 from normcoef.training.run import grid_periodicity
@@ -56,6 +57,7 @@ def evaluate_checkpoint(
     seed: int = 0,
     limit: int | None = None,
     progress: bool = False,
+    tta: bool = False,
 ) -> Evaluation:
     """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None)."""
     root = Path(root)
@@ -79,7 +81,7 @@ def evaluate_checkpoint(
     steps = (read_json(root / METADATA) or {}).get("steps", trained.config.dataset.fields.steps)
     return evaluate(
         trained.model,
-        build_loss(trained.config.loss),
+        for_target(build_loss(trained.config.loss), trained.standardizer.target_mode),
         dataset,
         trained.device,
         randomization_samples,
@@ -88,6 +90,7 @@ def evaluate_checkpoint(
         trained.periodic_y,
         progress=progress,
         split=split,
+        tta=tta,
     )
 
 
@@ -157,6 +160,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-log", action="store_true", help="log to no MLflow run")
     parser.add_argument("--output-dir", type=Path, help="also write the table and figures here")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
+    parser.add_argument(
+        "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
+    )
     return parser.parse_args(argv)
 
 
@@ -175,7 +181,7 @@ def main(argv: list[str] | None = None) -> Evaluation:
     if seed is None:
         seed = trained.config.evaluation.randomization_seed
     evaluation = evaluate_checkpoint(
-        trained, root, args.split, args.randomization_samples, seed, limit, args.progress
+        trained, root, args.split, args.randomization_samples, seed, limit, args.progress, args.tta
     )
     table = evaluation.table()
     print(f"{args.split} metrics of {trained.path} (step {trained.step}) on {root}:\n\n{table}")

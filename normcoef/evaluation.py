@@ -16,6 +16,7 @@ from tqdm import tqdm
 from normcoef.data.distance import signed_distance
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.figures import plot_distance_histogram, plot_error_by_distance, plot_error_map
+from normcoef.inference import predict_gamma
 from normcoef.metrics import (
     aggregate,
     error_by_distance,
@@ -79,6 +80,24 @@ def randomization_metrics(
     return aggregate(per_sample)
 
 
+def tta_metrics(
+    model: nn.Module, dataset: NormalizationDataset, device: torch.device
+) -> tuple[dict[str, float], list[np.ndarray]]:
+    """``evaluate_split``'s metrics and predictions (no loss) with test-time augmentation."""
+    was_training = model.training
+    model.eval()
+    split, predictions = dataset.split, []
+    for fields, ocean in zip(split.fields, split.ocean, strict=True):
+        gamma = predict_gamma(model, dataset.standardizer, fields, ocean, device, tta=True)
+        predictions.append(np.where(ocean, gamma, 0.0))
+    model.train(was_training)
+    per_sample = [
+        sample_metrics(p, g, o)
+        for p, g, o in zip(predictions, split.gamma, split.ocean, strict=True)
+    ]
+    return aggregate(per_sample), predictions
+
+
 def check_limit(limit: int | None) -> None:
     """A sample limit is a count >= 1 or None (every sample): ``[:limit]`` would silently
     drop samples for a negative one and evaluate nothing for 0."""
@@ -101,17 +120,22 @@ def evaluate(
     limit: int | None = None,
     progress: bool = False,
     split: str = "test",
+    tta: bool = False,
 ) -> Evaluation:
     """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
 
-    Both methods see the same samples: the first ``limit`` (>= 1) when given.
+    Both methods see the same samples: the first ``limit`` (>= 1) when given. ``tta``: the
+    CNN's γ² is averaged over flips of each input (``normcoef.inference.predict_gamma``).
     """
     check_limit(limit)
     if len(dataset) == 0:
         raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
     test = dataset if limit is None else dataset.head(limit)
-    cnn, predictions = evaluate_split(model, loss_fn, test, device)
-    cnn.pop("loss", None)
+    if tta:
+        cnn, predictions = tta_metrics(model, test, device)
+    else:
+        cnn, predictions = evaluate_split(model, loss_fn, test, device)
+        cnn.pop("loss", None)
     result = Evaluation(samples=len(test), split=split)
     if randomization_samples > 0:
         label = f"Randomization (N={randomization_samples})"

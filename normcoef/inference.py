@@ -22,6 +22,7 @@ from torch import nn
 
 from normcoef.cli import one_line
 from normcoef.data.torch_dataset import Standardizer
+from normcoef.data.transforms import PRESETS, transform_cells, transform_fields
 from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
@@ -30,6 +31,41 @@ REQUIRED_KEYS = ("model", "config", "standardizer", "periodic")
 """What ``run_training`` stores beside the weights and inference cannot do without."""
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
+
+TTA_TRANSFORMS: tuple[str, ...] = ("identity", *PRESETS["flips"])
+"""Test-time augmentation: the flips, which keep every grid's shape and periodicity (quarter
+turns do not on east-west periodic grids) and are their own inverses on cells."""
+
+
+@torch.no_grad()
+def predict_gamma(
+    model: nn.Module,
+    standardizer: Standardizer,
+    fields: np.ndarray,
+    ocean: np.ndarray,
+    device: torch.device,
+    tta: bool = False,
+) -> np.ndarray:
+    """Physical γ (H, W) float64 of (3, H, W) fields on an (H, W) ocean mask.
+
+    With ``tta`` the network sees the input under each of ``TTA_TRANSFORMS`` (fields moved by
+    ``transform_fields``, so each describes the flipped operator), each output is converted to
+    physical γ and flipped back, and the variances γ² are averaged: γ = sqrt(mean γ_t²).
+    """
+    names = TTA_TRANSFORMS if tta else ("identity",)
+    periodic = (standardizer.periodic_x, standardizer.periodic_y)
+    variance = np.zeros(np.shape(ocean))
+    for name in names:
+        moved = transform_fields(name, fields[:3], *periodic) if tta else fields
+        moved_ocean = transform_cells(name, ocean) if tta else ocean
+        prior = standardizer.prior(moved, moved_ocean)
+        x = torch.from_numpy(standardizer.model_inputs(moved, moved_ocean, prior))
+        pred = model(x[None].to(device))[0, 0].double().cpu().numpy()
+        gamma = standardizer.physical_gamma(pred, prior)
+        if not tta:
+            return gamma
+        variance += transform_cells(name, gamma) ** 2  # each flip is its own inverse
+    return np.sqrt(variance / len(names))
 
 
 def resolve_checkpoint(
@@ -77,16 +113,14 @@ class TrainedModel:
     path: Path
     device: torch.device
 
-    @torch.no_grad()
-    def predict(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+    def predict(self, fields: np.ndarray, ocean: np.ndarray, tta: bool = False) -> np.ndarray:
         """Physical γ (H, W) float64 of (3, H, W) fields A_i, A_j, W on an (H, W) ocean mask.
 
-        Inputs get the training's standardization and distance channel
-        (``Standardizer.model_inputs``); land cells hold whatever the network outputs there.
+        Inputs get the training's standardization, distance and prior channels
+        (``Standardizer.model_inputs``); land cells hold whatever the network outputs there
+        (0 with the prior_residual target). ``tta``: see ``predict_gamma``.
         """
-        x = torch.from_numpy(self.standardizer.model_inputs(fields, ocean))
-        pred = self.model(x[None].to(self.device))
-        return self.standardizer.physical_gamma(pred[0, 0].double().cpu().numpy())
+        return predict_gamma(self.model, self.standardizer, fields, ocean, self.device, tta)
 
 
 def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -113,8 +147,9 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     try:
         config = OmegaConf.create(state["config"])
         OmegaConf.to_container(config, resolve=True, throw_on_missing=True)  # fail here, not later
-        standardizer = Standardizer.from_dict(state["standardizer"])
         periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
+        # Checkpoints from before periodic_y was stored with the statistics: the grid's.
+        standardizer = Standardizer.from_dict({"periodic_y": periodic_y, **state["standardizer"]})
         model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
         if not isinstance(model, nn.Module):
             raise TypeError(f"the model config builds a {type(model).__name__}, not a network")

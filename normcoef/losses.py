@@ -24,7 +24,13 @@ def ocean_values(x: torch.Tensor, ocean: torch.Tensor) -> torch.Tensor:
 
 
 class OceanLoss(nn.Module):
-    """A loss of standardized γ that sees ocean cells only."""
+    """A loss of standardized γ that sees ocean cells only.
+
+    With ``log_ratio`` (set by ``for_target``) pred and target are standardized
+    log(γ²/γ_prior²) instead, and target_mean, target_std their statistics.
+    """
+
+    log_ratio: bool = False
 
     def forward(
         self,
@@ -65,6 +71,21 @@ class RelativeSquaredErrorLoss(OceanLoss):
     def score(
         self, pred: torch.Tensor, target: torch.Tensor, target_mean: float, target_std: float
     ) -> torch.Tensor:
+        if self.log_ratio:
+            # γ̂²/γ² = exp(r̂ - r), r = log(γ²/γ_prior²): the prior and the mean cancel.
+            return torch.expm1((pred - target) * target_std).square().mean()
         gamma_hat = pred * target_std + target_mean
         gamma = target * target_std + target_mean
         return relative_variance_error(gamma_hat, gamma).square().mean()
+
+
+def for_target(loss: nn.Module, target: str) -> nn.Module:
+    """``loss`` (built from conf/loss) set up for the network's target (see
+    ``normcoef.data.torch_dataset.TARGETS``): the gamma target keeps it as built."""
+    if target != "gamma":
+        if not isinstance(loss, OceanLoss):
+            raise ValueError(
+                f"target={target} needs a loss of conf/loss, not {type(loss).__name__}"
+            )
+        loss.log_ratio = True
+    return loss

@@ -196,9 +196,10 @@ def predict_files(
     out_dir: str | Path,
     overwrite: bool = False,
     mask_source: str = "the mask",
+    tta: bool = False,
 ) -> list[Path]:
     """Write γ of every input; check every input and output first, so that a bad one
-    leaves nothing written."""
+    leaves nothing written. ``tta``: see ``normcoef.inference.predict_gamma``."""
     out_dir = Path(out_dir)
     outputs = [output_path(out_dir, path) for path in inputs]
     if len(set(outputs)) < len(outputs):
@@ -219,7 +220,7 @@ def predict_files(
         )
     out_dir.mkdir(parents=True, exist_ok=True)
     for sample, out in zip(fields, outputs, strict=True):
-        gamma = np.where(ocean, trained.predict(sample, ocean), np.nan)
+        gamma = np.where(ocean, trained.predict(sample, ocean, tta), np.nan)
         write_npz_atomically(out, gamma=gamma, mask=ocean)
     return outputs
 
@@ -244,6 +245,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (links: the link)"
     )
+    parser.add_argument(
+        "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
+    )
     return parser.parse_args(argv)
 
 
@@ -260,7 +264,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
         warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
     outputs = predict_files(
-        trained, input_files(args.inputs), ocean, args.output_dir, args.overwrite, mask_source
+        trained,
+        input_files(args.inputs),
+        ocean,
+        args.output_dir,
+        args.overwrite,
+        mask_source,
+        args.tta,
     )
     print(f"Wrote {len(outputs)} file(s) to {args.output_dir}.")
     return outputs

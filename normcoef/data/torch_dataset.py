@@ -1,8 +1,10 @@
 """Standardized torch tensors for the network, from a data set on disk.
 
-Inputs are (C, H, W) float32 with channels A_i, A_j, W[, signed distance]; targets (1, H, W)
-standardized γ; the ocean mask (H, W) bool travels with each sample so that land is left out
-of losses and metrics. Statistics come from the training split only.
+Inputs are (C, H, W) float32 with channels A_i, A_j, W[, signed distance][, log γ_prior];
+targets (1, H, W) standardized γ, or with the ``prior_residual`` target standardized
+log(γ²/γ_prior²) (``normcoef.physics.prior``: the network learns the correction of a
+closed-form prior, mostly at the coast); the ocean mask (H, W) bool travels with each sample
+so that land is left out of losses and metrics. Statistics come from the training split only.
 """
 
 from __future__ import annotations
@@ -30,6 +32,20 @@ from normcoef.data.transforms import (
     random_transform,
     transform_sample,
 )
+from normcoef.physics.prior import uniform_lattice_prior
+
+TARGETS: tuple[str, ...] = ("gamma", "prior_residual")
+"""What the network predicts: standardized γ, or standardized log(γ²/γ_prior²)."""
+
+
+def check_target(target: str) -> None:
+    if target not in TARGETS:
+        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+
+
+def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+    """log of values > 0 on ocean cells; 0 on land (where γ and γ_prior are 0)."""
+    return np.log(np.where(ocean, values, 1.0))
 
 
 @dataclass
@@ -44,6 +60,12 @@ class Standardizer:
     mode: str
     distance_metric: str | None = None
     periodic_x: bool = True
+    target_mode: str = "gamma"
+    # The grid's periodicity moves faces in test-time augmentation and, with M, defines the
+    # prior (prior_residual only), whose channel, log γ_prior, prior_stats standardize.
+    steps: int | None = None
+    periodic_y: bool = False
+    prior_stats: ChannelStatistics | None = None
     # Standardized distance map per ocean mask: samples of a grid share one mask (flips give a
     # handful), and the transform costs 6-20 ms on the global grid, every item of every step.
     _distance_maps: dict[bytes, np.ndarray] = field(
@@ -52,50 +74,118 @@ class Standardizer:
 
     def __post_init__(self) -> None:
         check_mode(self.mode)
+        check_target(self.target_mode)
+        if self.uses_prior and (self.steps is None or self.prior_stats is None):
+            raise ValueError("the prior_residual target needs steps and prior statistics")
+
+    @property
+    def uses_prior(self) -> bool:
+        return self.target_mode == "prior_residual"
 
     @property
     def target_scale(self) -> tuple[float, float]:
-        """(mean, std) of γ over ocean cells of the training split."""
+        """(mean, std) over ocean cells of the training split of the target: γ, or
+        log(γ²/γ_prior²) with the prior_residual target."""
         return float(self.target.mean[0]), float(self.target.std[0])
 
     @property
     def in_channels(self) -> int:
-        return 3 + (self.distance_metric is not None)
+        return 3 + (self.distance_metric is not None) + self.uses_prior
 
     @classmethod
     def fit(
-        cls, train: Split, mode: str, distance_metric: str | None, periodic_x: bool = True
+        cls,
+        train: Split,
+        mode: str,
+        distance_metric: str | None,
+        periodic_x: bool = True,
+        target_mode: str = "gamma",
+        steps: int | None = None,
+        periodic_y: bool = False,
     ) -> Standardizer:
         if len(train) == 0:
             raise ValueError("the training split is empty: cannot compute statistics")
+        check_target(target_mode)
         inputs = compute_statistics(list(train.fields), list(train.ocean), mode)
-        target = compute_statistics([g[None] for g in train.gamma], list(train.ocean), "partial")
-        return cls(inputs, target, mode, distance_metric, periodic_x)
+        oceans = list(train.ocean)
+        if target_mode == "gamma":
+            target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
+            return cls(inputs, target, mode, distance_metric, periodic_x, periodic_y=periodic_y)
+        if steps is None:
+            raise ValueError("the prior_residual target needs the number of diffusion steps M")
+        priors = [
+            uniform_lattice_prior(f, o, steps, periodic_x, periodic_y)
+            for f, o in zip(train.fields, oceans, strict=True)
+        ]
+        log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
+        ratios = [
+            2 * (_log_on_ocean(g, o) - lp[0])[None]
+            for g, o, lp in zip(train.gamma, oceans, log_priors, strict=True)
+        ]
+        return cls(
+            inputs,
+            compute_statistics(ratios, oceans, "partial"),
+            mode,
+            distance_metric,
+            periodic_x,
+            target_mode,
+            steps,
+            periodic_y,
+            compute_statistics(log_priors, oceans, "partial"),
+        )
 
     def to_dict(self) -> dict:
-        return {
+        data = {
             "inputs": self.inputs.to_dict(),
             "target": self.target.to_dict(),
             "mode": self.mode,
             "distance_metric": self.distance_metric,
             "periodic_x": bool(self.periodic_x),  # not np.bool_: checkpoints hold plain values
+            "periodic_y": bool(self.periodic_y),
+            "target_mode": self.target_mode,
         }
+        if self.uses_prior:
+            data.update(steps=int(self.steps), prior_stats=self.prior_stats.to_dict())
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Standardizer:
+        prior_stats = data.get("prior_stats")
         return cls(
             ChannelStatistics.from_dict(data["inputs"]),
             ChannelStatistics.from_dict(data["target"]),
             data["mode"],
             data.get("distance_metric"),
             data.get("periodic_x", True),
+            data.get("target_mode", "gamma"),  # checkpoints from before the option
+            data.get("steps"),
+            data.get("periodic_y", False),
+            None if prior_stats is None else ChannelStatistics.from_dict(prior_stats),
         )
 
-    def model_inputs(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
-        """(3, H, W) physical fields -> (C, H, W) float32 network input."""
+    def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray | None:
+        """γ_prior (H, W) of physical fields with the prior_residual target; None otherwise."""
+        if not self.uses_prior:
+            return None
+        return uniform_lattice_prior(
+            fields[:3], ocean, self.steps, self.periodic_x, self.periodic_y
+        )
+
+    def model_inputs(
+        self, fields: np.ndarray, ocean: np.ndarray, prior: np.ndarray | None = None
+    ) -> np.ndarray:
+        """(3, H, W) physical fields -> (C, H, W) float32 network input.
+
+        With the prior_residual target the last channel is log γ_prior, standardized over
+        ocean cells (land 0); ``prior`` saves computing it again.
+        """
         channels = [standardize(fields[:3], self.inputs, self.mode, ocean)]
         if self.distance_metric is not None:
             channels.append(self._distance_map(ocean)[None])
+        if self.uses_prior:
+            prior = self.prior(fields, ocean) if prior is None else prior
+            log_prior = _log_on_ocean(prior, ocean)[None]
+            channels.append(standardize(log_prior, self.prior_stats, "partial", ocean))
         return np.concatenate(channels).astype(np.float32)
 
     def _distance_map(self, ocean: np.ndarray) -> np.ndarray:
@@ -106,14 +196,35 @@ class Standardizer:
             )
         return self._distance_maps[key]
 
-    def model_target(self, gamma: np.ndarray) -> np.ndarray:
-        """γ (H, W) -> standardized (1, H, W) float32 (land stays a don't-care value)."""
-        mean, std = self.target_scale
-        return ((gamma - mean) / std)[None].astype(np.float32)
+    def model_target(self, gamma: np.ndarray, prior: np.ndarray | None = None) -> np.ndarray:
+        """γ (H, W) -> standardized (1, H, W) float32 (land stays a don't-care value).
 
-    def physical_gamma(self, standardized: np.ndarray) -> np.ndarray:
+        With the prior_residual target: standardized log(γ²/γ_prior²), land 0; ``prior`` is
+        the sample's γ_prior.
+        """
         mean, std = self.target_scale
-        return standardized * std + mean
+        if not self.uses_prior:
+            return ((gamma - mean) / std)[None].astype(np.float32)
+        if prior is None:
+            raise ValueError("the prior_residual target needs the sample's prior")
+        ocean = prior > 0
+        ratio = 2 * (_log_on_ocean(gamma, ocean) - _log_on_ocean(prior, ocean))
+        return np.where(ocean, (ratio - mean) / std, 0.0)[None].astype(np.float32)
+
+    def physical_gamma(
+        self, standardized: np.ndarray, prior: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Network output (H, W) -> physical γ (H, W); the one inverse of ``model_target``.
+
+        With the prior_residual target ``prior`` is required: γ = γ_prior exp(r / 2), r the
+        destandardized log(γ²/γ_prior²) (0 on land, where γ_prior is 0).
+        """
+        mean, std = self.target_scale
+        if not self.uses_prior:
+            return standardized * std + mean
+        if prior is None:
+            raise ValueError("the prior_residual target needs the sample's prior")
+        return prior * np.exp(0.5 * (standardized * std + mean))
 
 
 class NormalizationDataset(Dataset):
@@ -132,6 +243,8 @@ class NormalizationDataset(Dataset):
         self.online = list(online_transforms or [])
         self.periodic_y = periodic_y
         self.seed = seed
+        # γ_prior per (sample, transform), computed once (prior_residual target only).
+        self._priors: dict[tuple[int, str], np.ndarray | None] = {}
         # Without online augmentation every item is fixed: build the tensors once.
         self._cache = (
             None if self.online else [self._build(i, "identity") for i in range(len(split))]
@@ -157,15 +270,33 @@ class NormalizationDataset(Dataset):
             self.split.head(count), self.standardizer, self.online, self.seed, self.periodic_y
         )
 
-    def _build(self, i: int, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def prior(self, i: int, name: str = "identity") -> np.ndarray | None:
+        """γ_prior of sample i after transform ``name`` (None with the gamma target)."""
+        if (i, name) not in self._priors:
+            fields, ocean = self._sample(i, name)[:2]
+            self._priors[i, name] = self.standardizer.prior(fields, ocean)
+        return self._priors[i, name]
+
+    def physical_gamma(self, i: int, standardized: np.ndarray) -> np.ndarray:
+        """Physical γ of the network's output for (untransformed) sample i."""
+        return self.standardizer.physical_gamma(standardized, self.prior(i))
+
+    def _sample(self, i: int, name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         fields, gamma, ocean = self.split.fields[i], self.split.gamma[i], self.split.ocean[i]
         if name != "identity":
             fields, ocean, gamma = transform_sample(
                 name, fields, ocean, gamma, self.standardizer.periodic_x, self.periodic_y
             )
+        return fields, ocean, gamma
+
+    def _build(self, i: int, name: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fields, ocean, gamma = self._sample(i, name)
+        # The prior of the transformed fields, not the transformed prior: right by construction
+        # (tests/test_prior.py also checks that the two agree).
+        prior = self.prior(i, name)
         return (
-            torch.from_numpy(self.standardizer.model_inputs(fields, ocean)),
-            torch.from_numpy(self.standardizer.model_target(gamma)),
+            torch.from_numpy(self.standardizer.model_inputs(fields, ocean, prior)),
+            torch.from_numpy(self.standardizer.model_target(gamma, prior)),
             torch.from_numpy(np.ascontiguousarray(ocean)),
         )
 
@@ -204,9 +335,12 @@ def prepare_data(
     periodic_x: bool = True,
     periodic_y: bool = False,
     limits: dict[str, int] | None = None,
+    target: str = "gamma",
+    steps: int | None = None,
 ) -> PreparedData:
     """Load the splits (at most ``limits[split]`` samples each), fit statistics on the
-    un-augmented training split, augment."""
+    un-augmented training split, augment. ``target``: see ``TARGETS``; ``prior_residual``
+    needs the data's diffusion steps M."""
     limits = limits or {}
     splits = {
         name: load_split(Path(root), name, limits.get(name)) for name in ("train", "valid", "test")
@@ -216,7 +350,9 @@ def prepare_data(
             f"{root} has no training sample under train/X and train/Y; generate it with "
             "`python -m normcoef.generate` or point dataset.root at a data set"
         )
-    standardizer = Standardizer.fit(splits["train"], mode, distance_metric, periodic_x)
+    standardizer = Standardizer.fit(
+        splits["train"], mode, distance_metric, periodic_x, target, steps, periodic_y
+    )
     transforms = parse_augmentation(augmentation)
     shape = splits["train"].gamma.shape[1:]
     check_augmentation_supported(transforms, periodic_x, periodic_y, shape)

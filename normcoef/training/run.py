@@ -19,6 +19,7 @@ from normcoef.data.storage import SPLITS, is_generated, read_json
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
+from normcoef.losses import for_target
 from normcoef.models import count_parameters
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
@@ -79,6 +80,11 @@ def load_data(cfg: DictConfig) -> PreparedData:
         periodic_x=periodic_x,
         periodic_y=periodic_y,
         limits=dict(cfg.dataset.splits) if is_generated(cfg.dataset.root) else None,
+        target=cfg.target.name,
+        # The prior must diffuse with the M steps γ was computed with (as evaluate.py).
+        steps=(read_json(Path(cfg.dataset.root) / "metadata.json") or {}).get(
+            "steps", cfg.dataset.fields.steps
+        ),
     )
 
 
@@ -124,7 +130,7 @@ def run_training(
     data = load_data(cfg)
     periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, periodic_x)
-    loss_fn = build_loss(cfg.loss)
+    loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
     device = resolve_device(cfg.trainer.device)
     resume = (
         resolve_checkpoint(cfg.trainer.resume, cfg.logger.tracking_uri, names=("last.pt",))
@@ -222,6 +228,7 @@ def _evaluate_and_log(
         periodic_y,
         ev.max_samples,
         cfg.trainer.progress,
+        tta=ev.tta,
     )
     table = evaluation.table()
     print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")

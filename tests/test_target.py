@@ -1,0 +1,214 @@
+"""Specification of the network's target option (conf/target): γ, or the log-ratio to the
+uniform-lattice prior log(γ²/γ_prior²) with the prior as an extra input channel."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+
+from normcoef import evaluate, predict
+from normcoef.config import register_configs, validate
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.storage import Split, load_split
+from normcoef.data.torch_dataset import NormalizationDataset, Standardizer, augment_offline
+from normcoef.data.transforms import transform_cells, transform_fields
+from normcoef.inference import load_trained_model
+from normcoef.losses import RelativeSquaredErrorLoss, for_target
+from normcoef.metrics import relative_variance_error
+from normcoef.physics.prior import uniform_lattice_prior
+from tests.test_prior import random_sample
+
+REPO = Path(__file__).resolve().parents[1]
+STEPS = 10
+
+
+def tiny_split(count: int = 3) -> Split:
+    """Random coastal samples with a made-up γ (prior times a smooth factor)."""
+    samples = []
+    for k in range(count):
+        fields, mask = random_sample(True, False, shape=(10, 12))
+        fields = fields * (1 + 0.1 * k)
+        prior = uniform_lattice_prior(fields, mask, STEPS)
+        gamma = np.where(mask, prior * (1.1 + 0.05 * np.arange(12) / 12 + 0.1 * k), 0.0)
+        samples.append((fields, gamma, mask))
+    return Split(
+        [f"{k:05d}" for k in range(count)],
+        np.stack([s[0] for s in samples]),
+        np.stack([s[1] for s in samples]),
+        np.stack([s[2] for s in samples]),
+    )
+
+
+def residual_standardizer(split: Split) -> Standardizer:
+    return Standardizer.fit(split, "partial", None, True, "prior_residual", STEPS, False)
+
+
+def test_physical_gamma_inverts_the_log_ratio_target():
+    split = tiny_split()
+    standardizer = residual_standardizer(split)
+    fields, gamma, ocean = split.fields[1], split.gamma[1], split.ocean[1]
+    prior = standardizer.prior(fields, ocean)
+
+    target = standardizer.model_target(gamma, prior)[0].astype(np.float64)
+
+    np.testing.assert_allclose(standardizer.physical_gamma(target, prior), gamma, rtol=1e-5)
+    assert np.all(target[~ocean] == 0)
+    # Standardized: zero mean, unit std over the training ocean cells.
+    targets = [
+        standardizer.model_target(g, standardizer.prior(f, o))[0][o]
+        for f, g, o in zip(split.fields, split.gamma, split.ocean, strict=True)
+    ]
+    values = np.concatenate(targets)
+    assert abs(values.mean()) < 1e-5 and values.std() == pytest.approx(1, rel=1e-4)
+
+
+def test_the_prior_is_one_more_input_channel_standardized_over_the_ocean():
+    split = tiny_split()
+    standardizer = residual_standardizer(split)
+    fields, ocean = split.fields[0], split.ocean[0]
+
+    x = standardizer.model_inputs(fields, ocean)
+
+    assert standardizer.in_channels == 4 and x.shape == (4, *ocean.shape)
+    log_prior = np.log(uniform_lattice_prior(fields, ocean, STEPS)[ocean])
+    mean, std = standardizer.prior_stats.mean[0], standardizer.prior_stats.std[0]
+    np.testing.assert_allclose(x[3][ocean], (log_prior - mean) / std, rtol=1e-5, atol=1e-6)
+    assert np.all(x[3][~ocean] == 0)
+
+
+def test_the_standardizer_round_trips_through_a_weights_only_checkpoint(tmp_path: Path):
+    standardizer = residual_standardizer(tiny_split())
+    torch.save(standardizer.to_dict(), tmp_path / "s.pt")
+
+    again = Standardizer.from_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+
+    assert again.target_mode == "prior_residual" and again.steps == STEPS
+    np.testing.assert_array_equal(again.prior_stats.mean, standardizer.prior_stats.mean)
+    assert again.in_channels == standardizer.in_channels
+
+
+def test_a_checkpoint_from_before_the_option_predicts_gamma():
+    split = tiny_split()
+    old = Standardizer.fit(split, "partial", None).to_dict()
+    del old["target_mode"], old["periodic_y"]
+
+    standardizer = Standardizer.from_dict(old)
+
+    assert standardizer.target_mode == "gamma" and standardizer.in_channels == 3
+    assert standardizer.physical_gamma(np.zeros(2))[0] == standardizer.target_scale[0]
+
+
+def test_offline_augmentation_gives_each_copy_the_prior_of_its_own_fields():
+    split = tiny_split(1)
+    standardizer = residual_standardizer(split)
+    dataset = NormalizationDataset(augment_offline(split, ["hflip"], True), standardizer)
+
+    flipped_fields = transform_fields("hflip", split.fields[0])
+    flipped_ocean = transform_cells("hflip", split.ocean[0])
+
+    np.testing.assert_allclose(
+        dataset.prior(1), uniform_lattice_prior(flipped_fields, flipped_ocean, STEPS)
+    )
+    np.testing.assert_allclose(
+        dataset.item(1)[0][3], transform_cells("hflip", dataset.item(0)[0][3].numpy())
+    )
+
+
+def test_the_relative_loss_of_a_log_ratio_target_is_the_relative_error_of_physical_gamma():
+    split = tiny_split()
+    standardizer = residual_standardizer(split)
+    fields, gamma, ocean = split.fields[0], split.gamma[0], split.ocean[0]
+    prior = standardizer.prior(fields, ocean)
+    target = torch.from_numpy(standardizer.model_target(gamma, prior))[None]
+    pred = target + 0.3 * torch.randn(target.shape, generator=torch.Generator().manual_seed(0))
+    mean, std = standardizer.target_scale
+
+    loss = for_target(RelativeSquaredErrorLoss(), "prior_residual")(
+        pred, target, torch.from_numpy(ocean)[None], mean, std
+    )
+
+    gamma_hat = standardizer.physical_gamma(pred[0, 0].double().numpy(), prior)
+    eps = relative_variance_error(
+        torch.from_numpy(gamma_hat[ocean]), torch.from_numpy(gamma[ocean])
+    )
+    assert float(loss) == pytest.approx(float(eps.square().mean()), rel=1e-4)
+
+
+def test_the_gamma_target_keeps_the_loss_as_built():
+    loss = RelativeSquaredErrorLoss()
+    assert for_target(loss, "gamma") is loss and not loss.log_ratio
+
+
+@pytest.mark.reliability(
+    "train", "unknown target name", "error", "target.name names the key and the choices"
+)
+def test_an_unknown_target_is_refused_naming_the_key():
+    register_configs()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=["target.name=gama"])
+    with pytest.raises(ValueError, match="^target.name=gama: must be one of gamma, prior_resid"):
+        validate(cfg)
+
+
+@pytest.mark.slow
+def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gamma(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    from normcoef.training.run import run_training
+
+    root = tmp_path / "data"
+    spec = GenerationSpec(
+        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
+    )
+    generate_dataset(root, spec, progress=False)
+    register_configs()
+    overrides = [
+        f"dataset.root={root}",
+        "dataset.height=16",
+        "dataset.width=24",
+        "dataset.splits={train: 3, valid: 1, test: 2}",
+        "target=prior_residual",
+        "loss=rel_sq",
+        "model.layers=2",
+        "model.channels=4",
+        "trainer.steps=3",
+        "trainer.eval_every=1",
+        "trainer.checkpoint_every=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"trainer.output_dir={tmp_path / 'checkpoints'}",
+        "logger=none",
+        "evaluation.randomization_samples=0",
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("train", overrides=overrides)
+    run_training(cfg, run_dir=tmp_path / "run")
+    assert "| CNN |" in capsys.readouterr().out
+
+    trained = load_trained_model(tmp_path / "run" / "best.pt")
+    test = load_split(root, "test")
+    gamma_hat = trained.predict(test.fields[0], test.ocean[0])
+
+    ocean = test.ocean[0]
+    assert trained.standardizer.target_mode == "prior_residual"
+    assert trained.standardizer.in_channels == 4
+    # An untrained network's log-ratio is O(1) standardized units: γ within a factor 3.
+    ratio = gamma_hat[ocean] / test.gamma[0][ocean]
+    assert np.all(np.isfinite(ratio)) and 1 / 3 < np.median(ratio) < 3
+    result = evaluate.main([str(tmp_path / "run"), "-n", "0", "--no-log"])
+    again = evaluate.main([str(tmp_path / "run"), "-n", "0", "--no-log", "--tta"])
+    assert result.methods["CNN"]["eps_mean"] > 0 and again.methods["CNN"]["eps_mean"] > 0
+    (written,) = predict.main(
+        [str(tmp_path / "run"), str(root / "test" / "X" / "00000.npz"), "-o", str(tmp_path / "out")]
+        + ["--tta"]
+    )
+    with np.load(written) as out:
+        predicted = out["gamma"]
+    np.testing.assert_allclose(
+        predicted[ocean], trained.predict(test.fields[0], ocean, tta=True)[ocean], rtol=1e-12
+    )
+    assert not np.allclose(predicted[ocean], gamma_hat[ocean], rtol=1e-6)  # TTA did something
