@@ -44,7 +44,7 @@ bench-logging: install
 	$(PY) benchmarks/bench_logging.py
 
 # The training loop at the report's 200x360: samples/s, pixels/s, TFLOP/s, overhead over bare
-# steps. CPU by default (~3 minutes); on a GPU: make bench-train BENCH_ARGS="--device cuda --steps 200"
+# steps. CPU by default (~1.5 minutes); on a GPU: make bench-train BENCH_ARGS="--device cuda --steps 200"
 BENCH_ARGS ?= --steps 4 --threads 1
 bench-train: install
 	$(PY) benchmarks/bench_training.py $(BENCH_ARGS)
