@@ -43,7 +43,7 @@ from normcoef.config import register_configs
 from normcoef.data.storage import Split
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
 from normcoef.training.factory import build_loss, build_model
-from normcoef.training.loop import train_model
+from normcoef.training.loop import resident_split, train_model, train_step
 from normcoef.training.settings import LoopSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -102,24 +102,16 @@ def bare_step_time(args, device: torch.device, data: PreparedData) -> float:
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format).train()
     forward = model if args.compile == "none" else torch.compile(model, mode=args.compile)
-    x, y, ocean = (
-        torch.stack(parts[: args.batch]).to(device)
-        for parts in zip(*(data.train.item(i) for i in range(len(data.train))), strict=True)
-    )
+    x, y, ocean = (part[: args.batch] for part in resident_split(data.train, device))
     x = x.contiguous(memory_format=memory_format)
-    mean, std = data.standardizer.target_scale
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = args.mixed_precision and device.type == "cuda"
+    scale = data.standardizer.target_scale
 
     def step() -> None:
-        if forward is not model:
-            torch.compiler.cudagraph_mark_step_begin()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            pred = forward(x)
-        loss = loss_fn(pred.float(), y, ocean, mean, std)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        train_step(
+            forward, loss_fn, optimizer, (x, y, ocean), scale, autocast, forward is not model
+        )
 
     for _ in range(args.warmup):
         step()

@@ -92,6 +92,28 @@ def device_batches(
         yield from flat.split([len(batch) for batch in batches])
 
 
+def train_step(
+    forward: nn.Module,
+    loss_fn: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    target_scale: tuple[float, float],
+    autocast: bool,
+    compiled: bool,
+) -> torch.Tensor:
+    """One optimizer step on ``batch``; the loss stays on the device (no host sync)."""
+    x, y, ocean = batch
+    if compiled:
+        torch.compiler.cudagraph_mark_step_begin()  # a new step: graph outputs may be reused
+    with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=autocast):
+        pred = forward(x)
+    loss = loss_fn(pred.float(), y, ocean, *target_scale)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def _target_scale(standardizer: Standardizer) -> tuple[float, float]:
     stats = standardizer.target
     return float(stats.mean[0]), float(stats.std[0])
@@ -261,18 +283,13 @@ def train_model(
         else:
             x, y, ocean = (part[index] for part in resident)
         x = x.contiguous(memory_format=memory_format)
-        if forward is not model:
-            torch.compiler.cudagraph_mark_step_begin()  # a new step: graph outputs may be reused
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-            pred = forward(x)
-        loss = loss_fn(pred.float(), y, ocean, mean, std)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        loss = train_step(
+            forward, loss_fn, optimizer, (x, y, ocean), (mean, std), autocast, forward is not model
+        )
         if scheduler is not None:
             scheduler.step()
         done = step + 1
-        pending.append((done, loss.detach(), optimizer.param_groups[0]["lr"]))
+        pending.append((done, loss, optimizer.param_groups[0]["lr"]))
         evaluate = done % settings.eval_every == 0 or done == settings.steps
         save = done % settings.checkpoint_every == 0 or done == last
         if not (evaluate or save or done % settings.log_every == 0):
