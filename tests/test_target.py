@@ -20,6 +20,7 @@ from normcoef.inference import load_trained_model
 from normcoef.losses import RelativeSquaredErrorLoss, for_target
 from normcoef.metrics import relative_variance_error
 from normcoef.physics.prior import uniform_lattice_prior
+from normcoef.training.checkpoint import CheckpointError
 from tests.test_prior import random_sample
 
 REPO = Path(__file__).resolve().parents[1]
@@ -154,12 +155,13 @@ def test_an_unknown_target_is_refused_naming_the_key():
         validate(cfg)
 
 
-@pytest.mark.slow
-def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gamma(
-    tmp_path: Path, capsys: pytest.CaptureFixture
-):
+@pytest.fixture(scope="module")
+def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run (16x24 grid, 2-layer 4-channel CNN, 3 steps) with target=prior_residual;
+    its data set is ``<run>/../data``."""
     from normcoef.training.run import run_training
 
+    tmp_path = tmp_path_factory.mktemp("residual")
     root = tmp_path / "data"
     spec = GenerationSpec(
         grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
@@ -187,9 +189,15 @@ def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gam
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     run_training(cfg, run_dir=tmp_path / "run")
-    assert "| CNN |" in capsys.readouterr().out
+    return tmp_path / "run"
 
-    trained = load_trained_model(tmp_path / "run" / "best.pt")
+
+@pytest.mark.slow
+def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gamma(
+    residual_run: Path, tmp_path: Path
+):
+    root = residual_run.parent / "data"
+    trained = load_trained_model(residual_run / "best.pt")
     test = load_split(root, "test")
     gamma_hat = trained.predict(test.fields[0], test.ocean[0])
 
@@ -199,11 +207,11 @@ def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gam
     # An untrained network's log-ratio is O(1) standardized units: γ within a factor 3.
     ratio = gamma_hat[ocean] / test.gamma[0][ocean]
     assert np.all(np.isfinite(ratio)) and 1 / 3 < np.median(ratio) < 3
-    result = evaluate.main([str(tmp_path / "run"), "-n", "0", "--no-log"])
-    again = evaluate.main([str(tmp_path / "run"), "-n", "0", "--no-log", "--tta"])
+    result = evaluate.main([str(residual_run), "-n", "0", "--no-log"])
+    again = evaluate.main([str(residual_run), "-n", "0", "--no-log", "--tta"])
     assert result.methods["CNN"]["eps_mean"] > 0 and again.methods["CNN"]["eps_mean"] > 0
     (written,) = predict.main(
-        [str(tmp_path / "run"), str(root / "test" / "X" / "00000.npz"), "-o", str(tmp_path / "out")]
+        [str(residual_run), str(root / "test" / "X" / "00000.npz"), "-o", str(tmp_path / "out")]
         + ["--tta"]
     )
     with np.load(written) as out:
@@ -212,3 +220,20 @@ def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gam
         predicted[ocean], trained.predict(test.fields[0], ocean, tta=True)[ocean], rtol=1e-12
     )
     assert not np.allclose(predicted[ocean], gamma_hat[ocean], rtol=1e-6)  # TTA did something
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "checkpoint",
+    "prior_residual checkpoint without M",
+    "error",
+    "one line naming the file; nothing is built",
+)
+def test_a_prior_residual_checkpoint_without_its_steps_is_refused(
+    residual_run: Path, tmp_path: Path
+):
+    state = torch.load(residual_run / "best.pt", weights_only=True)
+    del state["standardizer"]["steps"]
+    torch.save(state, tmp_path / "damaged.pt")
+    with pytest.raises(CheckpointError, match="damaged.pt: cannot build .* needs steps"):
+        load_trained_model(tmp_path / "damaged.pt")
