@@ -1,7 +1,7 @@
 """Evaluate a trained network against the randomization estimator (report Table 8).
 
     python -m normcoef.evaluate CHECKPOINT [--dataset ROOT] [--split test]
-        [--randomization-samples 10000] [--max-samples K] [--log-to RUN_ID]
+        [--randomization-samples 10000] [--max-samples K] [--log-to RUN_ID] [--tta]
 
 CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id. The
 inputs are standardized with the statistics stored in the checkpoint, not refitted, so the

@@ -1,6 +1,6 @@
 """Predict normalization coefficients γ with a trained network.
 
-    python -m normcoef.predict CHECKPOINT INPUT [INPUT ...] -o OUT_DIR [--mask grid.npz]
+    python -m normcoef.predict CHECKPOINT INPUT [INPUT ...] -o OUT_DIR [--mask grid.npz] [--tta]
 
 CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id. Each
 INPUT is an npz file holding one (3, H, W) array A_i, A_j, W (named ``arr_0`` or alone, as in
