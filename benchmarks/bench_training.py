@@ -20,7 +20,10 @@ loop's cost does not depend on the values). Repeats alternate between
 Both use the same options (channels-last, bfloat16 autocast, torch.compile). Prints medians of
 samples/s, pixels/s (pixel-passes: pixels trained on per second), effective TFLOP/s
 (convolutions only, counted analytically: 2 k² C_in C_out H_out W_out per convolution forward,
-x3 for forward and backward) and the loop's overhead over the bare step. Targets (issue 10):
+x3 for forward and backward) and the loop's overhead over the bare step; on CUDA also the host
+synchronizations per loop step that torch's sync debug mode reports (the loop's own: the
+read-back of the losses and the copy of the batch indices, once per ``--log-every`` steps).
+Targets (issue 10):
 >= 100 M pixel-passes/s on one H100 (the report's 5e6 passes of a 200x360 image in one hour)
 and a loop overhead <= 5 %.
 """
@@ -32,6 +35,7 @@ import os
 import statistics
 import tempfile
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -153,6 +157,22 @@ def loop_step_time(args, device: torch.device, data: PreparedData, tmp: Path) ->
     return (long - short) / args.steps
 
 
+def host_syncs_per_step(args, device: torch.device, data: PreparedData, tmp: Path) -> float:
+    """Host synchronizations per loop step on CUDA, as torch's sync debug mode reports them
+    (fixed costs of a run cancelled as for the time)."""
+    counts = []
+    for steps in (1, args.steps + 1):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                loop_run_time(args, device, data, steps, tmp)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+    return (counts[1] - counts[0]) / args.steps
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--height", type=int, default=200)
@@ -187,6 +207,9 @@ def main() -> None:
         for _ in range(args.repeats):
             bare.append(bare_step_time(args, device, data))
             loop.append(loop_step_time(args, device, data, Path(tmp)))
+        syncs = (
+            host_syncs_per_step(args, device, data, Path(tmp)) if device.type == "cuda" else None
+        )
     load_after = os.getloadavg()
 
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
@@ -211,6 +234,9 @@ def main() -> None:
             f"{args.batch / step:.2f} samples/s, {pixels / step / 1e6:.2f} M pixels/s, "
             f"{flops / step / 1e12:.3f} TFLOP/s (convolutions, {flops / 1e9:.1f} GFLOP/step)"
         )
+    if syncs is not None:
+        own = "the loop's own: ~2 per --log-every steps"
+        print(f"loop: {syncs:.2f} host synchronizations per step ({own})")
     overhead = statistics.median(loop) / statistics.median(bare) - 1
     verdict = "ok" if overhead <= TARGET_OVERHEAD else "over target"
     print(f"loop overhead over bare steps: {100 * overhead:+.1f} % ({verdict}; target <= 5 %)")
