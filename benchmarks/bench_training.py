@@ -23,9 +23,8 @@ samples/s, pixels/s (pixel-passes: pixels trained on per second), effective TFLO
 x3 for forward and backward) and the loop's overhead over the bare step; on CUDA also the host
 synchronizations per loop step that torch's sync debug mode reports (the loop's own: the
 read-back of the losses and the copy of the batch indices, once per ``--log-every`` steps).
-Targets (issue 10):
->= 100 M pixel-passes/s on one H100 (the report's 5e6 passes of a 200x360 image in one hour)
-and a loop overhead <= 5 %.
+Targets (issue 10): >= 100 M pixel-passes/s on one H100 (the report's 5e6 passes of a 200x360
+image in one hour) and a loop overhead <= 5 %.
 """
 
 from __future__ import annotations
