@@ -60,11 +60,19 @@ def settings(**values) -> LoopSettings:
     return LoopSettings(**{**defaults, **values})
 
 
-def train(run_dir: Path, loss_fn=None, resume_from=None, on_metrics=None, model=None, **values):
+def train(
+    run_dir: Path,
+    loss_fn=None,
+    resume_from=None,
+    on_metrics=None,
+    model=None,
+    online=None,
+    **values,
+):
     return train_model(
         model or tiny_model(),
         loss_fn or MSELoss(),
-        tiny_data(),
+        tiny_data(online),
         settings(**values),
         run_dir,
         CPU,
@@ -143,8 +151,12 @@ def test_resident_split_indexed_per_step_gives_the_batches_of_collate():
     assert step == 8
 
 
-def test_online_augmentation_is_not_made_resident():
+def test_online_augmentation_is_not_made_resident_and_still_trains_on_its_draws(tmp_path):
     assert resident_split(tiny_data(online=["hflip"]).train, CPU) is None
+    plain = train(tmp_path / "plain")
+    online = [train(tmp_path / name, online=["hflip"]) for name in ("a", "b")]
+    assert online[0].history == online[1].history
+    assert online[0].history != plain.history
 
 
 def test_channels_last_trains_in_nhwc_to_the_same_losses(tmp_path: Path):
