@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: install run data train test bench bench-logging bench-train lint format sweep search ui clean
+.PHONY: install run data train test test-fast bench bench-logging bench-train lint format sweep search ui clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ run: data train
 
 test: install
 	$(PY) -m pytest
+
+# Skips the tests marked slow (subprocess sweeps, servers, interrupts): for the edit-test loop.
+test-fast: install
+	$(PY) -m pytest -m "not slow"
 
 bench: install bench-logging
 	$(PY) benchmarks/bench_normalization.py
