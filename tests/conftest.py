@@ -15,6 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from hydra import compose, initialize_config_dir
+
+from normcoef.config import register_configs
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 RELIABILITY_DOC = REPO / "docs" / "reliability.md"
@@ -124,3 +129,37 @@ def reliability_table(request: pytest.FixtureRequest) -> tuple[str, bool]:
     """(the rendered table, whether every test file was collected to build it)."""
     config = request.config
     return render_reliability(config.stash[_CASES]), config.stash[_COMPLETE]
+
+
+# --- shared test data -------------------------------------------------------------------
+
+
+def train_tiny(tmp: Path, test_samples: int = 2) -> tuple[Path, Path]:
+    """Generate a 16x24 python set (3/1/``test_samples``) and train a 2-layer 4-channel CNN
+    for 3 steps without tracking; return (data set root, run directory)."""
+    root = tmp / "data"
+    splits = {"train": 3, "valid": 1, "test": test_samples}
+    spec = GenerationSpec(grid="python", height=16, width=24, splits=splits)
+    generate_dataset(root, spec, progress=False)
+    register_configs()
+    overrides = [
+        f"dataset.root={root}",
+        "dataset.height=16",
+        "dataset.width=24",
+        f"dataset.splits={{train: 3, valid: 1, test: {test_samples}}}",
+        "dataset.standardization=partial",
+        "model.layers=2",
+        "model.channels=4",
+        "trainer.steps=3",
+        "trainer.eval_every=1",
+        "trainer.checkpoint_every=3",
+        "trainer.progress=false",
+        "trainer.device=cpu",
+        f"trainer.output_dir={tmp / 'checkpoints'}",
+        "logger=none",
+        "evaluation.randomization_samples=5",
+    ]
+    run_dir = tmp / "checkpoints" / "run"
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        run_training(compose("train", overrides=overrides), run_dir=run_dir)
+    return root, run_dir

@@ -15,16 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import train_tiny
 
 from normcoef import predict
-from normcoef.config import register_configs
 from normcoef.data.fields import FieldParameters, make_fields
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.grids import make_grid
-from normcoef.training.run import run_training
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -33,37 +28,6 @@ class TinyRun:
     run_dir: Path
     fields: np.ndarray
     ocean: np.ndarray
-
-
-def train_tiny(tmp: Path, test_samples: int = 2) -> tuple[Path, Path]:
-    """Generate a 16x24 python set (3/1/``test_samples``) and train a 2-layer 4-channel CNN
-    for 3 steps without tracking; return (data set root, run directory)."""
-    root = tmp / "data"
-    splits = {"train": 3, "valid": 1, "test": test_samples}
-    spec = GenerationSpec(grid="python", height=16, width=24, splits=splits)
-    generate_dataset(root, spec, progress=False)
-    register_configs()
-    overrides = [
-        f"dataset.root={root}",
-        "dataset.height=16",
-        "dataset.width=24",
-        f"dataset.splits={{train: 3, valid: 1, test: {test_samples}}}",
-        "dataset.standardization=partial",
-        "model.layers=2",
-        "model.channels=4",
-        "trainer.steps=3",
-        "trainer.eval_every=1",
-        "trainer.checkpoint_every=3",
-        "trainer.progress=false",
-        "trainer.device=cpu",
-        f"trainer.output_dir={tmp / 'checkpoints'}",
-        "logger=none",
-        "evaluation.randomization_samples=5",
-    ]
-    run_dir = tmp / "checkpoints" / "run"
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        run_training(compose("train", overrides=overrides), run_dir=run_dir)
-    return root, run_dir
 
 
 @pytest.fixture(scope="module")
