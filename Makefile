@@ -54,11 +54,11 @@ bench-train: install
 	$(PY) benchmarks/bench_training.py $(BENCH_ARGS)
 
 lint: install
-	$(PY) -m ruff check normcoef tests benchmarks
-	$(PY) -m ruff format --check normcoef tests benchmarks
+	$(PY) -m ruff check normcoef tests benchmarks hydra_plugins
+	$(PY) -m ruff format --check normcoef tests benchmarks hydra_plugins
 
 format: install
-	$(PY) -m ruff format normcoef tests benchmarks
+	$(PY) -m ruff format normcoef tests benchmarks hydra_plugins
 
 # A sweep that lost some jobs exits 3 (normcoef/sweeps/failures.py): its report still lists
 # them, then the target fails; all jobs failed (4) or a mistake (1, 2) stops before the report.
