@@ -60,17 +60,13 @@ lint: install
 format: install
 	$(PY) -m ruff format normcoef tests benchmarks hydra_plugins
 
-# A sweep that lost some jobs exits 3 (normcoef/sweeps/failures.py): its report still lists
-# them, then the target fails; all jobs failed (4) or a mistake (1, 2) stops before the report.
-sweep_then_report = $(PY) -m normcoef.train -m $(1) $(ARGS); status=$$?; \
-	if [ $$status -eq 0 ] || [ $$status -eq 3 ]; then $(PY) -m normcoef.report $(1) || exit; fi; \
-	exit $$status
-
+# A sweep prints its report table when it ends (the parent-run callback, normcoef/sweeps/
+# parent_run.py) and exits 3 when some jobs failed, 4 when all did (normcoef/sweeps/failures.py).
 sweep: install
-	$(call sweep_then_report,experiment=$(EXPERIMENT))
+	$(PY) -m normcoef.train -m experiment=$(EXPERIMENT) $(ARGS)
 
 search: install
-	$(call sweep_then_report,hparams_search=$(SEARCH))
+	$(PY) -m normcoef.train -m hparams_search=$(SEARCH) $(ARGS)
 
 # Where `make ui` listens, e.g. make ui MLFLOW_PORT=5001 (MLflow reads the same variables).
 # No job runner: its 7 processes serve GenAI jobs, browsing runs needs none (docs/reviewing.md).
