@@ -30,6 +30,12 @@ from normcoef.training.loop import evaluate_split
 COLUMNS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"), ("rmse", "RMSE(ε)"))
 
 
+def _mean_std(metrics: dict[str, float], key: str) -> str:
+    """ "0.238 ± 0.041"; the mean alone for one sample, whose spread is not measured."""
+    std = metrics.get(key + "_std")
+    return f"{metrics[key]:.3g}" if std is None else f"{metrics[key]:.3g} ± {std:.2g}"
+
+
 @dataclass
 class Evaluation:
     """Aggregated metrics per method, and the CNN's |ε| maps for the figures."""
@@ -45,9 +51,7 @@ class Evaluation:
         header = "| Method | " + " | ".join(label for _, label in COLUMNS) + " |"
         lines = [header, "|" + "---|" * (len(COLUMNS) + 1)]
         for method, metrics in self.methods.items():
-            cells = [
-                f"{metrics[key]:.3g} ± {metrics.get(key + '_std', 0.0):.2g}" for key, _ in COLUMNS
-            ]
+            cells = [_mean_std(metrics, key) for key, _ in COLUMNS]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
         return "\n".join(lines) + f"\n\n{self.samples} {self.split} samples."
 

@@ -152,3 +152,14 @@ def test_figures_are_written_as_non_empty_pngs(tmp_path):
     ]
     for path in paths:
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_table_gives_a_spread_only_where_one_was_measured():
+    from normcoef.evaluation import Evaluation
+
+    one = {"eps_q": 0.5, "eps_max": 0.6, "eps_mean": 0.01, "rmse": 0.02}
+    several = {**one, **{f"{key}_std": 0.001 for key in one}}
+    table = Evaluation(methods={"CNN": one}, samples=1).table()
+    assert "| CNN | 0.5 | 0.6 | 0.01 | 0.02 |" in table
+    table = Evaluation(methods={"CNN": several}, samples=4).table()
+    assert "| CNN | 0.5 ± 0.001 | 0.6 ± 0.001 | 0.01 ± 0.001 | 0.02 ± 0.001 |" in table
