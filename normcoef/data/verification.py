@@ -95,10 +95,15 @@ def exact_gamma(fields: np.ndarray, ocean: np.ndarray, settings: Settings) -> np
 
 
 def likely_causes(
-    fields: np.ndarray, gamma: np.ndarray, ocean: np.ndarray, settings: Settings, tolerance: float
+    fields: np.ndarray,
+    gamma: np.ndarray,
+    ocean: np.ndarray,
+    exact: np.ndarray,
+    settings: Settings,
+    tolerance: float,
 ) -> list[str]:
-    """Readings of one disagreeing sample under which it agrees, as advice."""
-    exact = exact_gamma(fields, ocean, settings)
+    """Readings of one disagreeing sample (``exact``: its Γ with ``settings``) under which it
+    agrees, as advice."""
     # γ = a Γ + b: a scaling left in (or undone with another data set's statistics), or units
     (a, b), *_ = np.linalg.lstsq(np.stack([exact[ocean], np.ones(ocean.sum())], 1), gamma[ocean])
     causes = []
@@ -196,7 +201,7 @@ def check_dataset(
             check = SampleCheck(split, sample_id, *relative_difference(exact, gamma, ocean))
             report.samples.append(check)
             if worst is None or check.mean_difference > worst[0].mean_difference:
-                worst = (check, fields, gamma, ocean)
+                worst = (check, fields, gamma, ocean, exact)
     if worst is None:
         raise DatasetError(f"{root} holds no sample in {', '.join(splits or SPLITS)}")
     if diagnose and not report.agrees:
