@@ -19,12 +19,11 @@ from pathlib import Path
 
 from normcoef.cli import bounded_int, exit_on_user_error
 from normcoef.data.storage import (
-    METADATA,
     SPLITS,
     TARGET_SUFFIX,
     is_generated,
     load_split,
-    read_json,
+    recorded_steps,
 )
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
@@ -77,8 +76,7 @@ def evaluate_checkpoint(
             f"{split}/Y/<id>{TARGET_SUFFIX}.npz); generate some with dataset.splits.{split}=N "
             "or choose another --split"
         )
-    # The randomization estimator must diffuse with the M steps γ was computed with.
-    steps = (read_json(root / METADATA) or {}).get("steps", trained.config.dataset.fields.steps)
+    steps = recorded_steps(root, trained.config.dataset.fields.steps)
     return evaluate(
         trained.model,
         for_target(build_loss(trained.config.loss), trained.standardizer.target_mode),

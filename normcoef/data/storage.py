@@ -252,6 +252,12 @@ def read_json(path: Path) -> dict | None:
     return data
 
 
+def recorded_steps(root: Path, default: int) -> int:
+    """The M that a data set's γ was computed with (``metadata.json``), else ``default``: the
+    prior and the randomization estimator must diffuse with the same M."""
+    return int((read_json(Path(root) / METADATA) or {}).get("steps", default))
+
+
 def is_generated(root: Path) -> bool:
     """Whether ``normcoef.generate`` wrote the data set: only then does ``dataset.splits`` say how
     many of its samples to use (it may hold more); converted and foreign sets are used whole."""

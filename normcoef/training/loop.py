@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
+from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
 from normcoef.metrics import aggregate, sample_metrics
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
 from normcoef.training.factory import build_optimizer, build_scheduler
@@ -114,11 +114,6 @@ def train_step(
     return loss.detach()
 
 
-def _target_scale(standardizer: Standardizer) -> tuple[float, float]:
-    stats = standardizer.target
-    return float(stats.mean[0]), float(stats.std[0])
-
-
 @torch.no_grad()
 def evaluate_split(
     model: nn.Module,
@@ -132,7 +127,7 @@ def evaluate_split(
     """
     was_training = model.training
     model.eval()  # BatchNorm with running statistics (the original test scripts forgot this)
-    mean, std = _target_scale(dataset.standardizer)
+    mean, std = dataset.standardizer.target_scale
     losses, per_sample, predictions = [], [], []
     for i in range(len(dataset)):
         x, y, ocean = (t.unsqueeze(0).to(device) for t in dataset.item(i))
@@ -209,7 +204,7 @@ def train_model(
             shutil.copyfile(previous_best, run_dir / "best.pt")
             if on_checkpoint is not None:
                 on_checkpoint(run_dir / "best.pt")
-    mean, std = _target_scale(data.standardizer)
+    mean, std = data.standardizer.target_scale
     autocast = settings.mixed_precision and device.type == "cuda"
     history: list[dict] = []
     last = settings.steps if settings.stop_at is None else min(settings.stop_at, settings.steps)

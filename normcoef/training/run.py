@@ -15,7 +15,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import validate
-from normcoef.data.storage import SPLITS, is_generated, read_json
+from normcoef.data.storage import SPLITS, is_generated, read_json, recorded_steps
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
@@ -81,10 +81,7 @@ def load_data(cfg: DictConfig) -> PreparedData:
         periodic_y=periodic_y,
         limits=dict(cfg.dataset.splits) if is_generated(cfg.dataset.root) else None,
         target=cfg.target.name,
-        # The prior must diffuse with the M steps γ was computed with (as evaluate.py).
-        steps=(read_json(Path(cfg.dataset.root) / "metadata.json") or {}).get(
-            "steps", cfg.dataset.fields.steps
-        ),
+        steps=recorded_steps(cfg.dataset.root, cfg.dataset.fields.steps),
     )
 
 
