@@ -32,6 +32,7 @@ from normcoef.data.storage import (
     METADATA,
     STATISTICS,
     DatasetError,
+    save_npz,
     write_json,
     write_sample,
 )
@@ -140,7 +141,7 @@ def convert_dataset(
             "steps": steps,
         }
         write_json(tmp / METADATA, metadata)
-        np.savez_compressed(tmp / GRID, mask=grid_mask)
+        save_npz(tmp / GRID, mask=grid_mask)
         write_json(tmp / STATISTICS, dataset_statistics(tmp))
         if verify:
             report = check_dataset(tmp, verify, ["train"], steps, periodic_x, tolerance)
