@@ -12,13 +12,13 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 from normcoef.data.generation import FORMAT, dataset_statistics
 from normcoef.data.original import (
+    Log,
     RawSample,
     Scaling,
     read_all,
@@ -37,8 +37,6 @@ from normcoef.data.storage import (
     write_sample,
 )
 from normcoef.data.verification import DEFAULT_TOLERANCE, check_dataset
-
-Log = Callable[[str], None]
 
 
 def _stderr(message: str) -> None:
