@@ -111,11 +111,10 @@ def read_scaling(path: Path, mode: str) -> Scaling:
     first, second = _read_dicts(path)
     if mode == "standardize":  # line 1 std, line 2 mean
         scale, offset = first, second
-        bad = [name for name in VARIABLES if scale[name] <= 0]
     else:  # line 1 min, line 2 max
         offset = first
         scale = {name: second[name] - first[name] for name in VARIABLES}
-        bad = [name for name in VARIABLES if scale[name] <= 0]
+    bad = [name for name in VARIABLES if scale[name] <= 0]
     if bad:
         what = "std" if mode == "standardize" else "max - min"
         raise DatasetError(f"{path}: {what} of {', '.join(bad)} is not positive")
