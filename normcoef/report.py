@@ -30,8 +30,12 @@ from normcoef.cli import exit_on_user_error
 from normcoef.metrics import aggregate
 from normcoef.tracking import (
     DEFAULT_TRACKING_URI,
+    DESCRIPTION_TAG,
+    EXPERIMENT_TAG,
+    FAILURE_TAG,
     OVERRIDE_TAG,
     SUMMARY_TAG,
+    SWEEP_TAG,
     job_context,
     short_value,
 )
@@ -211,7 +215,7 @@ def search_experiment_runs(client: Any, experiment_id: str, experiment: str) -> 
     while True:
         page = client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`normcoef.experiment` = '{experiment}'",
+            filter_string=f"tags.`{EXPERIMENT_TAG}` = '{experiment}'",
             order_by=["attributes.start_time ASC"],
             page_token=token,
         )
@@ -223,7 +227,7 @@ def search_experiment_runs(client: Any, experiment_id: str, experiment: str) -> 
 
 def select_sweep(runs: Sequence[Any], sweep: str = "latest") -> str:
     """The ``normcoef.sweep`` tag to report: the latest one, or the one naming ``sweep``."""
-    sweeps = [run.data.tags.get("normcoef.sweep", "") for run in runs]
+    sweeps = [run.data.tags.get(SWEEP_TAG, "") for run in runs]
     sweeps = [s for s in sweeps if s]
     if not sweeps:
         raise LookupError(
@@ -253,7 +257,7 @@ def run_result(client: Any, run: Any) -> RunResult:
     result = RunResult(
         overrides=run_overrides(tags),
         status=run.info.status,
-        failure=tags.get("normcoef.failure", ""),
+        failure=tags.get(FAILURE_TAG, ""),
         run_id=run.info.run_id,
     )
     keys = [key for key, _ in METRICS]
@@ -337,13 +341,13 @@ def parent_run(client: Any, experiment_id: str, experiment: str, sweep: str) -> 
     found = client.search_runs(
         [experiment_id],
         filter_string=(
-            f"tags.`{SUMMARY_TAG}` = 'true' and tags.`normcoef.experiment` = '{experiment}' "
-            f"and tags.`normcoef.sweep` = '{sweep}'"
+            f"tags.`{SUMMARY_TAG}` = 'true' and tags.`{EXPERIMENT_TAG}` = '{experiment}' "
+            f"and tags.`{SWEEP_TAG}` = '{sweep}'"
         ),
     )
     if found:
         return found[0].info.run_id
-    tags = {SUMMARY_TAG: "true", "normcoef.experiment": experiment, "normcoef.sweep": sweep}
+    tags = {SUMMARY_TAG: "true", EXPERIMENT_TAG: experiment, SWEEP_TAG: sweep}
     return client.create_run(experiment_id, tags=tags, run_name=f"{experiment} sweep").info.run_id
 
 
@@ -353,7 +357,7 @@ def log_summary(
     """Log the table and the best run on the sweep's parent run; nest the jobs under it."""
     run_id = parent_run(client, experiment_id, experiment, sweep)
     client.log_text(run_id, table, TABLE_FILE)
-    description = client.get_run(run_id).data.tags.get("normcoef.description", "")
+    description = client.get_run(run_id).data.tags.get(DESCRIPTION_TAG, "")
     client.set_tag(run_id, "mlflow.note.content", f"{description}\n\n{table}".strip())
     best = best_row(rows)
     if best is not None:
@@ -404,7 +408,7 @@ def report(
             "python -m normcoef.train -m experiment=..."
         )
     sweep = select_sweep(runs, sweep)
-    runs = [run for run in runs if run.data.tags.get("normcoef.sweep") == sweep]
+    runs = [run for run in runs if run.data.tags.get(SWEEP_TAG) == sweep]
     results = [run_result(client, run) for run in runs]
     recorded = {run.data.tags.get("normcoef.overrides", "") for run in runs}
     results += missing_jobs(Path(sweep), recorded)

@@ -30,9 +30,15 @@ BACKENDS = ("mlflow", "none")
 PARENT_FILE = "mlflow_parent.json"
 """In a sweep directory: the MLflow parent run of the sweep's jobs, and its store."""
 SUMMARY_TAG = "normcoef.summary"
+"""``true`` on a sweep's parent run, which holds the report rather than a job."""
+# Tags shared by job runs (normcoef.training.run), the parent run (normcoef.sweeps.parent_run)
+# and the report (normcoef.report), which finds runs by them.
+EXPERIMENT_TAG = "normcoef.experiment"
+SWEEP_TAG = "normcoef.sweep"
+DESCRIPTION_TAG = "normcoef.description"
+FAILURE_TAG = "normcoef.failure"
 BATCH_METRICS = 1000  # MLflow's cap on the metrics of one log_batch
 FLUSH_SECONDS = 10.0  # how stale the UI's curves may get during training
-"""``true`` on a sweep's parent run, which holds the report rather than a job."""
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:

@@ -24,15 +24,17 @@ from omegaconf import DictConfig
 from normcoef.cli import USER_ERRORS
 from normcoef.tracking import (
     DEFAULT_TRACKING_URI,
+    DESCRIPTION_TAG,
+    EXPERIMENT_TAG,
+    FAILURE_TAG,
     SUMMARY_TAG,
+    SWEEP_TAG,
     read_sweep_parent,
     write_sweep_parent,
 )
 from normcoef.tracking_store import prepare_tracking_store
 
 log = logging.getLogger(__name__)
-
-DESCRIPTION_TAG = "normcoef.description"
 
 
 def varied_keys(config: DictConfig) -> list[str]:
@@ -69,8 +71,8 @@ def sweep_tags(config: DictConfig, varied: list[str]) -> dict[str, str]:
     )
     tags = {
         SUMMARY_TAG: "true",
-        "normcoef.experiment": str(config.experiment_name),
-        "normcoef.sweep": sweep_dir,
+        EXPERIMENT_TAG: str(config.experiment_name),
+        SWEEP_TAG: sweep_dir,
         DESCRIPTION_TAG: description,
         "mlflow.note.content": description,
     }
@@ -130,7 +132,7 @@ class ParentRun(Callback):
             parent = read_sweep_parent(str(config.hydra.sweep.dir), uri)
             if parent is not None:
                 client = MlflowClient(uri or DEFAULT_TRACKING_URI)
-                client.set_tag(parent["run_id"], "normcoef.failure", str(error))
+                client.set_tag(parent["run_id"], FAILURE_TAG, str(error))
                 client.set_terminated(parent["run_id"], "FAILED")
             return
         log.info("\n%s", table)
