@@ -8,11 +8,11 @@ CNN with additive skips) for ``--steps`` Adam steps on a random batch of the qui
 (4 x 4 x 64 x 128) and hands ``train/loss`` and ``train/lr`` to a tracker every step, as
 ``normcoef.training.loop`` does. Repeats alternate between the no-op tracker and an MLflow run
 in an SQLite store in a temporary folder, so that a slow spell of a shared CPU hits both; the
-MLflow time includes ``finish()``, which waits for every queued metric to be written.
+MLflow time includes ``finish()``, which writes the metrics still buffered.
 Creating the store and starting the run are left out: they happen once per run, not per step.
 
 Prints, per step and as medians over repeats: wall-clock time, the process's CPU time (all its
-threads, so MLflow's writer thread counts; other processes on a shared machine do not) and the
+threads; other processes on a shared machine do not) and the
 time the training thread spends inside tracker calls, and the overheads of MLflow over no
 tracking. The target is at most ``TARGET_OVERHEAD`` (5 %). Wall time on a busy machine is
 noisy: compare the CPU and in-call numbers there.
