@@ -376,8 +376,10 @@ def log_summary(
 
 def store_exists(tracking_uri: str) -> bool:
     """False for an embedded SQLite store whose file is missing (MLflow would create it)."""
-    prefix = "sqlite:///"
-    return not tracking_uri.startswith(prefix) or Path(tracking_uri[len(prefix) :]).exists()
+    from normcoef.tracking_store import sqlite_path  # imports SQLAlchemy: only when reporting
+
+    path = sqlite_path(tracking_uri)
+    return path is None or path.exists()
 
 
 def report(
