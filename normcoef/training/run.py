@@ -23,8 +23,11 @@ from normcoef.losses import for_target
 from normcoef.models import count_parameters
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
+    EXPERIMENT_TAG,
+    FAILURE_TAG,
     OVERRIDE_TAG,
     PRESET_GROUPS,
+    SWEEP_TAG,
     JobContext,
     NullTracker,
     flatten,
@@ -90,9 +93,9 @@ def tracking_tags(
 ) -> dict[str, str]:
     """Tags that find, group and nest a run: experiment, sweep, preset, each override."""
     tags = {
-        "normcoef.experiment": cfg.experiment_name,
+        EXPERIMENT_TAG: cfg.experiment_name,
         "normcoef.overrides": overrides or "(defaults)",
-        "normcoef.sweep": sweep_dir or "",
+        SWEEP_TAG: sweep_dir or "",
     }
     presets = [f"{g}={job.choices[g]}" for g in PRESET_GROUPS if g in job.choices]
     if presets:
@@ -184,7 +187,7 @@ def run_training(
         elif cfg.evaluate and result.last_step == cfg.trainer.steps:
             _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, periodic_y)
     except DivergenceError as error:
-        tracker.set_tags({"normcoef.failure": str(error)})
+        tracker.set_tags({FAILURE_TAG: str(error)})
         tracker.finish("FAILED")
         raise
     except KeyboardInterrupt:
