@@ -43,7 +43,7 @@ def quickstart_parts(quick: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     small = ["model.layers=4", "model.channels=8"] if quick else []
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=["experiment=quickstart", *small])
-    return build_model(cfg.model, cfg.activation, 4, True), build_loss(cfg.loss)
+    return build_model(cfg.model, cfg.activation, 4), build_loss(cfg.loss)
 
 
 def timed_loop(model, loss_fn, batch, tracker, steps: int) -> tuple[float, float, float]:

@@ -61,7 +61,7 @@ def report_parts() -> tuple[nn.Module, nn.Module]:
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=overrides)
     torch.manual_seed(0)
-    return build_model(cfg.model, cfg.activation, 4, True), build_loss(cfg.loss)
+    return build_model(cfg.model, cfg.activation, 4), build_loss(cfg.loss)
 
 
 def synthetic_data(samples: int, height: int, width: int) -> PreparedData:

@@ -18,78 +18,17 @@ import time
 from pathlib import Path
 
 from normcoef.cli import bounded_int, exit_on_user_error
-from normcoef.data.storage import (
-    SPLITS,
-    TARGET_SUFFIX,
-    is_generated,
-    load_split,
-    recorded_steps,
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import SPLITS
+from normcoef.evaluation import (
+    DEFAULT_RANDOMIZATION_SAMPLES,
+    Evaluation,
+    default_limit,
+    evaluate_checkpoint,
+    write_figures,
 )
-from normcoef.data.torch_dataset import NormalizationDataset
-from normcoef.evaluation import Evaluation, check_limit, evaluate, write_figures
-from normcoef.inference import TrainedModel, add_checkpoint_arguments, load_from_arguments
-from normcoef.losses import for_target
+from normcoef.inference import add_checkpoint_arguments, load_from_arguments
 from normcoef.tracking import DEFAULT_TRACKING_URI
-from normcoef.training.factory import build_loss
-from normcoef.training.run import grid_periodicity
-
-DEFAULT_RANDOMIZATION_SAMPLES = 10_000
-"""The report's baseline, N = 1e4 draws."""
-
-
-def default_limit(trained: TrainedModel, root: Path, split: str) -> int | None:
-    """How many samples of ``split`` training evaluated: its ``dataset.splits`` size on its own
-    generated data set (which may hold more), every sample otherwise (also when that size is
-    0: training evaluated none, so there is no count to match)."""
-    dataset = trained.config.dataset
-    same_root = Path(dataset.root).resolve() == Path(root).resolve()
-    if same_root and is_generated(root):
-        return dataset.splits.get(split) or None
-    return None
-
-
-def evaluate_checkpoint(
-    trained: TrainedModel,
-    root: str | Path,
-    split: str = "test",
-    randomization_samples: int = DEFAULT_RANDOMIZATION_SAMPLES,
-    seed: int = 0,
-    limit: int | None = None,
-    progress: bool = False,
-    tta: bool = False,
-) -> Evaluation:
-    """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None)."""
-    root = Path(root)
-    if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
-    check_limit(limit)
-    periodic = grid_periodicity(root)
-    if periodic != (trained.periodic_x, trained.periodic_y):
-        raise ValueError(
-            f"{root} is a grid with (periodic_x, periodic_y) = {periodic} but the network was "
-            f"trained on one with {(trained.periodic_x, trained.periodic_y)}"
-        )
-    dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
-    if len(dataset) == 0:
-        raise ValueError(
-            f"{root / split} holds no sample ({split}/X/<id>.npz with "
-            f"{split}/Y/<id>{TARGET_SUFFIX}.npz); generate some with dataset.splits.{split}=N "
-            "or choose another --split"
-        )
-    steps = recorded_steps(root, trained.config.dataset.fields.steps)
-    return evaluate(
-        trained.model,
-        for_target(build_loss(trained.config.loss), trained.standardizer.target_mode),
-        dataset,
-        trained.device,
-        randomization_samples,
-        steps,
-        seed,
-        trained.periodic_y,
-        progress=progress,
-        split=split,
-        tta=tta,
-    )
 
 
 def existing_run(run_id: str, tracking_uri: str | None):
@@ -172,23 +111,32 @@ def main(argv: list[str] | None = None) -> Evaluation:
     trained = load_from_arguments(args)
     client = None if args.no_log or not run_id else existing_run(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
+    info = DatasetInfo.load(root, trained.dataset.steps)
     limit = args.max_samples
     if limit is None:
-        limit = default_limit(trained, root, args.split)
+        limit = default_limit(trained, root, args.split, info)
     seed = args.seed
     if seed is None:
         seed = trained.config.evaluation.randomization_seed
     evaluation = evaluate_checkpoint(
-        trained, root, args.split, args.randomization_samples, seed, limit, args.progress, args.tta
+        trained,
+        root,
+        args.split,
+        args.randomization_samples,
+        seed,
+        limit,
+        args.progress,
+        args.tta,
+        info,
     )
     table = evaluation.table()
     print(f"{args.split} metrics of {trained.path} (step {trained.step}) on {root}:\n\n{table}")
     if args.output_dir is not None:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / f"{args.split}_metrics.md").write_text(table + "\n")
-        write_figures(evaluation, args.output_dir, trained.periodic_x)
+        write_figures(evaluation, args.output_dir, trained.dataset.periodic_x)
     if client is not None:
-        log_evaluation(client, run_id, evaluation, args.split, trained.periodic_x)
+        log_evaluation(client, run_id, evaluation, args.split, trained.dataset.periodic_x)
         print(f"\nLogged to MLflow run {run_id}.")
     return evaluation
 

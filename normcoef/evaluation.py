@@ -1,6 +1,8 @@
 """Test-set evaluation: CNN vs the randomization estimator (report Table 8), and figures.
 
 Metrics are per sample on ocean cells of physical γ, then averaged (report section 2).
+``evaluate`` scores a network on a prepared split (training's last step);
+``evaluate_checkpoint`` a trained network on a data set on disk (``normcoef.evaluate``).
 """
 
 from __future__ import annotations
@@ -14,9 +16,12 @@ from torch import nn
 from tqdm import tqdm
 
 from normcoef.data.distance import signed_distance
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import SPLITS, TARGET_SUFFIX, load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.figures import plot_distance_histogram, plot_error_by_distance, plot_error_map
-from normcoef.inference import predict_gamma
+from normcoef.inference import TrainedModel
+from normcoef.losses import for_target
 from normcoef.metrics import (
     aggregate,
     error_by_distance,
@@ -25,8 +30,11 @@ from normcoef.metrics import (
     sample_metrics,
 )
 from normcoef.physics import DiffusionOperator, randomized_normalization
-from normcoef.training.loop import evaluate_split
+from normcoef.training.factory import build_loss
+from normcoef.training.forward import evaluate_split, predict_gamma
 
+DEFAULT_RANDOMIZATION_SAMPLES = 10_000
+"""The report's baseline, N = 1e4 draws."""
 COLUMNS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"), ("rmse", "RMSE(ε)"))
 
 
@@ -68,17 +76,20 @@ class Evaluation:
 def randomization_metrics(
     dataset: NormalizationDataset,
     n_samples: int,
-    steps: int,
+    info: DatasetInfo,
     seed: int,
-    periodic_x: bool = True,
-    periodic_y: bool = False,
     progress: bool = False,
 ) -> dict[str, float]:
-    """Metrics of the randomization estimator with ``n_samples`` draws on each sample."""
+    """Metrics of the randomization estimator with ``n_samples`` draws on each sample, with
+    the M and periodicity of ``info`` (the data set's: those its exact γ was computed with)."""
+    if info.steps is None:
+        raise ValueError(
+            "the randomization estimator needs M: the data set's metadata.json has no steps"
+        )
     split = dataset.split
     per_sample = []
     for i in tqdm(range(len(split)), desc=f"randomization N={n_samples}", disable=not progress):
-        op = DiffusionOperator(split.fields[i], split.ocean[i], steps, periodic_x, periodic_y)
+        op = DiffusionOperator(split.fields[i], split.ocean[i], info.steps, *info.periodicity)
         estimate = randomized_normalization(op, n_samples, seed + i)
         per_sample.append(sample_metrics(estimate, split.gamma[i], split.ocean[i]))
     return aggregate(per_sample)
@@ -118,9 +129,8 @@ def evaluate(
     dataset: NormalizationDataset,
     device: torch.device,
     randomization_samples: int,
-    steps: int,
+    info: DatasetInfo,
     seed: int = 0,
-    periodic_y: bool = False,
     limit: int | None = None,
     progress: bool = False,
     split: str = "test",
@@ -128,6 +138,7 @@ def evaluate(
 ) -> Evaluation:
     """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
 
+    ``info`` describes the data set (M and periodicity for the randomization estimator).
     Both methods see the same samples: the first ``limit`` (>= 1) when given. ``tta``: the
     CNN's γ² is averaged over flips of each input (``normcoef.inference.predict_gamma``).
     """
@@ -144,13 +155,7 @@ def evaluate(
     if randomization_samples > 0:
         label = f"Randomization (N={randomization_samples})"
         result.methods[label] = randomization_metrics(
-            test,
-            randomization_samples,
-            steps,
-            seed,
-            test.standardizer.periodic_x,
-            periodic_y,
-            progress,
+            test, randomization_samples, info, seed, progress
         )
     result.methods["CNN"] = cnn
     result.abs_eps_maps = np.abs(
@@ -178,3 +183,62 @@ def write_figures(evaluation: Evaluation, out_dir: Path, periodic_x: bool = True
         plot_distance_histogram(distances, counts, out_dir / "ocean_cells_by_distance.png"),
         plot_error_map(mean_error_map(maps, ocean), out_dir / "mean_abs_error_map.png"),
     ]
+
+
+def default_limit(trained: TrainedModel, root: Path, split: str, info: DatasetInfo) -> int | None:
+    """How many samples of ``split`` training evaluated: its ``dataset.splits`` size on its own
+    generated data set (which may hold more; ``info`` is the data set at ``root``), every sample
+    otherwise (also when that size is 0: training evaluated none, so there is no count to
+    match)."""
+    dataset = trained.config.dataset
+    same_root = Path(dataset.root).resolve() == Path(root).resolve()
+    if same_root and info.is_generated:
+        return dataset.splits.get(split) or None
+    return None
+
+
+def evaluate_checkpoint(
+    trained: TrainedModel,
+    root: str | Path,
+    split: str = "test",
+    randomization_samples: int = DEFAULT_RANDOMIZATION_SAMPLES,
+    seed: int = 0,
+    limit: int | None = None,
+    progress: bool = False,
+    tta: bool = False,
+    info: DatasetInfo | None = None,
+) -> Evaluation:
+    """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None).
+
+    ``info``: the data set at ``root`` (read from it when None; M defaults to the training's).
+    """
+    root = Path(root)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
+    check_limit(limit)
+    info = info or DatasetInfo.load(root, trained.dataset.steps)
+    trained_periodicity = trained.dataset.periodicity
+    if info.periodicity != trained_periodicity:
+        raise ValueError(
+            f"{root} is a grid with (periodic_x, periodic_y) = {info.periodicity} but the network "
+            f"was trained on one with {trained_periodicity}"
+        )
+    dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
+    if len(dataset) == 0:
+        raise ValueError(
+            f"{root / split} holds no sample ({split}/X/<id>.npz with "
+            f"{split}/Y/<id>{TARGET_SUFFIX}.npz); generate some with dataset.splits.{split}=N "
+            "or choose another --split"
+        )
+    return evaluate(
+        trained.model,
+        for_target(build_loss(trained.config.loss), trained.standardizer.target_mode),
+        dataset,
+        trained.device,
+        randomization_samples,
+        info,
+        seed,
+        progress=progress,
+        split=split,
+        tta=tta,
+    )

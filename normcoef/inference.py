@@ -1,9 +1,10 @@
 """A trained network from a checkpoint, ready to map physical fields to physical γ.
 
 Shared by ``normcoef.evaluate`` and ``normcoef.predict``. A checkpoint written by
-``normcoef.training.run.run_training`` holds the weights and everything inference needs: the
+``normcoef.pipeline.run_training`` holds the weights and everything inference needs: the
 resolved config (model, activation, loss, data set root), the training split's
-standardization statistics and the grid's periodicity, so no data set is read to rebuild it.
+standardization statistics and the data set's description (``DatasetInfo``: grid shape,
+periodicity, M), so no data set is read to rebuild it.
 """
 
 from __future__ import annotations
@@ -20,52 +21,32 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from normcoef.cli import one_line
+from normcoef.cli import one_line, warn
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import (
+    GRID,
+    METADATA,
+    DatasetError,
+    check_outputs,
+    crop_halo,
+    load_array,
+    load_mask,
+    output_path,
+    write_npz_atomically,
+)
 from normcoef.data.torch_dataset import Standardizer
-from normcoef.data.transforms import PRESETS, transform_cells, transform_fields
+from normcoef.physics.diffusion import CHANNELS, field_violations
 from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
+from normcoef.training.forward import predict_gamma
 
 REQUIRED_KEYS = ("model", "config", "standardizer", "periodic")
-"""What ``run_training`` stores beside the weights and inference cannot do without."""
+"""What ``run_training`` stores beside the weights and inference cannot do without; a
+checkpoint's ``dataset`` (``DatasetInfo.to_dict``) stands for ``periodic``, which only
+checkpoints from before it hold."""
 
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
-
-TTA_TRANSFORMS: tuple[str, ...] = ("identity", *PRESETS["flips"])
-"""Test-time augmentation: the flips, which keep every grid's shape and periodicity (quarter
-turns do not on east-west periodic grids) and are their own inverses on cells."""
-
-
-@torch.no_grad()
-def predict_gamma(
-    model: nn.Module,
-    standardizer: Standardizer,
-    fields: np.ndarray,
-    ocean: np.ndarray,
-    device: torch.device,
-    tta: bool = False,
-) -> np.ndarray:
-    """Physical γ (H, W) float64 of (3, H, W) fields on an (H, W) ocean mask.
-
-    With ``tta`` the network sees the input under each of ``TTA_TRANSFORMS`` (fields moved by
-    ``transform_fields``, so each describes the flipped operator), each output is converted to
-    physical γ and flipped back, and the variances γ² are averaged: γ = sqrt(mean γ_t²).
-    """
-    names = TTA_TRANSFORMS if tta else ("identity",)
-    periodic = (standardizer.periodic_x, standardizer.periodic_y)
-    variance = np.zeros(np.shape(ocean))
-    for name in names:
-        moved = transform_fields(name, fields[:3], *periodic) if tta else fields
-        moved_ocean = transform_cells(name, ocean) if tta else ocean
-        prior = standardizer.prior(moved, moved_ocean)
-        x = torch.from_numpy(standardizer.model_inputs(moved, moved_ocean, prior))
-        pred = model(x[None].to(device))[0, 0].double().cpu().numpy()
-        gamma = standardizer.physical_gamma(pred, prior)
-        if not tta:
-            return gamma
-        variance += transform_cells(name, gamma) ** 2  # each flip is its own inverse
-    return np.sqrt(variance / len(names))
 
 
 def resolve_checkpoint(
@@ -107,8 +88,8 @@ class TrainedModel:
     model: nn.Module
     standardizer: Standardizer
     config: DictConfig
-    periodic_x: bool
-    periodic_y: bool
+    dataset: DatasetInfo
+    """The data set it was trained on: its grid's shape and periodicity, M."""
     step: int
     path: Path
     device: torch.device
@@ -132,10 +113,12 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     device = resolve_device(device) if isinstance(device, str) else device
     state = load_checkpoint(Path(path), map_location=device)
     missing = [key for key in REQUIRED_KEYS if key not in state]
+    if "dataset" in state and "periodic" in missing:
+        missing.remove("periodic")
     if missing:
         raise CheckpointError(
             f"checkpoint {path} lacks {missing}: inference needs a checkpoint written by "
-            "`python -m normcoef.train` (normcoef.training.run.run_training)"
+            "`python -m normcoef.train` (normcoef.pipeline.run_training)"
         )
     # The stored config says what to build: only what conf/ offers, checked before building.
     foreign = unbuildable(state["config"]) if isinstance(state["config"], dict) else "config"
@@ -147,10 +130,9 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
     try:
         config = OmegaConf.create(state["config"])
         OmegaConf.to_container(config, resolve=True, throw_on_missing=True)  # fail here, not later
-        periodic_x, periodic_y = (bool(flag) for flag in state["periodic"])
-        # Checkpoints from before periodic_y was stored with the statistics: the grid's.
-        standardizer = Standardizer.from_dict({"periodic_y": periodic_y, **state["standardizer"]})
-        model = build_model(config.model, config.activation, standardizer.in_channels, periodic_x)
+        info = stored_dataset(state, config)
+        standardizer = Standardizer.from_dict(state["standardizer"], info)
+        model = build_model(config.model, config.activation, standardizer.in_channels, info)
         if not isinstance(model, nn.Module):
             raise TypeError(f"the model config builds a {type(model).__name__}, not a network")
     except (
@@ -176,12 +158,125 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
         model,
         standardizer,
         config,
-        periodic_x,
-        periodic_y,
+        info,
         int(state.get("step", 0)),
         Path(path),
         device,
     )
+
+
+def stored_dataset(state: dict, config: DictConfig) -> DatasetInfo:
+    """The ``DatasetInfo`` a checkpoint stores; for checkpoints from before it was stored, the
+    one their ``periodic`` flags and config describe (M: the statistics', else the config's)."""
+    if "dataset" in state:
+        return DatasetInfo.from_dict(state["dataset"])
+    periodic_x, periodic_y = state["periodic"]
+    steps = state["standardizer"].get("steps", OmegaConf.select(config, "dataset.fields.steps"))
+    return DatasetInfo(periodic_x=periodic_x, periodic_y=periodic_y, steps=steps)
+
+
+FAR_FROM_TRAINING = 10.0
+"""Standard deviations from the training mean beyond which an input is an extrapolation
+(other units or another resolution, typically)."""
+
+
+def grid_differences(ocean: np.ndarray, mask_path: Path, trained: TrainedModel) -> str | None:
+    """How the grid of ``mask_path`` differs from the training grid (None: it does not).
+
+    Periodicity is known only for a data set's grid.npz (its metadata.json beside it).
+    """
+    train_path = Path(trained.config.dataset.root) / GRID
+    if not train_path.is_file():
+        return f"the training grid {train_path} is missing, so {mask_path} cannot be compared"
+    train_ocean = load_mask(train_path)
+    (h, w), (th, tw) = ocean.shape, train_ocean.shape
+    found = []
+    if ocean.shape != train_ocean.shape:
+        found.append(f"shape {h}x{w} vs {th}x{tw}")
+    elif (changed := int((ocean != train_ocean).sum())) > 0:
+        found.append(f"{changed} of {ocean.size} mask cells differ")
+    trained_periodic = trained.dataset.periodicity
+    if (mask_path.parent / METADATA).is_file():
+        periodic = DatasetInfo.load(mask_path.parent).periodicity
+        if periodic != trained_periodic:
+            found.append(
+                f"periodic (x, y) {periodic} vs {trained_periodic}; the network keeps the "
+                "training's padding"
+            )
+    if not found:
+        return None
+    return f"{mask_path} is not the training grid {train_path}: " + "; ".join(found)
+
+
+def far_from_training(fields: np.ndarray, ocean: np.ndarray, trained: TrainedModel) -> str | None:
+    """Which channels lie more than ``FAR_FROM_TRAINING`` standard deviations from the training
+    statistics on some ocean cells (None: none do)."""
+    stats = trained.standardizer.inputs
+    z = np.abs(fields[:, ocean] - stats.mean[:3, None]) / stats.std[:3, None]
+    far = (z > FAR_FROM_TRAINING).sum(axis=1)
+    parts = [f"{name} on {n} cell(s)" for name, n in zip(CHANNELS, far, strict=True) if n]
+    return ", ".join(parts) + f" of {int(ocean.sum())} ocean cells" if parts else None
+
+
+def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> np.ndarray:
+    """(3, H, W) fields A_i, A_j, W of an input file, checked against the (H, W) mask: refused
+    where no diffusion operator can have them on ocean cells (``physics.field_violations``),
+    naming the channel and the first bad cell."""
+    fields = load_array(path)
+    if fields.ndim != 3 or fields.shape[0] < 3:
+        raise DatasetError(
+            f"{path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}"
+        )
+    try:
+        fields = crop_halo(fields[:3], ocean.shape, path)
+    except DatasetError as error:
+        raise DatasetError(
+            f"{error}; for inputs on another grid than {mask_source}, give its mask with --mask"
+        ) from None
+    for bad in field_violations(fields, ocean)[:1]:
+        row, column = bad.first
+        raise DatasetError(
+            f"{path}: inputs hold {bad.problem} on ocean cells in channel {bad.channel} "
+            f"({bad.cells} cell(s), first at row {row}, column {column}); "
+            f"{bad.channel} must be finite and {bad.rule} on ocean cells"
+        )
+    return np.where(np.isfinite(fields), fields, 0.0)
+
+
+def predict_files(
+    trained: TrainedModel,
+    inputs: list[Path],
+    ocean: np.ndarray,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    mask_source: str = "the mask",
+    tta: bool = False,
+) -> list[Path]:
+    """Write γ of every input; check every input and output first, so that a bad one
+    leaves nothing written. ``tta``: see ``normcoef.inference.predict_gamma``."""
+    out_dir = Path(out_dir)
+    outputs = [output_path(out_dir, path) for path in inputs]
+    if len(set(outputs)) < len(outputs):
+        raise ValueError("two inputs share an id (file name up to the first dot)")
+    check_outputs(outputs, overwrite)
+    fields = [read_inputs(path, ocean, mask_source) for path in inputs]
+    far = [
+        (path, text)
+        for path, sample in zip(inputs, fields, strict=True)
+        if (text := far_from_training(sample, ocean, trained))
+    ]
+    if far:
+        others = f" (and {len(far) - 1} other file(s))" if len(far) > 1 else ""
+        warn(
+            f"{far[0][0]}{others}: {far[0][1]} lie more than {FAR_FROM_TRAINING:g} standard "
+            "deviations from the training data's mean (other units or resolution?); the "
+            "network extrapolates there"
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for sample, out in zip(fields, outputs, strict=True):
+        gamma = np.where(ocean, trained.predict(sample, ocean, tta), np.nan)
+        write_npz_atomically(out, gamma=gamma, mask=ocean)
+    return outputs
 
 
 def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:

@@ -17,9 +17,9 @@ from omegaconf import DictConfig
 
 from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
 from normcoef.config import register_configs
+from normcoef.pipeline import run_training
 from normcoef.sweeps.naming import register_resolvers
 from normcoef.tracking import job_context
-from normcoef.training.run import run_training
 
 register_configs()
 register_resolvers()

@@ -19,7 +19,7 @@ from hydra import compose, initialize_config_dir
 
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
-from normcoef.training.run import run_training
+from normcoef.pipeline import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 RELIABILITY_DOC = REPO / "docs" / "reliability.md"

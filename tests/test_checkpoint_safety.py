@@ -28,9 +28,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import ChannelStatistics
 from normcoef.data.torch_dataset import Standardizer
 from normcoef.inference import CheckpointError, load_trained_model, resolve_checkpoint
+from normcoef.pipeline import run_training
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (
     BUILT_GROUPS,
@@ -40,7 +42,6 @@ from normcoef.training.factory import (
     buildable_targets,
     unbuildable,
 )
-from normcoef.training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -135,8 +136,8 @@ def test_checkpoints_written_by_training_load_as_tensors_and_plain_values(traine
 )
 def test_standardizer_statistics_are_stored_as_plain_python_values(tmp_path: Path):
     stats = ChannelStatistics(np.ones(3), np.full(3, 2.0))
-    standardizer = Standardizer(stats, ChannelStatistics(1.0, 1.0), "partial", "manhattan")
-    standardizer.periodic_x = np.bool_(False)  # as read from a numpy metadata file
+    info = DatasetInfo(periodic_x=np.bool_(False))  # as read from a numpy metadata file
+    standardizer = Standardizer(stats, ChannelStatistics(1.0, 1.0), "partial", "manhattan", info)
     torch.save(standardizer.to_dict(), tmp_path / "s.pt")
 
     restored = Standardizer.from_dict(torch.load(tmp_path / "s.pt", weights_only=True))

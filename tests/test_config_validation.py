@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 from normcoef.config import register_configs, validate
 from normcoef.data.fields import FieldParameters
 from normcoef.models import PlainCNN, SkipAddCNN, SkipConcatCNN
+from normcoef.pipeline import run_training
 from normcoef.training.factory import build_model
-from normcoef.training.run import run_training
 from normcoef.training.settings import LoopSettings
 
 REPO = Path(__file__).resolve().parents[1]

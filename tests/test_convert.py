@@ -18,11 +18,11 @@ from normcoef import check, convert
 from normcoef.cli import EXIT_USER_ERROR
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import (
     GRID,
     METADATA,
     SPLITS,
-    is_generated,
     list_ids,
     load_split,
     read_json,
@@ -172,7 +172,7 @@ def test_original_layout_converts_back_to_the_generated_data(ours, tmp_path, sca
     assert meta["converted"]["halo"] == [0, HALO]
     assert (dst / "statistics.json").is_file()
     # dataset.splits limits only what normcoef.generate wrote: a converted set is used whole.
-    assert is_generated(ours) and not is_generated(dst)
+    assert DatasetInfo.load(ours).is_generated and not DatasetInfo.load(dst).is_generated
 
 
 def test_minmax_conversion_warns_that_the_mask_is_taken_from_all_samples(ours, tmp_path, capsys):

@@ -19,9 +19,11 @@ import pytest
 from conftest import train_tiny
 
 from normcoef import evaluate
+from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import evaluate as evaluate_metrics
+from normcoef.evaluation import evaluate_checkpoint
 from normcoef.inference import load_trained_model
 from normcoef.training.factory import build_loss
 
@@ -103,9 +105,11 @@ def test_a_sample_limit_below_one_is_refused_rather_than_sliced(
     loss_fn = build_loss(trained.config.loss)
 
     with pytest.raises(ValueError, match=rf"evaluation.max_samples.*>= 1.*got {limit}"):
-        evaluate_metrics(trained.model, loss_fn, samples, trained.device, 0, 10, limit=limit)
+        evaluate_metrics(
+            trained.model, loss_fn, samples, trained.device, 0, DatasetInfo(steps=10), limit=limit
+        )
     with pytest.raises(ValueError, match=rf"--max-samples.*got {limit}"):
-        evaluate.evaluate_checkpoint(trained, empty_test.root, "train", 0, limit=limit)
+        evaluate_checkpoint(trained, empty_test.root, "train", 0, limit=limit)
 
 
 @pytest.mark.slow

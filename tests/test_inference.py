@@ -23,13 +23,14 @@ from omegaconf import DictConfig
 from normcoef import evaluate, predict
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.evaluation import evaluate as evaluate_metrics
 from normcoef.inference import load_trained_model, resolve_checkpoint
+from normcoef.pipeline import run_training
 from normcoef.training.factory import build_loss
-from normcoef.training.loop import evaluate_split
-from normcoef.training.run import run_training
+from normcoef.training.forward import evaluate_split
 
 REPO = Path(__file__).resolve().parents[1]
 RANDOMIZATION_SAMPLES = 20
@@ -118,7 +119,13 @@ def test_a_sample_limit_applies_to_the_cnn_and_the_randomization_alike(trained: 
 
     def run(dataset, limit):
         return evaluate_metrics(
-            model.model, loss_fn, dataset, model.device, RANDOMIZATION_SAMPLES, 10, limit=limit
+            model.model,
+            loss_fn,
+            dataset,
+            model.device,
+            RANDOMIZATION_SAMPLES,
+            DatasetInfo(steps=10),
+            limit=limit,
         )
 
     limited, first_only = run(test, 1), run(test.head(1), None)

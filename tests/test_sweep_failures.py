@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.pipeline import run_training
 from normcoef.sweeps.failures import (
     BASIC_SWEEPER,
     EXIT_ALL_JOBS_FAILED,
@@ -32,7 +33,6 @@ from normcoef.sweeps.failures import (
     FailedJobs,
 )
 from normcoef.training.checkpoint import load_checkpoint
-from normcoef.training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"

@@ -13,6 +13,7 @@ from hydra import compose, initialize_config_dir
 from normcoef import evaluate, predict
 from normcoef.config import register_configs, validate
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import Split, load_split
 from normcoef.data.torch_dataset import NormalizationDataset, Standardizer, augment_offline
 from normcoef.data.transforms import transform_cells, transform_fields
@@ -45,7 +46,7 @@ def tiny_split(count: int = 3) -> Split:
 
 
 def residual_standardizer(split: Split) -> Standardizer:
-    return Standardizer.fit(split, "partial", None, True, "prior_residual", STEPS, False)
+    return Standardizer.fit(split, "partial", None, DatasetInfo(steps=STEPS), "prior_residual")
 
 
 def test_physical_gamma_inverts_the_log_ratio_target():
@@ -106,7 +107,7 @@ def test_a_checkpoint_from_before_the_option_predicts_gamma():
 def test_offline_augmentation_gives_each_copy_the_prior_of_its_own_fields():
     split = tiny_split(1)
     standardizer = residual_standardizer(split)
-    dataset = NormalizationDataset(augment_offline(split, ["hflip"], True), standardizer)
+    dataset = NormalizationDataset(augment_offline(split, ["hflip"], DatasetInfo()), standardizer)
 
     flipped_fields = transform_fields("hflip", split.fields[0])
     flipped_ocean = transform_cells("hflip", split.ocean[0])
@@ -159,7 +160,7 @@ def test_an_unknown_target_is_refused_naming_the_key():
 def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny run (16x24 grid, 2-layer 4-channel CNN, 3 steps) with target=prior_residual;
     its data set is ``<run>/../data``."""
-    from normcoef.training.run import run_training
+    from normcoef.pipeline import run_training
 
     tmp_path = tmp_path_factory.mktemp("residual")
     root = tmp_path / "data"

@@ -22,6 +22,7 @@ from normcoef import tracking
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.metrics import aggregate
+from normcoef.pipeline import run_training
 from normcoef.sweeps.parent_run import ParentRun
 from normcoef.tracking import (
     JobContext,
@@ -30,7 +31,6 @@ from normcoef.tracking import (
     read_sweep_parent,
     run_name,
 )
-from normcoef.training.run import run_training
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()
@@ -235,7 +235,7 @@ from hydra import compose, initialize_config_dir
 from normcoef import tracking
 from normcoef.config import register_configs
 from normcoef.tracking import MLflowTracker
-from normcoef.training.run import run_training
+from normcoef.pipeline import run_training
 
 log_metrics = MLflowTracker.log_metrics
 

@@ -22,10 +22,10 @@ from omegaconf import DictConfig
 
 from normcoef.config import register_configs
 from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.pipeline import load_data, refuse_data_parallel, run_training
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_model
 from normcoef.training.loop import DivergenceError
-from normcoef.training.run import load_data, refuse_data_parallel, run_training
 
 REPO = Path(__file__).resolve().parents[1]
 register_configs()

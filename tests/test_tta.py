@@ -8,8 +8,9 @@ import pytest
 import torch
 from torch import nn
 
+from normcoef.data.info import DatasetInfo
 from normcoef.data.torch_dataset import Standardizer
-from normcoef.inference import TTA_TRANSFORMS, predict_gamma
+from normcoef.training.forward import TTA_TRANSFORMS, predict_gamma
 from tests.test_target import STEPS, tiny_split
 
 
@@ -40,7 +41,7 @@ def flipped_back_mean_square(values: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("target", ["gamma", "prior_residual"])
 def test_tta_of_a_fixed_output_averages_the_flipped_back_variances(target):
     split = tiny_split()
-    standardizer = Standardizer.fit(split, "partial", None, True, target, STEPS, False)
+    standardizer = Standardizer.fit(split, "partial", None, DatasetInfo(steps=STEPS), target)
     fields, ocean = split.fields[0], split.ocean[0]
     output = np.random.default_rng(0).normal(size=ocean.shape)
     model = FixedOutput(output)

@@ -8,12 +8,15 @@
 
 Only the X/Y files are required: a directory of such files written by other code (e.g. the
 report's own ``{train,valid}/X|Y`` folders) loads too; the ocean mask is then ``γ != 0``.
+Prediction reads inputs in the X layout and writes ``<id>_norm_coeffs.npz`` files the same way
+(``input_files``, ``output_path``, ``write_npz_atomically``).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -252,18 +255,6 @@ def read_json(path: Path) -> dict | None:
     return data
 
 
-def recorded_steps(root: Path, default: int) -> int:
-    """The M that a data set's γ was computed with (``metadata.json``), else ``default``: the
-    prior and the randomization estimator must diffuse with the same M."""
-    return int((read_json(Path(root) / METADATA) or {}).get("steps", default))
-
-
-def is_generated(root: Path) -> bool:
-    """Whether ``normcoef.generate`` wrote the data set: only then does ``dataset.splits`` say how
-    many of its samples to use (it may hold more); converted and foreign sets are used whole."""
-    return "generator" in (read_json(Path(root) / METADATA) or {})
-
-
 def load_mask(path: str | Path) -> np.ndarray:
     """(H, W) bool ocean mask: the ``mask`` array of a ``grid.npz``, or an npz's only array
     (nonzero = ocean)."""
@@ -276,3 +267,65 @@ def load_mask(path: str | Path) -> np.ndarray:
     if mask.ndim != 2 or not mask.any():
         raise DatasetError(f"{path}: the mask must be 2-D (H, W) with some ocean; got {mask.shape}")
     return mask
+
+
+def input_files(paths: list[str | Path]) -> list[Path]:
+    """The files given, with each directory replaced by its input ``*.npz`` files (sorted)."""
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if path.is_dir():
+            found = sorted(
+                p
+                for p in path.glob("*.npz")
+                if not p.name.endswith(f"{TARGET_SUFFIX}.npz") and ".tmp" not in p.name
+            )
+            if not found:
+                raise FileNotFoundError(f"directory {path} holds no input .npz file")
+            files.extend(found)
+        elif path.is_file():
+            files.append(path)
+        else:
+            raise FileNotFoundError(f"no input file or directory {path}")
+    return files
+
+
+def output_path(out_dir: Path, input_path: Path) -> Path:
+    """``<out_dir>/<id>_norm_coeffs.npz``, the id being the input's name up to its first dot."""
+    return Path(out_dir) / f"{input_path.name.split('.')[0]}{TARGET_SUFFIX}.npz"
+
+
+def check_outputs(outputs: list[Path], overwrite: bool) -> None:
+    """Refuse existing outputs unless ``overwrite``. A link, dangling or not, counts as
+    existing: it is replaced, never followed (writing through it could land anywhere)."""
+    existing = [path for path in outputs if os.path.lexists(path)]
+    folders = [path for path in existing if path.is_dir() and not path.is_symlink()]
+    if folders:
+        raise IsADirectoryError(f"output {folders[0]} is a directory; move it or choose another -o")
+    if existing and not overwrite:
+        first = existing[0]
+        link = f" (a link to {os.readlink(first)})" if first.is_symlink() else ""
+        raise FileExistsError(
+            f"{len(existing)} output file(s) exist, e.g. {first}{link}; pass --overwrite to "
+            "replace them"
+        )
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open`` would give a new file (mkstemp's are owner-only)."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
+    """npz through a temporary file in ``path``'s folder and ``os.replace``: an interrupted
+    write leaves no partial file, and a link at ``path`` is itself replaced."""
+    handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez_compressed(file, **arrays)
+        os.chmod(tmp, _new_file_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import Dataset
 
 from normcoef.data.distance import standardized_distance
+from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import (
     ChannelStatistics,
     check_mode,
@@ -59,12 +60,10 @@ class Standardizer:
     target: ChannelStatistics
     mode: str
     distance_metric: str | None = None
-    periodic_x: bool = True
-    target_mode: str = "gamma"
     # The grid's periodicity moves faces in test-time augmentation and, with M, defines the
     # prior (prior_residual only), whose channel, log γ_prior, prior_stats standardize.
-    steps: int | None = None
-    periodic_y: bool = False
+    info: DatasetInfo = field(default_factory=DatasetInfo)
+    target_mode: str = "gamma"
     prior_stats: ChannelStatistics | None = None
     # Standardized distance map per ocean mask: samples of a grid share one mask (flips give a
     # handful), and the transform costs 6-20 ms on the global grid, every item of every step.
@@ -83,6 +82,18 @@ class Standardizer:
         return self.target_mode == "prior_residual"
 
     @property
+    def periodic_x(self) -> bool:
+        return self.info.periodic_x
+
+    @property
+    def periodic_y(self) -> bool:
+        return self.info.periodic_y
+
+    @property
+    def steps(self) -> int | None:
+        return self.info.steps
+
+    @property
     def target_scale(self) -> tuple[float, float]:
         """(mean, std) over ocean cells of the training split of the target: γ, or
         log(γ²/γ_prior²) with the prior_residual target."""
@@ -98,11 +109,12 @@ class Standardizer:
         train: Split,
         mode: str,
         distance_metric: str | None,
-        periodic_x: bool = True,
+        info: DatasetInfo | None = None,
         target_mode: str = "gamma",
-        steps: int | None = None,
-        periodic_y: bool = False,
     ) -> Standardizer:
+        """Statistics of the training split; ``info`` gives the grid's periodicity and M (the
+        prior_residual target needs M)."""
+        info = info or DatasetInfo()
         if len(train) == 0:
             raise ValueError("the training split is empty: cannot compute statistics")
         check_target(target_mode)
@@ -110,11 +122,11 @@ class Standardizer:
         oceans = list(train.ocean)
         if target_mode == "gamma":
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
-            return cls(inputs, target, mode, distance_metric, periodic_x, periodic_y=periodic_y)
-        if steps is None:
+            return cls(inputs, target, mode, distance_metric, info)
+        if info.steps is None:
             raise ValueError("the prior_residual target needs the number of diffusion steps M")
         priors = [
-            uniform_lattice_prior(f, o, steps, periodic_x, periodic_y)
+            uniform_lattice_prior(f, o, info.steps, info.periodic_x, info.periodic_y)
             for f, o in zip(train.fields, oceans, strict=True)
         ]
         log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
@@ -127,10 +139,8 @@ class Standardizer:
             compute_statistics(ratios, oceans, "partial"),
             mode,
             distance_metric,
-            periodic_x,
+            info,
             target_mode,
-            steps,
-            periodic_y,
             compute_statistics(log_priors, oceans, "partial"),
         )
 
@@ -140,26 +150,40 @@ class Standardizer:
             "target": self.target.to_dict(),
             "mode": self.mode,
             "distance_metric": self.distance_metric,
-            "periodic_x": bool(self.periodic_x),  # not np.bool_: checkpoints hold plain values
-            "periodic_y": bool(self.periodic_y),
+            "periodic_x": self.periodic_x,  # plain bools (DatasetInfo): checkpoints hold no numpy
+            "periodic_y": self.periodic_y,
             "target_mode": self.target_mode,
         }
         if self.uses_prior:
-            data.update(steps=int(self.steps), prior_stats=self.prior_stats.to_dict())
+            data.update(steps=self.steps, prior_stats=self.prior_stats.to_dict())
         return data
 
     @classmethod
-    def from_dict(cls, data: dict) -> Standardizer:
+    def from_dict(cls, data: dict, info: DatasetInfo | None = None) -> Standardizer:
+        """Read ``to_dict``'s output back; ``info`` (a checkpoint's data set) replaces the
+        grid facts the statistics carry, which are all that older checkpoints have."""
         prior_stats = data.get("prior_stats")
+        steps = data.get("steps")  # recorded with prior statistics only: the M they belong to
+        if info is None:
+            info = DatasetInfo(
+                periodic_x=data.get("periodic_x", True),
+                periodic_y=data.get("periodic_y", False),
+                steps=steps,
+            )
+        elif prior_stats is not None and steps != info.steps:
+            raise ValueError(
+                "the prior_residual target needs steps and prior statistics"
+                if steps is None
+                else f"the prior statistics were computed with M = {steps}, the data set has "
+                f"M = {info.steps}; the checkpoint is inconsistent, retrain it"
+            )
         return cls(
             ChannelStatistics.from_dict(data["inputs"]),
             ChannelStatistics.from_dict(data["target"]),
             data["mode"],
             data.get("distance_metric"),
-            data.get("periodic_x", True),
+            info,
             data.get("target_mode", "gamma"),  # checkpoints from before the option
-            data.get("steps"),
-            data.get("periodic_y", False),
             None if prior_stats is None else ChannelStatistics.from_dict(prior_stats),
         )
 
@@ -236,17 +260,15 @@ class NormalizationDataset(Dataset):
         standardizer: Standardizer,
         online_transforms: list[str] | None = None,
         seed: int = 0,
-        periodic_y: bool = False,
     ) -> None:
         self.split = split
         self.standardizer = standardizer
         self.online = list(online_transforms or [])
-        self.periodic_y = periodic_y
         self.seed = seed
         # γ_prior per (sample, transform), computed once (prior_residual target only).
         self._priors: dict[tuple[int, str], np.ndarray | None] = {}
         # Without online augmentation every item is fixed: build the tensors once.
-        self._cache = (
+        self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = (
             None if self.online else [self._build(i, "identity") for i in range(len(split))]
         )
 
@@ -267,7 +289,7 @@ class NormalizationDataset(Dataset):
     def head(self, count: int) -> NormalizationDataset:
         """The first ``count`` samples, transformed the same way."""
         return NormalizationDataset(
-            self.split.head(count), self.standardizer, self.online, self.seed, self.periodic_y
+            self.split.head(count), self.standardizer, self.online, self.seed
         )
 
     def prior(self, i: int, name: str = "identity") -> np.ndarray | None:
@@ -285,7 +307,7 @@ class NormalizationDataset(Dataset):
         fields, gamma, ocean = self.split.fields[i], self.split.gamma[i], self.split.ocean[i]
         if name != "identity":
             fields, ocean, gamma = transform_sample(
-                name, fields, ocean, gamma, self.standardizer.periodic_x, self.periodic_y
+                name, fields, ocean, gamma, *self.standardizer.info.periodicity
             )
         return fields, ocean, gamma
 
@@ -301,12 +323,15 @@ class NormalizationDataset(Dataset):
         )
 
 
-def augment_offline(split: Split, transforms: list[str], periodic_x: bool) -> Split:
-    """The training split followed by transformed copies (report: "20/1" for hflip)."""
+def augment_offline(split: Split, transforms: list[str], info: DatasetInfo) -> Split:
+    """The training split followed by transformed copies (report: "20/1" for hflip), moved
+    with the grid's periodicity on both axes, as online augmentation moves them."""
     if not transforms:
         return split
     samples = expand_offline(
-        list(zip(split.fields, split.ocean, split.gamma, strict=True)), transforms, periodic_x
+        list(zip(split.fields, split.ocean, split.gamma, strict=True)),
+        transforms,
+        *info.periodicity,
     )
     ids = [f"{i}{SUFFIX[t]}" for i in split.ids for t in ("identity", *transforms)]
     return Split(
@@ -332,15 +357,14 @@ def prepare_data(
     augmentation: list[str] | str | None = None,
     augmentation_mode: str = "offline",
     seed: int = 0,
-    periodic_x: bool = True,
-    periodic_y: bool = False,
+    info: DatasetInfo | None = None,
     limits: dict[str, int] | None = None,
     target: str = "gamma",
-    steps: int | None = None,
 ) -> PreparedData:
     """Load the splits (at most ``limits[split]`` samples each), fit statistics on the
-    un-augmented training split, augment. ``target``: see ``TARGETS``; ``prior_residual``
-    needs the data's diffusion steps M."""
+    un-augmented training split, augment. ``info``: the data set's description (read from
+    ``root`` when None); ``target``: see ``TARGETS``; ``prior_residual`` needs its M."""
+    info = info or DatasetInfo.load(root)
     limits = limits or {}
     splits = {
         name: load_split(Path(root), name, limits.get(name)) for name in ("train", "valid", "test")
@@ -350,21 +374,19 @@ def prepare_data(
             f"{root} has no training sample under train/X and train/Y; generate it with "
             "`python -m normcoef.generate` or point dataset.root at a data set"
         )
-    standardizer = Standardizer.fit(
-        splits["train"], mode, distance_metric, periodic_x, target, steps, periodic_y
-    )
+    standardizer = Standardizer.fit(splits["train"], mode, distance_metric, info, target)
     transforms = parse_augmentation(augmentation)
-    shape = splits["train"].gamma.shape[1:]
-    check_augmentation_supported(transforms, periodic_x, periodic_y, shape)
+    height, width = splits["train"].gamma.shape[1:]
+    check_augmentation_supported(transforms, *info.periodicity, (height, width))
     online = None
     if augmentation_mode == "offline":
-        splits["train"] = augment_offline(splits["train"], transforms, periodic_x)
+        splits["train"] = augment_offline(splits["train"], transforms, info)
     elif augmentation_mode == "online":
         online = transforms
     else:
         raise ValueError(f"augmentation mode must be offline or online; got {augmentation_mode!r}")
     return PreparedData(
-        NormalizationDataset(splits["train"], standardizer, online, seed, periodic_y),
+        NormalizationDataset(splits["train"], standardizer, online, seed),
         NormalizationDataset(splits["valid"], standardizer),
         NormalizationDataset(splits["test"], standardizer),
         standardizer,

@@ -13,8 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+from normcoef.data.info import DatasetInfo
 from normcoef.data.original import STATISTICS_FILES, faces_to_ours
-from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split, read_json
+from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split
 from normcoef.physics import DiffusionOperator, exact_normalization
 
 DEFAULT_TOLERANCE = 1e-3
@@ -156,16 +157,16 @@ def dataset_settings(root: Path, steps: int | None, periodic_x: bool | None) -> 
                 f"{root} holds {name}: it is in the original code's layout ({mode} scaled, faces "
                 f"south/west); convert it first: python -m normcoef.convert {root} NEW_DIR"
             )
-    meta = read_json(root / METADATA) or {}
-    steps = steps if steps is not None else meta.get("steps")
+    info = DatasetInfo.load(root)
+    steps = steps if steps is not None else info.steps
     if steps is None:
         raise DatasetError(
             f"{root} has no {METADATA}, so M is unknown: pass --steps M (the original's demo "
             "data use M = 10)"
         )
     if periodic_x is None:
-        periodic_x = bool(meta.get("periodic_x", True))
-    return Settings(int(steps), periodic_x, bool(meta.get("periodic_y", False)))
+        periodic_x = info.periodic_x
+    return Settings(int(steps), periodic_x, info.periodic_y)
 
 
 def check_dataset(

@@ -45,6 +45,40 @@ def diffusivity_from_length_scale(length_scale: np.ndarray, steps: int) -> np.nd
     return np.asarray(length_scale, dtype=np.float64) ** 2 / (2 * steps - 4)
 
 
+CHANNELS: tuple[str, ...] = ("A_i", "A_j", "W")
+NOT_FINITE = "NaN or infinite values"
+
+
+@dataclass(frozen=True)
+class FieldViolation:
+    """Ocean cells of one channel that no diffusion operator can have: what, how many, where."""
+
+    channel: str
+    problem: str
+    cells: int
+    first: tuple[int, int]
+    """(row, column) of the first bad cell."""
+
+    @property
+    def rule(self) -> str:
+        return "> 0 (cell areas)" if self.channel == "W" else ">= 0 (0 closes a face)"
+
+
+def field_violations(fields: np.ndarray, mask: np.ndarray) -> list[FieldViolation]:
+    """Each rule that (3, H, W) fields break on ocean cells, channel by channel: finite
+    values, A_i and A_j >= 0 (0 closes a face), W > 0. Empty when the fields are valid."""
+    found = []
+    for name, channel in zip(CHANNELS, fields, strict=True):
+        below = channel <= 0 if name == "W" else channel < 0
+        sign = "values <= 0" if name == "W" else "negative values"
+        for problem, bad in ((NOT_FINITE, ~np.isfinite(channel)), (sign, below)):
+            bad = bad & mask
+            if bad.any():
+                row, column = np.argwhere(bad)[0]
+                found.append(FieldViolation(name, problem, int(bad.sum()), (int(row), int(column))))
+    return found
+
+
 def check_fields(fields: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Validate (3, H, W) fields and an (H, W) ocean mask; return float64 fields, bool mask."""
     fields = np.asarray(fields)
@@ -64,14 +98,13 @@ def check_fields(fields: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.n
     if not mask.any():
         raise FieldError("mask has no ocean cell: there is nothing to normalize")
     fields = fields.astype(np.float64, copy=False)
-    ocean = fields[:, mask]
-    names = ("A_i", "A_j", "W")
-    for name, values in zip(names, ocean, strict=True):
-        if not np.isfinite(values).all():
-            raise FieldError(f"{name} has NaN or infinite values on ocean cells")
-    if (ocean[:2] < 0).any():
+    violations = field_violations(fields, mask)
+    for violation in violations:
+        if violation.problem == NOT_FINITE:
+            raise FieldError(f"{violation.channel} has {NOT_FINITE} on ocean cells")
+    if any(violation.channel != "W" for violation in violations):
         raise FieldError("diffusivities A_i/A_j must be non-negative on ocean cells")
-    if (ocean[2] <= 0).any():
+    if violations:
         raise FieldError("cell areas W must be positive on ocean cells")
     return fields, mask
 

@@ -17,6 +17,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
+from normcoef.data.info import DatasetInfo
+
 OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
 SCHEDULERS = ("none", "cosine", "step")
 
@@ -38,12 +40,32 @@ def _instantiate(config: DictConfig, **kwargs: Any) -> Any:
 
 
 def build_model(
-    model_cfg: DictConfig, activation_cfg: DictConfig, in_channels: int, periodic_x: bool = True
+    model_cfg: DictConfig,
+    activation_cfg: DictConfig,
+    in_channels: int,
+    info: DatasetInfo | None = None,
 ) -> nn.Module:
-    """The network of ``conf/model`` with the activation of ``conf/activation``."""
+    """The network of ``conf/model`` with the activation of ``conf/activation``, its halo
+    wrapped along the periodic axes of the data set's grid (``info``; default: east-west).
+
+    Both periodicities come from the data: a ``model.periodic_y`` key (configs and checkpoints
+    from before) must agree with the grid, or the network would pad another grid than its data.
+    """
+    info = info or DatasetInfo()
+    configured = model_cfg.get("periodic_y")
+    if configured is not None and bool(configured) != info.periodic_y:
+        raise ValueError(
+            f"model.periodic_y={configured} but the data set's grid has "
+            f"periodic_y={info.periodic_y}; remove model.periodic_y: the grid's periodicity comes "
+            "from the data set's metadata.json"
+        )
     activation = _instantiate(activation_cfg)
     return _instantiate(
-        model_cfg, in_channels=in_channels, activation=activation, periodic_x=periodic_x
+        model_cfg,
+        in_channels=in_channels,
+        activation=activation,
+        periodic_x=info.periodic_x,
+        periodic_y=info.periodic_y,
     )
 
 

@@ -14,15 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import nn
 from tqdm import tqdm
 
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
-from normcoef.metrics import aggregate, sample_metrics
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
 from normcoef.training.factory import build_optimizer, build_scheduler
+from normcoef.training.forward import evaluate_split
 from normcoef.training.settings import LoopSettings
 
 
@@ -112,36 +111,6 @@ def train_step(
     loss.backward()
     optimizer.step()
     return loss.detach()
-
-
-@torch.no_grad()
-def evaluate_split(
-    model: nn.Module,
-    loss_fn: nn.Module,
-    dataset: NormalizationDataset,
-    device: torch.device,
-) -> tuple[dict[str, float], list[np.ndarray]]:
-    """Mean loss and report metrics (on physical γ) over a split, in eval mode.
-
-    Returns the metrics and the predicted physical γ of each sample.
-    """
-    was_training = model.training
-    model.eval()  # BatchNorm with running statistics (the original test scripts forgot this)
-    mean, std = dataset.standardizer.target_scale
-    losses, per_sample, predictions = [], [], []
-    for i in range(len(dataset)):
-        x, y, ocean = (t.unsqueeze(0).to(device) for t in dataset.item(i))
-        pred = model(x)
-        losses.append(float(loss_fn(pred, y, ocean, mean, std)))
-        gamma_hat = dataset.physical_gamma(i, pred[0, 0].double().cpu().numpy())
-        gamma = dataset.split.gamma[i]
-        per_sample.append(sample_metrics(gamma_hat, gamma, dataset.split.ocean[i]))
-        predictions.append(np.where(dataset.split.ocean[i], gamma_hat, 0.0))
-    model.train(was_training)
-    metrics = {"loss": float(np.mean(losses))} if losses else {}
-    if per_sample:
-        metrics.update(aggregate(per_sample))
-    return metrics, predictions
 
 
 def train_model(

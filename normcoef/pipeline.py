@@ -1,7 +1,8 @@
 """One training run from a composed config: data, model, loop, evaluation, tracking.
 
-Importable and testable without Hydra's command line (compose a config and call
-``run_training``); ``normcoef.train`` is the thin Hydra entry point around it.
+The orchestrator sits above the layers it joins (training, evaluation, tracking; see
+tests/test_layers.py). Importable and testable without Hydra's command line (compose a config
+and call ``run_training``); ``normcoef.train`` is the thin Hydra entry point around it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import validate
-from normcoef.data.storage import SPLITS, is_generated, read_json, recorded_steps
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
 from normcoef.inference import resolve_checkpoint
@@ -49,12 +51,6 @@ def seed_everything(seed: int) -> None:
     torch.backends.cudnn.benchmark = False
 
 
-def grid_periodicity(root: str | Path) -> tuple[bool, bool]:
-    """(periodic_x, periodic_y) from the data set's metadata; east-west periodic otherwise."""
-    meta = read_json(Path(root) / "metadata.json") or {}
-    return bool(meta.get("periodic_x", True)), bool(meta.get("periodic_y", False))
-
-
 def refuse_data_parallel(environ: dict[str, str] | None = None) -> None:
     """Fail fast under ``torchrun --nproc_per_node>1``: N processes would train N copies.
 
@@ -71,8 +67,14 @@ def refuse_data_parallel(environ: dict[str, str] | None = None) -> None:
         )
 
 
-def load_data(cfg: DictConfig) -> PreparedData:
-    periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
+def dataset_info(cfg: DictConfig) -> DatasetInfo:
+    """The data set's description, read once; M is the config's (``dataset.fields.steps``, the
+    generator's input) only for a data set without metadata."""
+    return DatasetInfo.load(cfg.dataset.root, cfg.dataset.fields.steps)
+
+
+def load_data(cfg: DictConfig, info: DatasetInfo | None = None) -> PreparedData:
+    info = info or dataset_info(cfg)
     return prepare_data(
         cfg.dataset.root,
         cfg.dataset.standardization,
@@ -80,11 +82,9 @@ def load_data(cfg: DictConfig) -> PreparedData:
         list(cfg.augmentation.transforms),
         cfg.augmentation.mode,
         seed=cfg.trainer.seed,
-        periodic_x=periodic_x,
-        periodic_y=periodic_y,
-        limits=dict(cfg.dataset.splits) if is_generated(cfg.dataset.root) else None,
+        info=info,
+        limits=dict(cfg.dataset.splits) if info.is_generated else None,
         target=cfg.target.name,
-        steps=recorded_steps(cfg.dataset.root, cfg.dataset.fields.steps),
     )
 
 
@@ -127,9 +127,9 @@ def run_training(
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     seed_everything(cfg.trainer.seed)
-    data = load_data(cfg)
-    periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
-    model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, periodic_x)
+    info = dataset_info(cfg)
+    data = load_data(cfg, info)
+    model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info)
     loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
     device = resolve_device(cfg.trainer.device)
     resume = (
@@ -162,7 +162,7 @@ def run_training(
     extra = {
         "config": container,
         "standardizer": data.standardizer.to_dict(),
-        "periodic": [periodic_x, periodic_y],
+        "dataset": info.to_dict(),
     }
     try:
         result = train_model(
@@ -185,7 +185,7 @@ def run_training(
                 "dataset=<name> dataset.splits.test=N).\n"
             )
         elif cfg.evaluate and result.last_step == cfg.trainer.steps:
-            _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, periodic_y)
+            _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
     except DivergenceError as error:
         tracker.set_tags({FAILURE_TAG: str(error)})
         tracker.finish("FAILED")
@@ -211,7 +211,7 @@ def _evaluate_and_log(
     result: TrainResult,
     device: torch.device,
     tracker: NullTracker,
-    periodic_y: bool,
+    info: DatasetInfo,
 ) -> Evaluation:
     """Test metrics of the best checkpoint vs randomization, as a table and figures."""
     best = result.best_path if result.best_path.exists() else result.last_path
@@ -223,9 +223,8 @@ def _evaluate_and_log(
         data.test,
         device,
         ev.randomization_samples,
-        cfg.dataset.fields.steps,
+        info,
         ev.randomization_seed,
-        periodic_y,
         ev.max_samples,
         cfg.trainer.progress,
         tta=ev.tta,
@@ -235,6 +234,6 @@ def _evaluate_and_log(
     tracker.log_metrics(evaluation.flat_metrics())
     tracker.log_text(table, "test_metrics.md")
     with tempfile.TemporaryDirectory() as tmp:
-        for path in write_figures(evaluation, Path(tmp), data.standardizer.periodic_x):
+        for path in write_figures(evaluation, Path(tmp), info.periodic_x):
             tracker.log_artifact(path, "figures")
     return evaluation

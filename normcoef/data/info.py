@@ -1,0 +1,110 @@
+"""What a data set is: its grid's shape and periodicity, M, and where it came from.
+
+Read once from ``metadata.json`` (written by ``data.generation`` and ``data.conversion``) and
+passed whole, so that training, evaluation and inference agree on every grid fact instead of
+each re-reading or re-defaulting it. Checkpoints store it (``to_dict``), so inference knows the
+grid a network was trained on without the data set.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from normcoef.data.storage import METADATA, DatasetError, read_json
+
+PROVENANCES: tuple[str, ...] = ("generated", "converted", "foreign")
+"""``normcoef.generate`` wrote it, ``normcoef.convert`` wrote it, or neither (no metadata)."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """A data set's description. The defaults are those of a directory without metadata: an
+    east-west periodic, north-south closed grid, M unknown (the config's, see ``load``)."""
+
+    periodic_x: bool = True
+    periodic_y: bool = False
+    steps: int | None = None
+    """M, the diffusion steps γ was computed with: the prior and the randomization estimator
+    must diffuse with the same M."""
+    shape: tuple[int, int] | None = None
+    grid: str | None = None
+    """The generator's grid (``python``, ``global``, ...); None for converted or foreign sets."""
+    provenance: str = "foreign"
+    seed: int | None = None
+    splits: dict[str, int] = field(default_factory=dict, hash=False)
+    """Samples per split that the writer wrote (a generated set may hold more on disk)."""
+
+    def __post_init__(self) -> None:
+        # Plain Python values: numpy bools from a metadata file must not reach a checkpoint.
+        object.__setattr__(self, "periodic_x", bool(self.periodic_x))
+        object.__setattr__(self, "periodic_y", bool(self.periodic_y))
+        if self.steps is not None:
+            object.__setattr__(self, "steps", int(self.steps))
+        if self.shape is not None:
+            object.__setattr__(self, "shape", tuple(int(n) for n in self.shape))
+        if self.provenance not in PROVENANCES:
+            raise ValueError(
+                f"unknown data set provenance {self.provenance!r}; choose one of {PROVENANCES}"
+            )
+
+    @property
+    def is_generated(self) -> bool:
+        """Whether ``normcoef.generate`` wrote the data set: only then does ``dataset.splits``
+        say how many of its samples to use (it may hold more); others are used whole."""
+        return self.provenance == "generated"
+
+    @property
+    def periodicity(self) -> tuple[bool, bool]:
+        """(periodic_x, periodic_y)."""
+        return self.periodic_x, self.periodic_y
+
+    @classmethod
+    def load(cls, root: str | Path, default_steps: int | None = None) -> DatasetInfo:
+        """The description in ``<root>/metadata.json``; the class defaults (and M =
+        ``default_steps``) for a directory without one. A damaged file is a ``DatasetError``."""
+        path = Path(root) / METADATA
+        meta = read_json(path)
+        if meta is None:
+            return cls(steps=default_steps)
+        try:
+            return cls.from_metadata(meta, default_steps)
+        except (TypeError, ValueError) as error:
+            raise DatasetError(
+                f"{path} does not describe a data set ({error}); regenerate or reconvert it"
+            ) from error
+
+    @classmethod
+    def from_metadata(cls, meta: dict[str, Any], default_steps: int | None = None) -> DatasetInfo:
+        """From the dict ``generate_dataset`` or ``convert_dataset`` writes."""
+        generator = meta.get("generator")
+        provenance = (
+            "generated"
+            if generator is not None
+            else "converted"
+            if "converted" in meta
+            else "foreign"
+        )
+        shape = meta.get("shape")
+        return cls(
+            periodic_x=meta.get("periodic_x", True),
+            periodic_y=meta.get("periodic_y", False),
+            steps=meta.get("steps", default_steps),
+            shape=None if shape is None else (shape[0], shape[1]),
+            grid=None if generator is None else generator.get("grid"),
+            provenance=provenance,
+            seed=None if generator is None else generator.get("seed"),
+            splits={str(k): int(v) for k, v in (meta.get("splits") or {}).items()},
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values, as a checkpoint stores them (``from_dict`` reads them back)."""
+        data = asdict(self)
+        data["shape"] = None if self.shape is None else list(self.shape)
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DatasetInfo:
+        known = set(cls.__dataclass_fields__)
+        return cls(**{key: value for key, value in data.items() if key in known})
