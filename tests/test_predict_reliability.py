@@ -340,7 +340,7 @@ def test_an_interrupted_write_leaves_the_previous_output_and_no_partial_file(
         file.write(b"PK partial")
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(predict.np, "savez_compressed", fail_half_way)
+    monkeypatch.setattr(np, "savez_compressed", fail_half_way)
     sample = str(tiny.root / "test" / "X" / "00000.npz")
 
     err = user_error(capsys, [str(tiny.run_dir), sample, "-o", str(tmp_path), "--overwrite"])
