@@ -135,7 +135,7 @@ def main(argv: list[str] | None = None) -> Evaluation:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / f"{args.split}_metrics.md").write_text(table + "\n")
         write_figures(evaluation, args.output_dir, trained.dataset.periodic_x)
-    if client is not None:
+    if client is not None and run_id is not None:
         log_evaluation(client, run_id, evaluation, args.split, trained.dataset.periodic_x)
         print(f"\nLogged to MLflow run {run_id}.")
     return evaluation

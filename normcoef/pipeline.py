@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -106,7 +107,9 @@ def tracking_tags(
 
 def loop_settings(trainer: DictConfig) -> LoopSettings:
     fields = LoopSettings.__dataclass_fields__
-    values = {k: v for k, v in OmegaConf.to_container(trainer, resolve=True).items() if k in fields}
+    container = OmegaConf.to_container(trainer, resolve=True)
+    assert isinstance(container, dict)  # a DictConfig converts to a dict
+    values = {k: v for k, v in container.items() if k in fields}
     return LoopSettings(**values)
 
 
@@ -152,7 +155,7 @@ def run_training(
     if resume is not None and not Path(cfg.trainer.resume).exists():
         tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
     run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
-    container = OmegaConf.to_container(cfg, resolve=True)
+    container = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     tracker.log_params(flatten(container))
     tracker.log_params(job.choices)  # model=skip_add: the group options, not their _target_
     tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})

@@ -58,7 +58,7 @@ def save_npz(path: Path, **arrays: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp.npz")
     try:
-        np.savez_compressed(tmp, **arrays)
+        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # stubs: any key may be allow_pickle
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -323,7 +323,7 @@ def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)
+            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # as in save_npz
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from normcoef.data.distance import standardized_distance
+from normcoef.data.distance import Metric, standardized_distance
 from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import (
     ChannelStatistics,
+    Mode,
     check_mode,
     compute_statistics,
     standardize,
@@ -58,8 +60,8 @@ class Standardizer:
 
     inputs: ChannelStatistics
     target: ChannelStatistics
-    mode: str
-    distance_metric: str | None = None
+    mode: Mode
+    distance_metric: Metric | None = None
     # The grid's periodicity moves faces in test-time augmentation and, with M, defines the
     # prior (prior_residual only), whose channel, log γ_prior, prior_stats standardize.
     info: DatasetInfo = field(default_factory=DatasetInfo)
@@ -107,8 +109,8 @@ class Standardizer:
     def fit(
         cls,
         train: Split,
-        mode: str,
-        distance_metric: str | None,
+        mode: Mode,
+        distance_metric: Metric | None,
         info: DatasetInfo | None = None,
         target_mode: str = "gamma",
     ) -> Standardizer:
@@ -123,10 +125,11 @@ class Standardizer:
         if target_mode == "gamma":
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
             return cls(inputs, target, mode, distance_metric, info)
-        if info.steps is None:
+        steps = info.steps
+        if steps is None:
             raise ValueError("the prior_residual target needs the number of diffusion steps M")
         priors = [
-            uniform_lattice_prior(f, o, info.steps, info.periodic_x, info.periodic_y)
+            uniform_lattice_prior(f, o, steps, info.periodic_x, info.periodic_y)
             for f, o in zip(train.fields, oceans, strict=True)
         ]
         log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
@@ -145,7 +148,7 @@ class Standardizer:
         )
 
     def to_dict(self) -> dict:
-        data = {
+        data: dict[str, Any] = {
             "inputs": self.inputs.to_dict(),
             "target": self.target.to_dict(),
             "mode": self.mode,
@@ -155,7 +158,8 @@ class Standardizer:
             "target_mode": self.target_mode,
         }
         if self.uses_prior:
-            data.update(steps=self.steps, prior_stats=self.prior_stats.to_dict())
+            data["steps"] = self.steps
+            data["prior_stats"] = self._prior_parts()[1].to_dict()
         return data
 
     @classmethod
@@ -191,9 +195,13 @@ class Standardizer:
         """γ_prior (H, W) of physical fields with the prior_residual target; None otherwise."""
         if not self.uses_prior:
             return None
-        return uniform_lattice_prior(
-            fields[:3], ocean, self.steps, self.periodic_x, self.periodic_y
-        )
+        steps = self._prior_parts()[0]
+        return uniform_lattice_prior(fields[:3], ocean, steps, self.periodic_x, self.periodic_y)
+
+    def _prior_parts(self) -> tuple[int, ChannelStatistics]:
+        """(M, prior statistics), both set with the prior_residual target (``__post_init__``)."""
+        assert self.steps is not None and self.prior_stats is not None
+        return self.steps, self.prior_stats
 
     def model_inputs(
         self, fields: np.ndarray, ocean: np.ndarray, prior: np.ndarray | None = None
@@ -208,15 +216,15 @@ class Standardizer:
             channels.append(self._distance_map(ocean)[None])
         if self.uses_prior:
             prior = self.prior(fields, ocean) if prior is None else prior
-            log_prior = _log_on_ocean(prior, ocean)[None]
-            channels.append(standardize(log_prior, self.prior_stats, "partial", ocean))
+            log_prior = _log_on_ocean(cast(np.ndarray, prior), ocean)[None]
+            channels.append(standardize(log_prior, self._prior_parts()[1], "partial", ocean))
         return np.concatenate(channels).astype(np.float32)
 
     def _distance_map(self, ocean: np.ndarray) -> np.ndarray:
         key = np.packbits(ocean).tobytes() + np.asarray(ocean.shape).tobytes()
         if key not in self._distance_maps:
             self._distance_maps[key] = standardized_distance(
-                ocean, self.distance_metric, self.periodic_x
+                ocean, cast(Metric, self.distance_metric), self.periodic_x
             )
         return self._distance_maps[key]
 
@@ -352,8 +360,8 @@ class PreparedData:
 
 def prepare_data(
     root: str | Path,
-    mode: str,
-    distance_metric: str | None,
+    mode: Mode,
+    distance_metric: Metric | None,
     augmentation: list[str] | str | None = None,
     augmentation_mode: str = "offline",
     seed: int = 0,

@@ -111,7 +111,7 @@ def _field_step(
     # Channel ``axis`` holds the faces crossed when moving along that axis (A_i for rows).
     face = np.roll(moved[axis], -1, axis=axis)
     if not periodic:
-        seam = [slice(None), slice(None)]
+        seam: list[int | slice] = [slice(None), slice(None)]
         seam[axis] = -1
         face[tuple(seam)] = 0.0
     moved = moved.copy()

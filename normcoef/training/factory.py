@@ -7,7 +7,7 @@ A config that comes from elsewhere (a checkpoint's) may build only what conf/ of
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -104,6 +104,7 @@ def resolve_device(name: str) -> torch.device:
 def _nodes(node: Any, where: str) -> Iterator[tuple[str, Any]]:
     """(dotted key, value) of ``node`` and everything inside it, depth first."""
     yield where, node
+    children: Iterable[tuple[Any, Any]]
     if isinstance(node, Mapping):
         children = node.items()
     elif isinstance(node, list | tuple):

@@ -92,7 +92,7 @@ def device_batches(
 
 
 def train_step(
-    forward: nn.Module,
+    forward: Callable[[torch.Tensor], torch.Tensor],
     loss_fn: nn.Module,
     optimizer: torch.optim.Optimizer,
     batch: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
@@ -151,7 +151,7 @@ def train_model(
         )
     run_dir.mkdir(parents=True, exist_ok=True)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
-    model.to(device, memory_format=memory_format)
+    model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs omit it
     optimizer = build_optimizer(
         model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
     )
