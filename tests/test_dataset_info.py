@@ -44,6 +44,7 @@ def test_a_generated_data_set_is_described_by_its_metadata(tmp_path: Path):
         periodic_y=False,
         steps=12,
         shape=(8, 12),
+        ocean_fraction=0.7,
         grid="python",
         provenance="generated",
         seed=3,

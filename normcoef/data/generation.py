@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import Grid, make_grid
+from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import MODES, compute_statistics
 from normcoef.data.storage import (
     GRID,
@@ -280,14 +281,14 @@ def dataset_statistics(root: Path) -> dict:
 def summary(root: Path) -> str:
     """A few lines describing a data set on disk."""
     root = Path(root)
-    meta = read_json(root / METADATA) or {}
+    info = DatasetInfo.load(root)
     stats = read_json(root / STATISTICS) or dataset_statistics(root)
     lines = [f"data set {root}"]
-    if "generator" in meta:
-        gen = meta["generator"]
+    if info.is_generated and info.shape is not None and info.ocean_fraction is not None:
+        (height, width), ocean = info.shape, info.ocean_fraction
         lines.append(
-            f"  grid {gen['grid']} {meta['shape'][0]}x{meta['shape'][1]}, "
-            f"ocean {meta['ocean_fraction']:.1%}, M = {meta['steps']}, seed {gen['seed']}"
+            f"  grid {info.grid} {height}x{width}, ocean {ocean:.1%}, M = {info.steps}, "
+            f"seed {info.seed}"
         )
     for split in SPLITS:
         data = load_split(root, split)

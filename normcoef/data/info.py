@@ -29,6 +29,7 @@ class DatasetInfo:
     """M, the diffusion steps γ was computed with: the prior and the randomization estimator
     must diffuse with the same M."""
     shape: tuple[int, int] | None = None
+    ocean_fraction: float | None = None
     grid: str | None = None
     """The generator's grid (``python``, ``global``, ...); None for converted or foreign sets."""
     provenance: str = "foreign"
@@ -92,6 +93,7 @@ class DatasetInfo:
             periodic_y=meta.get("periodic_y", False),
             steps=meta.get("steps", default_steps),
             shape=None if shape is None else (shape[0], shape[1]),
+            ocean_fraction=meta.get("ocean_fraction"),
             grid=None if generator is None else generator.get("grid"),
             provenance=provenance,
             seed=None if generator is None else generator.get("seed"),
