@@ -16,12 +16,13 @@ networks are fully convolutional, so another grid works when its mask is given (
 warning saying how it differs from the training grid); the distance channel is recomputed
 from that mask, the standardization statistics stay the training's.
 
-On ocean cells inputs must be what a diffusion operator can have (``physics.check_fields``):
-finite, A_i and A_j >= 0 (0 closes a face, as on every face touching land) and W > 0;
-anything else is refused. Values far outside the training statistics get a warning.
-Non-finite land values are set to 0 (the generator's closed land faces), as with "full"
-standardization land values reach the network. Outputs are written atomically and never
-through a link: an existing output, a link included, is replaced only with ``--overwrite``.
+On ocean cells inputs must be what a diffusion operator can have (``physics.field_violations``,
+the rules of ``physics.check_fields``): finite, A_i and A_j >= 0 (0 closes a face, as on every
+face touching land) and W > 0; anything else is refused. Values far outside the training
+statistics get a warning. Non-finite land values are set to 0 (the generator's closed land
+faces), as with "full" standardization land values reach the network. Outputs are written
+atomically and never through a link: an existing output, a link included, is replaced only
+with ``--overwrite``.
 """
 
 from __future__ import annotations
