@@ -71,6 +71,8 @@ def test_a_directory_without_metadata_gets_the_defaults_and_the_configs_m(tmp_pa
         ("{not json", "is not valid JSON"),
         ("[1, 2]", "holds a list, not a JSON object"),
         ('{"shape": 5}', "does not describe a data set"),
+        ('{"generator": "python"}', "does not describe a data set"),
+        ('{"steps": "ten"}', "does not describe a data set"),
     ],
 )
 def test_a_damaged_metadata_file_is_a_one_line_error_naming_it(tmp_path, text, message):

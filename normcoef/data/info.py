@@ -71,7 +71,7 @@ class DatasetInfo:
             return cls(steps=default_steps)
         try:
             return cls.from_metadata(meta, default_steps)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, AttributeError, LookupError) as error:
             raise DatasetError(
                 f"{path} does not describe a data set ({error}); regenerate or reconvert it"
             ) from error
@@ -80,13 +80,11 @@ class DatasetInfo:
     def from_metadata(cls, meta: dict[str, Any], default_steps: int | None = None) -> DatasetInfo:
         """From the dict ``generate_dataset`` or ``convert_dataset`` writes."""
         generator = meta.get("generator")
-        provenance = (
-            "generated"
-            if generator is not None
-            else "converted"
-            if "converted" in meta
-            else "foreign"
-        )
+        provenance = "foreign"
+        if generator is not None:
+            provenance = "generated"
+        elif "converted" in meta:
+            provenance = "converted"
         shape = meta.get("shape")
         return cls(
             periodic_x=meta.get("periodic_x", True),
@@ -108,5 +106,7 @@ class DatasetInfo:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DatasetInfo:
+        if not isinstance(data, dict):
+            raise TypeError(f"a data set description is a dict; got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
