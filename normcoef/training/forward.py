@@ -36,7 +36,7 @@ def predict_gamma(
     physical γ and flipped back, and the variances γ² are averaged: γ = sqrt(mean γ_t²).
     """
     names = TTA_TRANSFORMS if tta else ("identity",)
-    periodic = (standardizer.periodic_x, standardizer.periodic_y)
+    periodic = standardizer.info.periodicity
     variance = np.zeros(np.shape(ocean))
     for name in names:
         moved = transform_fields(name, fields[:3], *periodic) if tta else fields
