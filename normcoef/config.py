@@ -14,39 +14,18 @@ from typing import Any
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
 from normcoef.data.torch_dataset import TARGETS
 from normcoef.training.settings import LoopSettings
 
 
 @dataclass
-class DatasetConfig:
-    name: str = MISSING
-    grid: str = "python"
-    height: int | None = None
-    width: int | None = None
+class DatasetConfig(GenerationSpec):
+    """The generator's parameters (and checks) plus where training reads the data set and how
+    it standardizes the inputs."""
+
     root: str = MISSING
     standardization: str = "full"
-    seed: int = 0
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
-    fields: FieldParameters = field(default_factory=FieldParameters)
-    tolerance: float = 1e-8
-
-    def __post_init__(self) -> None:
-        self.spec()  # the generator's checks: sizes, seed, splits, tolerance
-
-    def spec(self) -> GenerationSpec:
-        """The generator's parameters (checked)."""
-        return GenerationSpec(
-            grid=self.grid,
-            height=self.height,
-            width=self.width,
-            seed=self.seed,
-            splits=dict(self.splits),
-            fields=self.fields,
-            tolerance=self.tolerance,
-        )
 
 
 @dataclass
@@ -152,8 +131,10 @@ def register_configs() -> None:
 
 
 def generation_spec(dataset: DictConfig) -> GenerationSpec:
-    """The generator's parameters from a composed ``dataset`` config."""
-    return OmegaConf.to_object(dataset).spec()
+    """The generator's parameters (checked) from a composed ``dataset`` config."""
+    spec = OmegaConf.to_object(dataset)
+    assert isinstance(spec, GenerationSpec)  # the dataset group's schema is DatasetConfig
+    return spec
 
 
 def validate(cfg: DictConfig) -> None:

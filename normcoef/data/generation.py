@@ -47,13 +47,17 @@ MAX_TOLERANCE = 1e-4
 
 @dataclass
 class GenerationSpec:
-    """Everything that determines a generated data set (and so its files)."""
+    """Everything that determines a generated data set (and so its files).
+
+    The one schema of these keys: ``normcoef.config.DatasetConfig`` extends it with what only
+    training reads, so the defaults here are the config's (splits sized for a CPU).
+    """
 
     grid: str = "python"
     height: int | None = None
     width: int | None = None
     seed: int = 0
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 16, "valid": 4, "test": 8})
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
     fields: FieldParameters = field(default_factory=FieldParameters)
     tolerance: float = 1e-8
 
