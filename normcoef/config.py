@@ -1,13 +1,15 @@
 """Structured config schemas: a typo or a wrong type fails when Hydra composes the config,
 a value out of range when ``validate`` runs, before anything is read or written.
 
-Groups holding a ``_target_`` (model, activation, loss) are free-form: their keys are the
-constructor arguments, checked by the constructor itself.
+Groups holding a ``_target_`` (model, activation, loss, scheduler) are free-form: their keys
+are the constructor arguments, checked by the constructor itself. The optimizer's are checked
+here, since the loop builds it only after the data is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +50,22 @@ class TargetConfig:
     def __post_init__(self) -> None:
         if self.name not in TARGETS:
             raise ValueError(f"name={self.name}: must be one of {', '.join(TARGETS)}")
+
+
+@dataclass
+class OptimizerConfig:
+    """A ``torch.optim`` class (``conf/optimizer``), built on the network's parameters."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr={self.lr}: must be a finite number > 0")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
 
 
 @dataclass
@@ -100,6 +118,8 @@ class TrainSchema:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     loss: Any = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
@@ -126,6 +146,7 @@ def register_configs() -> None:
     cs.store(group="distance_map", name="schema", node=DistanceMapConfig)
     cs.store(group="augmentation", name="schema", node=AugmentationConfig)
     cs.store(group="target", name="schema", node=TargetConfig)
+    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
     cs.store(group="trainer", name="schema", node=TrainerConfig)
     cs.store(group="logger", name="schema", node=LoggerConfig)
 
@@ -155,7 +176,7 @@ def _validate_node(node: DictConfig, path: str) -> None:
     for key in node:
         child = node[key]
         if isinstance(child, DictConfig):
-            _validate_node(child, f"{path}{key}.")
+            _validate_node(child, f"{path}{key!s}.")
     if dataclasses.is_dataclass(OmegaConf.get_type(node)):
         try:
             OmegaConf.to_object(node)

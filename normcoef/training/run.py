@@ -36,7 +36,13 @@ from normcoef.tracking import (
     run_name,
 )
 from normcoef.training.checkpoint import load_checkpoint
-from normcoef.training.factory import build_loss, build_model, resolve_device
+from normcoef.training.factory import (
+    build_loss,
+    build_model,
+    optimizer_factory,
+    resolve_device,
+    scheduler_factory,
+)
 from normcoef.training.loop import DivergenceError, TrainResult, train_model
 from normcoef.training.settings import LoopSettings
 
@@ -131,6 +137,8 @@ def run_training(
     periodic_x, periodic_y = grid_periodicity(cfg.dataset.root)
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, periodic_x)
     loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
+    make_optimizer = optimizer_factory(cfg.optimizer)  # built by the loop on the parameters
+    make_scheduler = scheduler_factory(cfg.scheduler)
     device = resolve_device(cfg.trainer.device)
     resume = (
         resolve_checkpoint(cfg.trainer.resume, cfg.logger.tracking_uri, names=("last.pt",))
@@ -172,6 +180,8 @@ def run_training(
             loop_settings(cfg.trainer),
             run_dir,
             device,
+            make_optimizer,
+            make_scheduler,
             checkpoint_extra=extra,
             resume_from=resume,
             on_metrics=tracker.log_metrics,
