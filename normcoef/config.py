@@ -74,6 +74,8 @@ class TrainerConfig(LoopSettings):
 
     device: str = "auto"
     resume: str | None = None
+    # Checkpoints go to <run folder>/<output_dir>: Hydra's run folder under normcoef.train;
+    # run_training called without a run_dir trains into <output_dir>/<MLflow run id or time>.
     output_dir: str = "checkpoints"
     num_threads: int | None = None
 

@@ -353,6 +353,17 @@ def test_cli_trains_into_the_hydra_run_directory(workdir: Path, tmp_path: Path):
     assert (tmp_path / "run/.hydra/overrides.yaml").exists()
 
 
+def test_cli_trains_into_trainer_output_dir_inside_the_hydra_run_directory(
+    workdir: Path, tmp_path: Path
+):
+    data = f"dataset.root={workdir / 'data'}"
+    overrides = [*TINY, "logger=none", "evaluate=false", "hydra.run.dir=run"]
+    done = cli(tmp_path, data, *overrides, "trainer.output_dir=weights")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run/weights/last.pt")["step"] == 4
+    assert not (tmp_path / "run/checkpoints").exists()
+
+
 # --- models from configs -----------------------------------------------------------------
 
 
