@@ -11,13 +11,14 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from tqdm import tqdm
 
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import Grid, make_grid
-from normcoef.data.standardization import MODES, compute_statistics
+from normcoef.data.standardization import Mode, compute_statistics
 from normcoef.data.storage import (
     GRID,
     METADATA,
@@ -276,7 +277,7 @@ def dataset_statistics(root: Path) -> dict:
     """Input statistics of the training split for each standardization, and γ's (ocean)."""
     train = load_split(root, "train")
     images, masks = list(train.fields), list(train.ocean)
-    stats = {mode: compute_statistics(images, masks, mode).to_dict() for mode in MODES}
+    stats = {mode: compute_statistics(images, masks, mode).to_dict() for mode in get_args(Mode)}
     target = compute_statistics([g[None] for g in train.gamma], masks, "partial")
     return {"inputs": stats, "target": target.to_dict(), "train_ids": train.ids}
 
