@@ -1,7 +1,7 @@
 """Structured config schemas: a typo or a wrong type fails when Hydra composes the config,
 a value out of range when ``validate`` runs, before anything is read or written.
 
-Groups holding a ``_target_`` (model, activation, loss, scheduler) are free-form: their keys
+Groups holding a ``_target_`` (model, activation, loss, scheduler, logger) are free-form: their keys
 are the constructor arguments, checked by the constructor itself. The optimizer's are checked
 here, since the loop builds it only after the data is loaded.
 """
@@ -86,14 +86,6 @@ class TrainerConfig(LoopSettings):
 
 
 @dataclass
-class LoggerConfig:
-    backend: str = "mlflow"
-    tracking_uri: str | None = None
-    experiment: str = "normcoef"
-    run_name: str | None = None
-
-
-@dataclass
 class EvaluationConfig:
     randomization_samples: int = 10_000
     randomization_seed: int = 0
@@ -123,7 +115,7 @@ class TrainSchema:
     optimizer: OptimizerConfig = MISSING
     scheduler: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    logger: Any = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     experiment_name: str = "default"
     evaluate: bool = True
@@ -150,7 +142,6 @@ def register_configs() -> None:
     cs.store(group="target", name="schema", node=TargetConfig)
     cs.store(group="optimizer", name="schema", node=OptimizerConfig)
     cs.store(group="trainer", name="schema", node=TrainerConfig)
-    cs.store(group="logger", name="schema", node=LoggerConfig)
 
 
 def generation_spec(dataset: DictConfig) -> GenerationSpec:

@@ -14,11 +14,14 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
+from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import register_configs
 from normcoef.sweeps.naming import register_resolvers, timestamped_name
+from normcoef.tracking import MLflowTracker, NullTracker
 from normcoef.training.factory import optimizer_factory, scheduler_factory
+from normcoef.training.run import start_tracker
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -126,6 +129,21 @@ def test_a_scheduler_option_schedules_over_trainer_steps(option: str, expected: 
     optimizer = optimizer_factory(cfg.optimizer)(parameters())
     state = scheduler_factory(cfg.scheduler)(optimizer, cfg.trainer.steps).state_dict()
     assert {key: state[key] for key in expected} == expected
+
+
+def test_the_logger_options_start_their_tracker_with_the_runs_name_and_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # MLflow's artifacts
+    assert type(start_tracker(train_config("logger=none").logger, "a run", {})) is NullTracker
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = train_config(f"logger.tracking_uri={uri}", "logger.experiment=groups").logger
+    tracker = start_tracker(logger, "a run", {"normcoef.experiment": "groups"})
+    tracker.finish()
+    run = MlflowClient(uri).get_run(tracker.run_id)
+    assert isinstance(tracker, MLflowTracker)
+    assert run.info.run_name == "a run"
+    assert run.data.tags["normcoef.experiment"] == "groups"
 
 
 @pytest.mark.slow

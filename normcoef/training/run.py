@@ -6,12 +6,14 @@ Importable and testable without Hydra's command line (compose a config and call
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import validate
@@ -31,7 +33,6 @@ from normcoef.tracking import (
     JobContext,
     NullTracker,
     flatten,
-    make_tracker,
     read_sweep_parent,
     run_name,
 )
@@ -116,6 +117,18 @@ def loop_settings(trainer: DictConfig) -> LoopSettings:
     return LoopSettings(**values)
 
 
+def start_tracker(logger: DictConfig, run_name: str | None, tags: dict[str, str]) -> NullTracker:
+    """The tracker of ``conf/logger`` (a ``_partial_`` of a ``normcoef.tracking`` class), given
+    the run's name and tags where it takes them (MLflowTracker; NullTracker takes neither).
+
+    ``backend`` names the option for the sweep callbacks; it is no constructor argument.
+    """
+    make = instantiate(OmegaConf.masked_copy(logger, [str(k) for k in logger if k != "backend"]))
+    takes = inspect.signature(make).parameters
+    runtime = {"run_name": run_name, "tags": tags}
+    return make(**{key: value for key, value in runtime.items() if key in takes})
+
+
 def run_training(
     cfg: DictConfig,
     overrides: str = "",
@@ -141,21 +154,17 @@ def run_training(
     make_scheduler = scheduler_factory(cfg.scheduler)
     device = resolve_device(cfg.trainer.device)
     resume = (
-        resolve_checkpoint(cfg.trainer.resume, cfg.logger.tracking_uri, names=("last.pt",))
+        resolve_checkpoint(cfg.trainer.resume, cfg.logger.get("tracking_uri"), names=("last.pt",))
         if cfg.trainer.resume
         else None
     )
     tags = tracking_tags(cfg, job, overrides, sweep_dir)
-    parent = read_sweep_parent(sweep_dir, cfg.logger.tracking_uri)
+    parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
     if parent is not None:
         tags["mlflow.parentRunId"] = parent["run_id"]
     name = run_name(job.overrides, parent["varied"] if parent else ())
-    tracker = make_tracker(
-        cfg.logger.backend,
-        cfg.logger.experiment,
-        cfg.logger.run_name or name or cfg.experiment_name,
-        cfg.logger.tracking_uri,
-        tags,
+    tracker = start_tracker(
+        cfg.logger, cfg.logger.get("run_name") or name or cfg.experiment_name, tags
     )
     if resume is not None and not Path(cfg.trainer.resume).exists():
         tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
