@@ -1,9 +1,9 @@
 """Structured config schemas: a typo or a wrong type fails when Hydra composes the config,
 a value out of range when ``validate`` runs, before anything is read or written.
 
-Groups holding a ``_target_`` (model, activation, loss, scheduler, logger) are free-form: their keys
-are the constructor arguments, checked by the constructor itself. The optimizer's are checked
-here, since the loop builds it only after the data is loaded.
+Groups holding a ``_target_`` (model, activation, loss, scheduler, logger) are free-form: their
+keys are the constructor arguments, checked by the constructor itself. The optimizer's are
+checked here, since the loop builds it only after the data is loaded.
 """
 
 from __future__ import annotations
