@@ -30,7 +30,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from normcoef.config import register_configs
-from normcoef.tracking import make_tracker
+from normcoef.tracking import MLflowTracker, NullTracker
 from normcoef.training.factory import build_loss, build_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -87,8 +87,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
 
-        def tracker(backend: str):
-            return make_tracker(backend, "bench", f"{backend} run", uri)
+        def tracker(backend: str) -> NullTracker:
+            if backend == "none":
+                return NullTracker()
+            return MLflowTracker("bench", f"{backend} run", uri)
 
         tracker("mlflow").finish()  # the store's schema: created once, not timed
         timed_loop(model, loss_fn, batch, tracker("none"), 3)  # warm-up

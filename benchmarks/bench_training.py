@@ -30,6 +30,7 @@ image in one hour) and a loop overhead <= 5 %.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -47,6 +48,7 @@ from normcoef.data.storage import Split
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
 from normcoef.training.factory import build_loss, build_model
 from normcoef.training.loop import resident_split, train_model, train_step
+from normcoef.training.schedules import constant
 from normcoef.training.settings import LoopSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,7 +146,8 @@ def loop_run_time(args, device: torch.device, data: PreparedData, steps: int, tm
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     synchronize(device)
     start = time.perf_counter()
-    train_model(model, loss_fn, data, settings, run_dir, device)
+    adam = functools.partial(torch.optim.Adam, lr=1e-3)  # conf/optimizer/adam
+    train_model(model, loss_fn, data, settings, run_dir, device, adam, constant)
     synchronize(device)
     return time.perf_counter() - start
 

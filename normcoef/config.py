@@ -1,52 +1,33 @@
 """Structured config schemas: a typo or a wrong type fails when Hydra composes the config,
 a value out of range when ``validate`` runs, before anything is read or written.
 
-Groups holding a ``_target_`` (model, activation, loss) are free-form: their keys are the
-constructor arguments, checked by the constructor itself.
+Groups holding a ``_target_`` (model, activation, loss, scheduler, logger) are free-form: their
+keys are the constructor arguments, checked by the constructor itself. The optimizer's are
+checked here, since the loop builds it only after the data is loaded.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
 from normcoef.data.torch_dataset import TARGETS
 from normcoef.training.settings import LoopSettings
 
 
 @dataclass
-class DatasetConfig:
-    name: str = MISSING
-    grid: str = "python"
-    height: int | None = None
-    width: int | None = None
+class DatasetConfig(GenerationSpec):
+    """The generator's parameters (and checks) plus where training reads the data set and how
+    it standardizes the inputs."""
+
     root: str = MISSING
     standardization: str = "full"
-    seed: int = 0
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
-    fields: FieldParameters = field(default_factory=FieldParameters)
-    tolerance: float = 1e-8
-
-    def __post_init__(self) -> None:
-        self.spec()  # the generator's checks: sizes, seed, splits, tolerance
-
-    def spec(self) -> GenerationSpec:
-        """The generator's parameters (checked)."""
-        return GenerationSpec(
-            grid=self.grid,
-            height=self.height,
-            width=self.width,
-            seed=self.seed,
-            splits=dict(self.splits),
-            fields=self.fields,
-            tolerance=self.tolerance,
-        )
 
 
 @dataclass
@@ -72,11 +53,29 @@ class TargetConfig:
 
 
 @dataclass
+class OptimizerConfig:
+    """A ``torch.optim`` class (``conf/optimizer``), built on the network's parameters."""
+
+    _target_: str = MISSING
+    _partial_: bool = True
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.lr < math.inf:
+            raise ValueError(f"lr={self.lr}: must be a finite number > 0")
+        if not self.weight_decay >= 0:
+            raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
+
+
+@dataclass
 class TrainerConfig(LoopSettings):
     """The loop's settings plus where and how a run executes."""
 
     device: str = "auto"
     resume: str | None = None
+    # Checkpoints go to <run folder>/<output_dir>: Hydra's run folder under normcoef.train;
+    # run_training called without a run_dir trains into <output_dir>/<MLflow run id or time>.
     output_dir: str = "checkpoints"
     num_threads: int | None = None
 
@@ -84,14 +83,6 @@ class TrainerConfig(LoopSettings):
         super().__post_init__()
         if self.num_threads is not None and self.num_threads < 1:
             raise ValueError(f"num_threads={self.num_threads}: must be >= 1, or null for torch's")
-
-
-@dataclass
-class LoggerConfig:
-    backend: str = "mlflow"
-    tracking_uri: str | None = None
-    experiment: str = "normcoef"
-    run_name: str | None = None
 
 
 @dataclass
@@ -121,8 +112,10 @@ class TrainSchema:
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
     loss: Any = MISSING
+    optimizer: OptimizerConfig = MISSING
+    scheduler: Any = MISSING
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    logger: Any = MISSING
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     experiment_name: str = "default"
     evaluate: bool = True
@@ -147,13 +140,15 @@ def register_configs() -> None:
     cs.store(group="distance_map", name="schema", node=DistanceMapConfig)
     cs.store(group="augmentation", name="schema", node=AugmentationConfig)
     cs.store(group="target", name="schema", node=TargetConfig)
+    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
     cs.store(group="trainer", name="schema", node=TrainerConfig)
-    cs.store(group="logger", name="schema", node=LoggerConfig)
 
 
 def generation_spec(dataset: DictConfig) -> GenerationSpec:
-    """The generator's parameters from a composed ``dataset`` config."""
-    return OmegaConf.to_object(dataset).spec()
+    """The generator's parameters (checked) from a composed ``dataset`` config."""
+    spec = OmegaConf.to_object(dataset)
+    assert isinstance(spec, GenerationSpec)  # the dataset group's schema is DatasetConfig
+    return spec
 
 
 def validate(cfg: DictConfig) -> None:
@@ -174,7 +169,7 @@ def _validate_node(node: DictConfig, path: str) -> None:
     for key in node:
         child = node[key]
         if isinstance(child, DictConfig):
-            _validate_node(child, f"{path}{key}.")
+            _validate_node(child, f"{path}{key!s}.")
     if dataclasses.is_dataclass(OmegaConf.get_type(node)):
         try:
             OmegaConf.to_object(node)

@@ -7,6 +7,7 @@ and call ``run_training``); ``normcoef.train`` is the thin Hydra entry point aro
 
 from __future__ import annotations
 
+import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,7 @@ from typing import cast
 
 import numpy as np
 import torch
+from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import validate
@@ -34,12 +36,17 @@ from normcoef.tracking import (
     JobContext,
     NullTracker,
     flatten,
-    make_tracker,
     read_sweep_parent,
     run_name,
 )
 from normcoef.training.checkpoint import load_checkpoint
-from normcoef.training.factory import build_loss, build_model, resolve_device
+from normcoef.training.factory import (
+    build_loss,
+    build_model,
+    optimizer_factory,
+    resolve_device,
+    scheduler_factory,
+)
 from normcoef.training.loop import DivergenceError, TrainResult, train_model
 from normcoef.training.settings import LoopSettings
 
@@ -113,6 +120,18 @@ def loop_settings(trainer: DictConfig) -> LoopSettings:
     return LoopSettings(**values)
 
 
+def start_tracker(logger: DictConfig, run_name: str | None, tags: dict[str, str]) -> NullTracker:
+    """The tracker of ``conf/logger`` (a ``_partial_`` of a ``normcoef.tracking`` class), given
+    the run's name and tags where it takes them (MLflowTracker; NullTracker takes neither).
+
+    ``backend`` names the option for the sweep callbacks; it is no constructor argument.
+    """
+    make = instantiate(OmegaConf.masked_copy(logger, [str(k) for k in logger if k != "backend"]))
+    takes = inspect.signature(make).parameters
+    runtime = {"run_name": run_name, "tags": tags}
+    return make(**{key: value for key, value in runtime.items() if key in takes})
+
+
 def run_training(
     cfg: DictConfig,
     overrides: str = "",
@@ -134,23 +153,21 @@ def run_training(
     data = load_data(cfg, info)
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info)
     loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
+    make_optimizer = optimizer_factory(cfg.optimizer)  # built by the loop on the parameters
+    make_scheduler = scheduler_factory(cfg.scheduler)
     device = resolve_device(cfg.trainer.device)
     resume = (
-        resolve_checkpoint(cfg.trainer.resume, cfg.logger.tracking_uri, names=("last.pt",))
+        resolve_checkpoint(cfg.trainer.resume, cfg.logger.get("tracking_uri"), names=("last.pt",))
         if cfg.trainer.resume
         else None
     )
     tags = tracking_tags(cfg, job, overrides, sweep_dir)
-    parent = read_sweep_parent(sweep_dir, cfg.logger.tracking_uri)
+    parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
     if parent is not None:
         tags["mlflow.parentRunId"] = parent["run_id"]
     name = run_name(job.overrides, parent["varied"] if parent else ())
-    tracker = make_tracker(
-        cfg.logger.backend,
-        cfg.logger.experiment,
-        cfg.logger.run_name or name or cfg.experiment_name,
-        cfg.logger.tracking_uri,
-        tags,
+    tracker = start_tracker(
+        cfg.logger, cfg.logger.get("run_name") or name or cfg.experiment_name, tags
     )
     if resume is not None and not Path(cfg.trainer.resume).exists():
         tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
@@ -175,6 +192,8 @@ def run_training(
             loop_settings(cfg.trainer),
             run_dir,
             device,
+            make_optimizer,
+            make_scheduler,
             checkpoint_extra=extra,
             resume_from=resume,
             on_metrics=tracker.log_metrics,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
+from typing import cast
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
@@ -35,8 +36,8 @@ def main(cfg: DictConfig) -> float:
         cfg,
         overrides=hydra_cfg.job.override_dirname,
         sweep_dir=hydra_cfg.sweep.dir if multirun else None,
-        run_dir=Path(hydra_cfg.runtime.output_dir) / "checkpoints",
-        job=job_context(hydra_cfg),
+        run_dir=Path(hydra_cfg.runtime.output_dir) / cfg.trainer.output_dir,
+        job=job_context(cast(DictConfig, hydra_cfg)),  # typed HydraConf, a DictConfig at run time
     )
     return train() if multirun else exit_on_user_error(train)()
 

@@ -55,7 +55,7 @@ TINY = [
     "trainer.steps=3",
     "trainer.eval_every=1",
     "trainer.checkpoint_every=3",
-    "trainer.scheduler=step",  # its state holds a collections.Counter
+    "scheduler=step",  # its state holds a collections.Counter
     "trainer.progress=false",
     "trainer.device=cpu",
     "logger=none",
@@ -262,6 +262,51 @@ def test_a_config_that_builds_anything_but_the_projects_classes_is_refused(
         load_trained_model(path)
     assert_one_line_naming(error, path)
     assert offender in str(error.value)
+    assert victim.read_text() == "precious"
+
+
+def old_keys(config: dict) -> None:
+    """The config as checkpoints stored it before conf/optimizer and conf/scheduler existed."""
+    optimizer = config.pop("optimizer")
+    del config["scheduler"]
+    config["trainer"].update(
+        optimizer="adam",
+        lr=optimizer["lr"],
+        weight_decay=optimizer["weight_decay"],
+        scheduler="step",  # TINY's
+        output_dir="checkpoints",
+    )
+    config["dataset"]["name"] = "python"
+    config["logger"] = {"backend": "none"}
+
+
+def hostile_training_parts(victim: Path) -> Callable[[dict], None]:
+    """Optimizer, scheduler and logger configs that would truncate ``victim`` if built."""
+
+    def tamper(config: dict) -> None:
+        for group in ("optimizer", "scheduler", "logger"):
+            config[group] = {"_target_": "builtins.open", "file": str(victim), "mode": "w"}
+
+    return tamper
+
+
+@pytest.mark.parametrize("case", ["keys from before the optimizer group", "hostile targets"])
+def test_a_checkpoints_optimizer_scheduler_and_logger_are_never_built_from_its_config(
+    trained: Path, tmp_path: Path, case: str
+):
+    """Loading and resuming read the network's groups of a stored config; the training parts
+    come from the current run's config, so old keys load and foreign targets never run."""
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    change = old_keys if case.startswith("keys") else hostile_training_parts(victim)
+    path = tampered(trained, tmp_path / "stored.pt", lambda state: change(state["config"]))
+
+    assert load_trained_model(path).model.training is False
+    cfg = compose_train(
+        trained.parent / "data", tmp_path, "trainer.steps=4", f"trainer.resume={path}"
+    )
+    run_training(cfg, run_dir=tmp_path / "resumed")
+    assert load_checkpoint(tmp_path / "resumed" / "last.pt")["step"] == 4
     assert victim.read_text() == "precious"
 
 

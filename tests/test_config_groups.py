@@ -11,12 +11,17 @@ from pathlib import Path
 
 import hydra.core.utils
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 from hydra.errors import MissingConfigException
+from mlflow import MlflowClient
+from normcoef.pipeline import start_tracker
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import register_configs
 from normcoef.sweeps.naming import register_resolvers, timestamped_name
+from normcoef.tracking import MLflowTracker, NullTracker
+from normcoef.training.factory import optimizer_factory, scheduler_factory
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
@@ -79,6 +84,66 @@ def test_a_misspelt_experiment_fails_at_once(override: str, missing: str):
 def test_a_misspelt_hparams_search_fails_at_once():
     with pytest.raises(MissingConfigException, match="Could not find 'hparams_search/optuna_smok'"):
         train_config("hparams_search=optuna_smok")
+
+
+@pytest.mark.parametrize("group", ["optimizer", "scheduler"])
+def test_a_misspelt_optimizer_or_scheduler_fails_at_once(group: str):
+    with pytest.raises(MissingConfigException, match=f"Could not find '{group}/adamm'"):
+        train_config(f"{group}=adamm")
+
+
+def parameters() -> list[torch.nn.Parameter]:
+    return [torch.nn.Parameter(torch.zeros(2))]
+
+
+def test_the_default_optimizer_and_schedule_are_the_reports_adam_at_a_constant_rate():
+    cfg = train_config()
+    optimizer = optimizer_factory(cfg.optimizer)(parameters())
+    assert type(optimizer) is torch.optim.Adam
+    assert (optimizer.defaults["lr"], optimizer.defaults["weight_decay"]) == (1e-3, 0.0)
+    assert scheduler_factory(cfg.scheduler)(optimizer, cfg.trainer.steps) is None
+
+
+@pytest.mark.parametrize(
+    ("option", "optimizer_class"),
+    [("adam", torch.optim.Adam), ("adamw", torch.optim.AdamW), ("sgd", torch.optim.SGD)],
+)
+def test_an_optimizer_option_builds_its_torch_class_with_the_configured_rate_and_decay(
+    option: str, optimizer_class: type
+):
+    cfg = train_config(f"optimizer={option}", "optimizer.lr=3e-4", "optimizer.weight_decay=0.01")
+    optimizer = optimizer_factory(cfg.optimizer)(parameters())
+    assert type(optimizer) is optimizer_class
+    assert (optimizer.defaults["lr"], optimizer.defaults["weight_decay"]) == (3e-4, 0.01)
+
+
+@pytest.mark.parametrize(
+    ("option", "expected"),
+    [
+        ("cosine", {"T_max": 8, "eta_min": 0.0}),
+        ("step", {"milestones": {4: 1, 6: 1}, "gamma": 0.1}),
+    ],
+)
+def test_a_scheduler_option_schedules_over_trainer_steps(option: str, expected: dict):
+    cfg = train_config(f"scheduler={option}", "trainer.steps=8", "trainer.stop_at=3")
+    optimizer = optimizer_factory(cfg.optimizer)(parameters())
+    state = scheduler_factory(cfg.scheduler)(optimizer, cfg.trainer.steps).state_dict()
+    assert {key: state[key] for key in expected} == expected
+
+
+def test_the_logger_options_start_their_tracker_with_the_runs_name_and_tags(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)  # MLflow's artifacts
+    assert type(start_tracker(train_config("logger=none").logger, "a run", {})) is NullTracker
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    logger = train_config(f"logger.tracking_uri={uri}", "logger.experiment=groups").logger
+    tracker = start_tracker(logger, "a run", {"normcoef.experiment": "groups"})
+    tracker.finish()
+    run = MlflowClient(uri).get_run(tracker.run_id)
+    assert isinstance(tracker, MLflowTracker)
+    assert run.info.run_name == "a run"
+    assert run.data.tags["normcoef.experiment"] == "groups"
 
 
 @pytest.mark.slow

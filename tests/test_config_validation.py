@@ -6,14 +6,17 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.config import register_configs, validate
+from normcoef.config import DatasetConfig, register_configs, validate
 from normcoef.data.fields import FieldParameters
+from normcoef.data.generation import GenerationSpec
 from normcoef.models import PlainCNN, SkipAddCNN, SkipConcatCNN
 from normcoef.pipeline import run_training
 from normcoef.training.factory import build_model
@@ -50,9 +53,9 @@ OUT_OF_RANGE = [
         ("trainer.checkpoint_every=-1", "trainer.checkpoint_every=-1: must be >= 1"),
         ("trainer.stop_at=0", "trainer.stop_at=0: must be >= 1"),
         ("trainer.stop_at=-3", "trainer.stop_at=-3: must be >= 1"),
-        ("trainer.lr=0", "trainer.lr=0.0: must be a finite number > 0"),
-        ("trainer.lr=-0.001", "trainer.lr=-0.001: must be a finite number > 0"),
-        ("trainer.weight_decay=-0.1", "trainer.weight_decay=-0.1: must be >= 0"),
+        ("optimizer.lr=0", "optimizer.lr=0.0: must be a finite number > 0"),
+        ("optimizer.lr=-0.001", "optimizer.lr=-0.001: must be a finite number > 0"),
+        ("optimizer.weight_decay=-0.1", "optimizer.weight_decay=-0.1: must be >= 0"),
         ("trainer.seed=-1", r"trainer.seed=-1: must be in \[0, 2\*\*32 - 1\]"),
         ("trainer.num_threads=0", "trainer.num_threads=0: must be >= 1, or null"),
     ),
@@ -93,6 +96,19 @@ def test_a_value_out_of_range_is_refused_naming_its_key_and_range(override, mess
 def test_a_missing_mandatory_value_is_named():
     with pytest.raises(ValueError, match="^dataset.root: missing; set it"):
         validate(composed("train", "dataset.root=???"))
+
+
+def test_the_dataset_schema_is_the_generators_plus_what_only_training_reads():
+    """One schema and one set of defaults for the generator and the config, no copy."""
+    assert issubclass(DatasetConfig, GenerationSpec)
+    added = {f.name for f in fields(DatasetConfig)} - {f.name for f in fields(GenerationSpec)}
+    assert added == {"root", "standardization"}
+    assert DatasetConfig(root="data") == DatasetConfig(root="data", **vars(GenerationSpec()))
+
+
+def test_the_unread_dataset_name_is_no_key_any_more():
+    with pytest.raises(ConfigCompositionException, match="dataset.name"):
+        composed("train", "dataset.name=python")
 
 
 def test_the_schemas_check_their_values_when_built_directly():

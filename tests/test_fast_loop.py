@@ -7,6 +7,7 @@ Everything runs ``train_model`` on CPU on an in-memory 8x12 data set of 5 sample
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from normcoef.training.loop import (
     resident_split,
     train_model,
 )
+from normcoef.training.schedules import constant
 from normcoef.training.settings import LoopSettings
 
 CPU = torch.device("cpu")
@@ -76,6 +78,8 @@ def train(
         settings(**values),
         run_dir,
         CPU,
+        functools.partial(torch.optim.Adam, lr=1e-3),  # conf/optimizer/adam
+        constant,
         resume_from=resume_from,
         on_metrics=on_metrics,
     )
@@ -128,7 +132,8 @@ def test_losses_read_in_chunks_reach_on_metrics_every_step_in_order_as_read_per_
 )
 def test_divergence_between_read_backs_names_the_first_bad_step_and_saves_nothing(tmp_path):
     seen = []
-    with pytest.raises(DivergenceError, match=r"training loss is nan at step 2: lower trainer.lr"):
+    message = r"training loss is nan at step 2: lower optimizer.lr"
+    with pytest.raises(DivergenceError, match=message):
         train(
             tmp_path,
             CountingLoss(nan_from=2),

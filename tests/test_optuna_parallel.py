@@ -242,8 +242,8 @@ def test_two_processes_on_one_study_run_distinct_trials_each_in_its_own_folder(w
     folders = trial_folders(workdir, "shared")
     assert {n: len(paths) for n, paths in folders.items()} == {t.number: 1 for t in trials}
     runs = job_runs(workdir, "shared")
-    assert sorted(run.data.tags["normcoef.override.trainer.lr"] for run in runs) == sorted(
-        str(t.params["trainer.lr"]) for t in trials
+    assert sorted(run.data.tags["normcoef.override.optimizer.lr"] for run in runs) == sorted(
+        str(t.params["optimizer.lr"]) for t in trials
     )
 
 

@@ -185,7 +185,7 @@ def test_failing_trial_is_recorded_as_fail_and_the_study_goes_on(
         workdir,
         *study,
         *space,
-        "trainer.lr=0.001",
+        "optimizer.lr=0.001",
         "hydra.sweeper.n_trials=3",
         returncode=EXIT_SOME_JOBS_FAILED,
     )

@@ -178,7 +178,7 @@ def test_run_returns_the_best_monitored_value_it_logs(finished):
 
 # lr 0.03 makes val/loss rise after step 2, so the best checkpoint is saved before the
 # interruption at step 3 and the resumed run must carry it to its final evaluation.
-RESUMABLE = ["trainer.steps=6", "trainer.lr=0.03", "trainer.scheduler=cosine"]
+RESUMABLE = ["trainer.steps=6", "optimizer.lr=0.03", "scheduler=cosine"]
 STOP = 3
 
 
@@ -302,15 +302,15 @@ def test_offline_hflip_doubles_the_training_split_and_is_tracked_like_any_run(
 def test_diverging_run_fails_naming_the_step_and_a_fix_and_marks_the_mlflow_run_failed(
     workdir: Path, store: str, tmp_path: Path
 ):
-    cfg = config(workdir, tmp_path, "trainer.lr=1e12", uri=store)
+    cfg = config(workdir, tmp_path, "optimizer.lr=1e12", uri=store)
     with pytest.raises(
-        DivergenceError, match=r"training loss is (nan|inf) at step \d+: lower trainer.lr"
+        DivergenceError, match=r"training loss is (nan|inf) at step \d+: lower optimizer.lr"
     ):
         run_training(cfg)
 
     run = tracked_run(store, tmp_path)
     assert run.info.status == "FAILED"
-    assert "lower trainer.lr" in run.data.tags["normcoef.failure"]
+    assert "lower optimizer.lr" in run.data.tags["normcoef.failure"]
 
 
 def test_unknown_monitor_is_refused_before_training_naming_the_choices(
@@ -351,6 +351,17 @@ def test_cli_trains_into_the_hydra_run_directory(workdir: Path, tmp_path: Path):
     assert load_checkpoint(tmp_path / "run/checkpoints/last.pt")["step"] == 4
     assert (tmp_path / "run/checkpoints/best.pt").exists()
     assert (tmp_path / "run/.hydra/overrides.yaml").exists()
+
+
+def test_cli_trains_into_trainer_output_dir_inside_the_hydra_run_directory(
+    workdir: Path, tmp_path: Path
+):
+    data = f"dataset.root={workdir / 'data'}"
+    overrides = [*TINY, "logger=none", "evaluate=false", "hydra.run.dir=run"]
+    done = cli(tmp_path, data, *overrides, "trainer.output_dir=weights")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert load_checkpoint(tmp_path / "run/weights/last.pt")["step"] == 4
+    assert not (tmp_path / "run/checkpoints").exists()
 
 
 # --- models from configs -----------------------------------------------------------------

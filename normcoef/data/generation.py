@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 from tqdm import tqdm
@@ -18,7 +19,7 @@ from tqdm import tqdm
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import Grid, make_grid
 from normcoef.data.info import DatasetInfo
-from normcoef.data.standardization import MODES, compute_statistics
+from normcoef.data.standardization import Mode, compute_statistics
 from normcoef.data.storage import (
     GRID,
     METADATA,
@@ -48,13 +49,17 @@ MAX_TOLERANCE = 1e-4
 
 @dataclass
 class GenerationSpec:
-    """Everything that determines a generated data set (and so its files)."""
+    """Everything that determines a generated data set (and so its files).
+
+    The one schema of these keys: ``normcoef.config.DatasetConfig`` extends it with what only
+    training reads, so the defaults here are the config's (splits sized for a CPU).
+    """
 
     grid: str = "python"
     height: int | None = None
     width: int | None = None
     seed: int = 0
-    splits: dict[str, int] = field(default_factory=lambda: {"train": 16, "valid": 4, "test": 8})
+    splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
     fields: FieldParameters = field(default_factory=FieldParameters)
     tolerance: float = 1e-8
 
@@ -273,7 +278,7 @@ def dataset_statistics(root: Path) -> dict:
     """Input statistics of the training split for each standardization, and γ's (ocean)."""
     train = load_split(root, "train")
     images, masks = list(train.fields), list(train.ocean)
-    stats = {mode: compute_statistics(images, masks, mode).to_dict() for mode in MODES}
+    stats = {mode: compute_statistics(images, masks, mode).to_dict() for mode in get_args(Mode)}
     target = compute_statistics([g[None] for g in train.gamma], masks, "partial")
     return {"inputs": stats, "target": target.to_dict(), "train_ids": train.ids}
 

@@ -7,7 +7,7 @@ A config that comes from elsewhere (a checkpoint's) may build only what conf/ of
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +16,14 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
+from torch.optim.lr_scheduler import LRScheduler
 
 from normcoef.data.info import DatasetInfo
 
-OPTIMIZERS = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}
-SCHEDULERS = ("none", "cosine", "step")
+OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
+"""``conf/optimizer``: the network's parameters -> its optimizer."""
+SchedulerFactory = Callable[[torch.optim.Optimizer, int], LRScheduler | None]
+"""``conf/scheduler``: (optimizer, ``trainer.steps``) -> its schedule, None for a constant rate."""
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 """The config groups ``python -m normcoef.train`` composes (its ``config_path``)."""
@@ -73,23 +76,17 @@ def build_loss(loss_cfg: DictConfig) -> nn.Module:
     return _instantiate(loss_cfg)
 
 
-def build_optimizer(params, name: str, lr: float, weight_decay: float) -> torch.optim.Optimizer:
-    if name not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {name!r}; choose one of {sorted(OPTIMIZERS)}")
-    return OPTIMIZERS[name](params, lr=lr, weight_decay=weight_decay)
+def optimizer_factory(optimizer_cfg: DictConfig) -> OptimizerFactory:
+    """The optimizer of ``conf/optimizer`` (a ``_partial_``): the loop gives it the parameters.
+
+    Never from a checkpoint's config: resuming builds the current run's (``BUILT_GROUPS``).
+    """
+    return _instantiate(optimizer_cfg)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, steps: int):
-    """``none`` (report: Adam, no scheduler), ``cosine`` to 0 over the run, or ``step``
-    (x0.1 at 50 % and 75 % of the steps)."""
-    if name == "none":
-        return None
-    if name == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(steps, 1))
-    if name == "step":
-        milestones = [steps // 2, (3 * steps) // 4]
-        return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones, gamma=0.1)
-    raise ValueError(f"unknown scheduler {name!r}; choose one of {SCHEDULERS}")
+def scheduler_factory(scheduler_cfg: DictConfig) -> SchedulerFactory:
+    """The schedule of ``conf/scheduler`` (a ``_partial_`` of ``normcoef.training.schedules``)."""
+    return _instantiate(scheduler_cfg)
 
 
 def resolve_device(name: str) -> torch.device:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
-from normcoef.training.factory import build_optimizer, build_scheduler
+from normcoef.training.factory import OptimizerFactory, SchedulerFactory
 from normcoef.training.forward import evaluate_split
 from normcoef.training.settings import LoopSettings
 
@@ -120,6 +120,8 @@ def train_model(
     settings: LoopSettings,
     run_dir: Path,
     device: torch.device,
+    make_optimizer: OptimizerFactory,
+    make_scheduler: SchedulerFactory,
     checkpoint_extra: dict | None = None,
     resume_from: Path | None = None,
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
@@ -127,6 +129,8 @@ def train_model(
 ) -> TrainResult:
     """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``.
 
+    ``make_optimizer(parameters)`` and ``make_scheduler(optimizer, settings.steps)`` build the
+    optimizer and schedule (``conf/optimizer``, ``conf/scheduler``; ``training.factory``).
     ``on_metrics(metrics, step)`` receives training and validation metrics (e.g. MLflow);
     ``on_checkpoint(path)`` each checkpoint as soon as it is written, so that a tracker holds
     the latest one even if the process dies later.
@@ -152,10 +156,8 @@ def train_model(
     run_dir.mkdir(parents=True, exist_ok=True)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs omit it
-    optimizer = build_optimizer(
-        model.parameters(), settings.optimizer, settings.lr, settings.weight_decay
-    )
-    scheduler = build_scheduler(optimizer, settings.scheduler, settings.steps)
+    optimizer = make_optimizer(model.parameters())
+    scheduler = make_scheduler(optimizer, settings.steps)
     start, best_value, best_step = 0, math.inf, -1
     best_metrics: dict[str, float] = {}
     if resume_from is not None:
@@ -232,7 +234,7 @@ def train_model(
             value = record["train/loss"]
             if not math.isfinite(value):
                 raise DivergenceError(
-                    f"training loss is {value} at step {done}: lower trainer.lr, check the "
+                    f"training loss is {value} at step {done}: lower optimizer.lr, check the "
                     f"inputs, or choose another loss/activation (found at step {latest}; "
                     "losses are checked every trainer.log_every steps)"
                 )

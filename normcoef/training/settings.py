@@ -3,7 +3,6 @@ extends them without importing the loop."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 # trainer.compile: torch.compile's modes; reduce-overhead adds CUDA graphs (fewer launches).
@@ -19,10 +18,6 @@ class LoopSettings:
 
     steps: int = 2000  # fixed budget: augmented and plain runs train for the same steps
     batch_size: int = 4
-    optimizer: str = "adam"
-    lr: float = 1e-3
-    weight_decay: float = 0.0
-    scheduler: str = "none"
     seed: int = 42
     eval_every: int = 100
     checkpoint_every: int = 500
@@ -43,11 +38,7 @@ class LoopSettings:
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ValueError(f"{name}={value}: must be >= 1")
-        if not 0 < self.lr < math.inf:
-            raise ValueError(f"lr={self.lr}: must be a finite number > 0")
         if not 0 <= self.seed < 2**32:  # what numpy's global seed accepts
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32 - 1]")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"weight_decay={self.weight_decay}: must be >= 0")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile={self.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
