@@ -1,0 +1,147 @@
+"""Specification of the MLflow gateway (``normcoef.tracking``): it is the only module that
+reaches MLflow; a job run's tags carry its overrides one per key; a run written into after the
+fact (an evaluation's) is checked first and keeps its status.
+
+Runs are made in SQLite stores copied from one template (creating a store runs seconds of
+schema migrations); no network is trained here.
+"""
+
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+import pytest
+from mlflow import MlflowClient
+
+from normcoef.tracking import (
+    EXPERIMENT_TAG,
+    OVERRIDE_DIRNAME_TAG,
+    OVERRIDE_TAG,
+    PARENT_RUN_TAG,
+    PRESET_TAG,
+    SWEEP_TAG,
+    ExistingRun,
+    JobContext,
+    RunStore,
+    parse_override_dirname,
+    run_overrides,
+    run_tags,
+)
+
+PACKAGE = Path(__file__).resolve().parents[1] / "normcoef"
+# Modules that still reach MLflow themselves until the lead merges their move to the gateway.
+NOT_YET_THROUGH_THE_GATEWAY = {"evaluate.py"}
+
+
+def mlflow_importers(root: Path) -> list[str]:
+    """Modules under ``root`` (the tracking package excepted) that import ``mlflow``."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "tracking" or str(relative) in NOT_YET_THROUGH_THE_GATEWAY:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            if any(name == "mlflow" or name.startswith("mlflow.") for name in names):
+                found.append(str(relative))
+    return sorted(set(found))
+
+
+def test_no_module_outside_the_tracking_package_imports_mlflow():
+    assert mlflow_importers(PACKAGE) == []
+
+
+# --- the tags of a job run ---------------------------------------------------------------
+
+
+def test_a_job_runs_tags_hold_each_override_and_its_sweeps_parent():
+    job = JobContext({"activation": "elu", "model.layers": "3"}, {"experiment": "smoke/x"})
+    tags = run_tags("activation_smoke", job, "activation=elu,model.layers=3", "multirun/s1", "p1")
+    assert tags == {
+        EXPERIMENT_TAG: "activation_smoke",
+        OVERRIDE_DIRNAME_TAG: "activation=elu,model.layers=3",
+        SWEEP_TAG: "multirun/s1",
+        PRESET_TAG: "experiment=smoke/x",
+        OVERRIDE_TAG + "activation": "elu",
+        OVERRIDE_TAG + "model.layers": "3",
+        PARENT_RUN_TAG: "p1",
+    }
+    assert run_overrides(tags) == job.overrides
+
+
+def test_a_run_outside_a_sweep_has_no_parent_and_its_defaults_are_named():
+    tags = run_tags("quickstart", JobContext())
+    assert tags == {EXPERIMENT_TAG: "quickstart", OVERRIDE_DIRNAME_TAG: "(defaults)", SWEEP_TAG: ""}
+    assert run_overrides(tags) == {}
+
+
+def test_the_structured_overrides_win_over_the_override_string():
+    tags = {OVERRIDE_TAG + "loss": "mse", OVERRIDE_DIRNAME_TAG: "loss=rel_sq"}
+    assert run_overrides(tags) == {"loss": "mse"}
+
+
+def test_an_old_runs_override_string_keeps_lists_whole():
+    assert parse_override_dirname("a.b=[1,2],loss=mse") == {"a.b": "[1,2]", "loss": "mse"}
+    assert parse_override_dirname("(defaults)") == {}
+
+
+# --- writing into a run that exists ------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An MLflow store with the ``normcoef`` experiment and no run, to copy."""
+    root = tmp_path_factory.mktemp("gateway_store")
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    client.create_experiment("normcoef", artifact_location=str(root / "artifacts"))
+    return root / "mlflow.db"
+
+
+@pytest.fixture
+def store(template: Path, tmp_path: Path) -> str:
+    shutil.copyfile(template, tmp_path / "mlflow.db")
+    return f"sqlite:///{tmp_path / 'mlflow.db'}"
+
+
+def finished_run(uri: str) -> str:
+    client = MlflowClient(uri)
+    experiment_id = client.get_experiment_by_name("normcoef").experiment_id
+    run_id = client.create_run(experiment_id).info.run_id
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
+def test_an_unknown_run_is_refused_before_anything_is_written(store: str):
+    with pytest.raises(ValueError, match=f"no MLflow run 'nope' at {store}"):
+        ExistingRun("nope", store)
+
+
+def test_an_existing_run_gets_metrics_text_and_artifacts_and_stays_finished(
+    store: str, tmp_path: Path
+):
+    run_id = finished_run(store)
+    figure = tmp_path / "gamma.png"
+    figure.write_bytes(b"png")
+    run = ExistingRun(run_id, store)
+    run.log_metrics({"test/cnn/eps_q": 0.25, "test/cnn/eps_max": 0.5})
+    run.log_text("| table |", "test_metrics.md")
+    run.log_artifacts([figure], "figures")
+
+    stored = MlflowClient(store).get_run(run_id)
+    assert stored.info.status == "FINISHED"
+    assert stored.data.metrics == {"test/cnn/eps_q": 0.25, "test/cnn/eps_max": 0.5}
+    artifacts = {a.path for a in MlflowClient(store).list_artifacts(run_id)}
+    assert artifacts == {"figures", "test_metrics.md"}
+
+
+def test_a_missing_sqlite_store_is_not_created_by_asking(tmp_path: Path):
+    uri = f"sqlite:///{tmp_path / 'nowhere.db'}"
+    assert not RunStore(uri).exists()
+    assert not (tmp_path / "nowhere.db").exists()
+    assert RunStore("http://localhost:5000").exists()  # a server: MLflow answers for it
