@@ -13,8 +13,8 @@ from normcoef.tracking import job_context
 
 
 def missing_jobs(sweep_dir: Path, recorded: Sequence[dict[str, str]]) -> list[RunResult]:
-    """Jobs of the sweep directory whose overrides no MLflow run of ``recorded`` has: they
-    failed before tracking started."""
+    """Jobs of the sweep directory whose overrides are none of ``recorded`` (those of the
+    sweep's MLflow runs): they failed before tracking started."""
     jobs = []
     for hydra_yaml in sorted(sweep_dir.glob("**/.hydra/hydra.yaml")):
         hydra = OmegaConf.load(hydra_yaml).hydra
