@@ -2,18 +2,18 @@
 reaches MLflow; a job run's tags carry its overrides one per key; a run written into after the
 fact (an evaluation's) is checked first and keeps its status.
 
-Runs are made in SQLite stores copied from one template (creating a store runs seconds of
-schema migrations); no network is trained here.
+Runs are made in SQLite stores copied from one template (tests/test_report.py's fixtures);
+no network is trained here.
 """
 
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from test_report import store, template  # noqa: F401 (the store fixture, one template store)
 
 from normcoef.tracking import (
     EXPERIMENT_TAG,
@@ -114,21 +114,6 @@ def test_an_old_runs_override_string_keeps_lists_whole():
 # --- writing into a run that exists ------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An MLflow store with the ``normcoef`` experiment and no run, to copy."""
-    root = tmp_path_factory.mktemp("gateway_store")
-    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    client.create_experiment("normcoef", artifact_location=str(root / "artifacts"))
-    return root / "mlflow.db"
-
-
-@pytest.fixture
-def store(template: Path, tmp_path: Path) -> str:
-    shutil.copyfile(template, tmp_path / "mlflow.db")
-    return f"sqlite:///{tmp_path / 'mlflow.db'}"
-
-
 def finished_run(uri: str) -> str:
     client = MlflowClient(uri)
     experiment_id = client.get_experiment_by_name("normcoef").experiment_id
@@ -137,13 +122,14 @@ def finished_run(uri: str) -> str:
     return run_id
 
 
-def test_an_unknown_run_is_refused_before_anything_is_written(store: str):
+def test_an_unknown_run_is_refused_before_anything_is_written(store: str):  # noqa: F811
     with pytest.raises(ValueError, match=f"no MLflow run 'nope' at {store}"):
         ExistingRun("nope", store)
 
 
 def test_an_existing_run_gets_metrics_text_and_artifacts_and_stays_finished(
-    store: str, tmp_path: Path
+    store: str,  # noqa: F811
+    tmp_path: Path,
 ):
     run_id = finished_run(store)
     figure = tmp_path / "gamma.png"
