@@ -8,8 +8,8 @@
   evaluation logs into (``ExistingRun``), checkpoints fetched (``download_checkpoint``);
 - ``sweep_parent``: the sweep directory's record of its parent run.
 
-No other module imports ``mlflow``; importing this package does not either (MLflow loads in
-seconds, and ``logger=none`` never needs it).
+No other module imports ``mlflow``; importing this package does not either (MLflow is slow to
+import, and ``logger=none`` never needs it).
 """
 
 from normcoef.tracking.job import (
