@@ -9,6 +9,8 @@ a store runs seconds of schema migrations); no network is trained here.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -203,6 +205,14 @@ def test_log_is_a_boolean(capsys: pytest.CaptureFixture):
 def test_help_prints_the_usage(capsys: pytest.CaptureFixture):
     main(["--help"])
     assert "python -m normcoef.report experiment=<name> [sweep=<dir>]" in capsys.readouterr().out
+
+
+def test_the_package_runs_as_a_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "normcoef.report", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "python -m normcoef.report experiment=<name> [sweep=<dir>]" in done.stdout
 
 
 def test_the_reports_own_options_are_split_from_the_training_overrides():
