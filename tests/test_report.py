@@ -9,12 +9,22 @@ a store runs seconds of schema migrations); no network is trained here.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
 
-from normcoef.report import RunResult, best_row, format_table, group_runs, main, run_result
+from normcoef.report import (
+    RunResult,
+    best_row,
+    format_table,
+    group_runs,
+    main,
+    run_result,
+    split_arguments,
+)
 from normcoef.tracking import OVERRIDE_TAG
 
 KEYS = ("eps_q", "eps_max", "eps_mean")
@@ -179,3 +189,56 @@ def test_a_misspelt_config_key_is_one_line(capsys: pytest.CaptureFixture):
 def test_an_argument_without_a_value_is_one_line(capsys: pytest.CaptureFixture):
     err = refused(capsys, "activation")
     assert "arguments are key=value; got ['activation']" in err
+
+
+def test_a_malformed_override_gets_hydras_parse_message(capsys: pytest.CaptureFixture):
+    err = refused(capsys, *EXPERIMENT, "+model.channels=[1,2")
+    assert "arguments are key=value; got ['+model.channels=[1,2']" in err
+    assert "no viable alternative at input '[1,2'" in err  # Hydra's override grammar
+
+
+def test_log_is_a_boolean(capsys: pytest.CaptureFixture):
+    err = refused(capsys, *EXPERIMENT, "log=maybe")
+    assert "log is true or false; got 'log=maybe'" in err
+
+
+def test_help_prints_the_usage(capsys: pytest.CaptureFixture):
+    main(["--help"])
+    assert "python -m normcoef.report experiment=<name> [sweep=<dir>]" in capsys.readouterr().out
+
+
+def test_the_package_runs_as_a_command():
+    done = subprocess.run(
+        [sys.executable, "-m", "normcoef.report", "--help"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr
+    assert "python -m normcoef.report experiment=<name> [sweep=<dir>]" in done.stdout
+
+
+def test_the_reports_own_options_are_split_from_the_training_overrides():
+    options, overrides = split_arguments(
+        ["experiment=smoke/activation", "sweep=multirun/2026", "log=false", "~trainer.resume"]
+    )
+    assert options == {"sweep": "multirun/2026", "log": False}
+    assert overrides == ["experiment=smoke/activation", "~trainer.resume"]  # ~key: no "="
+
+
+def test_a_job_whose_run_has_only_structured_override_tags_is_not_missing(
+    store: str, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    sweep = tmp_path / "multirun" / "s2"
+    hydra_dir = sweep / "0_activation=elu" / ".hydra"
+    hydra_dir.mkdir(parents=True)
+    (hydra_dir / "hydra.yaml").write_text(
+        "hydra:\n"
+        "  overrides:\n    task: [activation=elu]\n"
+        "  job:\n    override_dirname: activation=elu\n"
+        "    config:\n      override_dirname:\n        exclude_keys: []\n"
+        "  runtime:\n    choices: {activation: elu}\n"
+    )
+    values = {f"best/val/{k}": v for k, v in metrics(0.1).items()}
+    job_run(store, {OVERRIDE_TAG + "activation": "elu", "normcoef.sweep": str(sweep)}, values)
+    main([*EXPERIMENT, f"logger.tracking_uri={store}", f"sweep={sweep}", "log=false"])
+    printed = capsys.readouterr().out
+    assert "| CNN | 1.00e-01 | 2.00e-01 | 1.00e-02 | 1 (val) |" in printed
+    assert "failed" not in printed  # the job's folder is matched to its run, not "missing"

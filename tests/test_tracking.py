@@ -99,7 +99,7 @@ def only_run(uri: str):
 def test_metrics_are_written_in_batches_and_all_are_in_mlflow_once_the_run_ends(
     store: str, monkeypatch: pytest.MonkeyPatch, status: str
 ):
-    monkeypatch.setattr(tracking, "FLUSH_SECONDS", 1e9)  # batches by size only, here
+    monkeypatch.setattr(tracking.tracker, "FLUSH_SECONDS", 1e9)  # batches by size only, here
     tracker = MLflowTracker("normcoef", "batched", store)
     writes = []
     log_batch = tracker._client.log_batch

@@ -50,7 +50,7 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
-from normcoef.tracking_store import sqlite_file_lock
+from normcoef.tracking import sqlite_file_lock
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +309,8 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
             log.warning("study %s has no COMPLETE trial yet", study.study_name)
             return
+        assert self.config is not None
+        results: dict[str, Any]
         if n_objectives == 1:
             best = study.best_trial
             results = {"name": "optuna", "best_params": best.params, "best_value": best.value}

@@ -23,16 +23,17 @@ from omegaconf import DictConfig
 
 from normcoef.cli import USER_ERRORS
 from normcoef.tracking import (
-    DEFAULT_TRACKING_URI,
     DESCRIPTION_TAG,
     EXPERIMENT_TAG,
     FAILURE_TAG,
+    GIT_COMMIT_TAG,
+    NOTE_TAG,
     SUMMARY_TAG,
     SWEEP_TAG,
+    RunStore,
     read_sweep_parent,
     write_sweep_parent,
 )
-from normcoef.tracking_store import prepare_tracking_store
 
 log = logging.getLogger(__name__)
 
@@ -74,11 +75,11 @@ def sweep_tags(config: DictConfig, varied: list[str]) -> dict[str, str]:
         EXPERIMENT_TAG: str(config.experiment_name),
         SWEEP_TAG: sweep_dir,
         DESCRIPTION_TAG: description,
-        "mlflow.note.content": description,
+        NOTE_TAG: description,
     }
     commit = git_commit()
     if commit:
-        tags["mlflow.source.git.commit"] = commit
+        tags[GIT_COMMIT_TAG] = commit
     return tags
 
 
@@ -88,34 +89,26 @@ class ParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if config.logger.backend != "mlflow":
             return
-        from mlflow import MlflowClient
-
         uri = config.logger.tracking_uri
+        store = RunStore(uri)
         # First in the sweep to open the store: creates it (under its lock) before any job.
-        experiment_id = prepare_tracking_store(
-            uri or DEFAULT_TRACKING_URI, config.logger.experiment
-        )
-        client = MlflowClient(uri or DEFAULT_TRACKING_URI)
+        experiment_id = store.prepare(config.logger.experiment)
         sweep_dir = str(config.hydra.sweep.dir)
         varied = varied_keys(config)
         known = read_sweep_parent(sweep_dir, uri)
         if known is not None:  # the same sweep directory again: its jobs join the same parent
-            client.update_run(known["run_id"], status="RUNNING")
+            store.reopen(known["run_id"])
             write_sweep_parent(sweep_dir, uri, known["run_id"], varied)
             return
-        run = client.create_run(
-            experiment_id,
-            run_name=f"{config.experiment_name} sweep",
-            tags=sweep_tags(config, varied),
+        run_id = store.create_run(
+            experiment_id, sweep_tags(config, varied), f"{config.experiment_name} sweep"
         )
-        write_sweep_parent(sweep_dir, uri, run.info.run_id, varied)
-        log.info("MLflow parent run of the sweep: %s", run.info.run_id)
+        write_sweep_parent(sweep_dir, uri, run_id, varied)
+        log.info("MLflow parent run of the sweep: %s", run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         if config.logger.backend != "mlflow":
             return
-        from mlflow import MlflowClient
-
         from normcoef.report import report
 
         sweeper, uri = config.hydra.sweeper, config.logger.tracking_uri
@@ -131,8 +124,8 @@ class ParentRun(Callback):
             log.warning("no report of the sweep: %s", error)
             parent = read_sweep_parent(str(config.hydra.sweep.dir), uri)
             if parent is not None:
-                client = MlflowClient(uri or DEFAULT_TRACKING_URI)
-                client.set_tag(parent["run_id"], FAILURE_TAG, str(error))
-                client.set_terminated(parent["run_id"], "FAILED")
+                store = RunStore(uri)
+                store.set_tags(parent["run_id"], {FAILURE_TAG: str(error)})
+                store.end(parent["run_id"], "FAILED")
             return
         log.info("\n%s", table)

@@ -1,4 +1,9 @@
-"""SQLite stores (MLflow's, Optuna's) opened safely by processes that start together.
+"""Tracking stores: where MLflow writes, and SQLite stores (MLflow's, Optuna's) opened safely
+by processes that start together.
+
+The embedded store is ``sqlite:///mlflow.db`` in the working directory; browse it with
+``mlflow ui --backend-store-uri sqlite:///mlflow.db``. ``logger.tracking_uri`` points at a
+tracking server instead (``http://host:5000``), which several hosts can share.
 
 MLflow creates the schema of a new SQLite store on its first connection, with no lock across
 processes: two runs of a ``local_parallel`` sweep starting on a new ``mlflow.db`` race on the
@@ -18,21 +23,28 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 log = logging.getLogger(__name__)
 
 # Attempts and first pause of the retry on a busy SQLite file (doubling each time).
 LOCKED_RETRIES = 5
 LOCKED_FIRST_PAUSE_S = 0.5
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
 def sqlite_path(uri: str) -> Path | None:
     """The database file of a ``sqlite:///`` URI; None for other URIs and in-memory SQLite."""
     if not uri.startswith("sqlite"):
         return None
+    from sqlalchemy.engine import make_url  # only SQLite URIs need SQLAlchemy
+
     database = make_url(uri).database
     return Path(database) if database and database != ":memory:" else None
+
+
+def store_exists(uri: str) -> bool:
+    """False for an embedded SQLite store whose file is missing (MLflow would create it)."""
+    path = sqlite_path(uri)
+    return path is None or path.exists()
 
 
 @contextmanager

@@ -1,0 +1,60 @@
+"""Ablation tables of a sweep from MLflow: ``python -m normcoef.report experiment=<name>``.
+
+- ``table``: the Markdown table, pure functions of ``RunResult``/``Row`` (best on validation);
+- ``runs``: a sweep's runs read through ``normcoef.tracking``, the table logged on its parent;
+- ``sweep_dir``: jobs that left no run, and the Optuna summary, from the sweep's folder;
+- ``sweep_report``: ``report()``, the three put together (also called when a sweep ends);
+- ``cli``: the command line (Hydra overrides of the training config, ``sweep=``, ``log=``).
+"""
+
+from normcoef.report.cli import USAGE, compose_train_config, main, split_arguments
+from normcoef.report.runs import (
+    TABLE_FILE,
+    best_validation,
+    log_summary,
+    parent_run,
+    run_result,
+    select_sweep,
+)
+from normcoef.report.sweep_dir import missing_jobs, optuna_summary
+from normcoef.report.sweep_report import report
+from normcoef.report.table import (
+    METRICS,
+    SELECT_ON,
+    Row,
+    RunResult,
+    best_row,
+    best_run,
+    format_table,
+    group_runs,
+    varied_keys,
+)
+from normcoef.tracking import parse_override_dirname as parse_overrides
+from normcoef.tracking import run_overrides
+
+__all__ = [
+    "METRICS",
+    "SELECT_ON",
+    "TABLE_FILE",
+    "USAGE",
+    "Row",
+    "RunResult",
+    "best_row",
+    "best_run",
+    "best_validation",
+    "compose_train_config",
+    "format_table",
+    "group_runs",
+    "log_summary",
+    "main",
+    "missing_jobs",
+    "optuna_summary",
+    "parent_run",
+    "parse_overrides",
+    "report",
+    "run_overrides",
+    "run_result",
+    "select_sweep",
+    "split_arguments",
+    "varied_keys",
+]

@@ -1,0 +1,5 @@
+"""``python -m normcoef.report ...``: see ``normcoef.report.cli``."""
+
+from normcoef.report.cli import main
+
+main()

@@ -1,0 +1,99 @@
+"""The one gateway to MLflow: every MLflow read and write of normcoef goes through here.
+
+- ``store``: where runs are written (``DEFAULT_TRACKING_URI``), stores created under a lock;
+- ``tags``: tag names as constants, and the tags of a job run (overrides one tag per key);
+- ``job``: what a run records of its Hydra job (overrides, group choices, name, params);
+- ``tracker``: the training run's tracker (``MLflowTracker``, or ``NullTracker``);
+- ``runs``: other runs: a store's runs and a sweep's parent (``RunStore``), a run an
+  evaluation logs into (``ExistingRun``), checkpoints fetched (``download_checkpoint``);
+- ``sweep_parent``: the sweep directory's record of its parent run.
+
+No other module imports ``mlflow``; importing this package does not either (MLflow is slow to
+import, and ``logger=none`` never needs it).
+"""
+
+from normcoef.tracking.job import (
+    PRESET_GROUPS,
+    JobContext,
+    flatten,
+    job_context,
+    run_name,
+    short_value,
+)
+from normcoef.tracking.runs import ExistingRun, RunStore, download_checkpoint
+from normcoef.tracking.store import (
+    DEFAULT_TRACKING_URI,
+    prepare_tracking_store,
+    sqlite_file_lock,
+    sqlite_path,
+    store_exists,
+)
+from normcoef.tracking.sweep_parent import PARENT_FILE, read_sweep_parent, write_sweep_parent
+from normcoef.tracking.tags import (
+    BEST_RUN_TAG,
+    BEST_TAG,
+    DESCRIPTION_TAG,
+    EXPERIMENT_TAG,
+    FAILURE_TAG,
+    GIT_COMMIT_TAG,
+    NOTE_TAG,
+    OVERRIDE_DIRNAME_TAG,
+    OVERRIDE_TAG,
+    PARENT_RUN_TAG,
+    PRESET_TAG,
+    RESUMED_BY_TAG,
+    RESUMED_FROM_TAG,
+    SUMMARY_TAG,
+    SWEEP_TAG,
+    parse_override_dirname,
+    run_overrides,
+    run_tags,
+)
+from normcoef.tracking.tracker import (
+    BACKENDS,
+    MLflowTracker,
+    NullTracker,
+    make_tracker,
+)
+
+__all__ = [
+    "BACKENDS",
+    "BEST_RUN_TAG",
+    "BEST_TAG",
+    "DEFAULT_TRACKING_URI",
+    "DESCRIPTION_TAG",
+    "EXPERIMENT_TAG",
+    "FAILURE_TAG",
+    "GIT_COMMIT_TAG",
+    "NOTE_TAG",
+    "OVERRIDE_DIRNAME_TAG",
+    "OVERRIDE_TAG",
+    "PARENT_FILE",
+    "PARENT_RUN_TAG",
+    "PRESET_GROUPS",
+    "PRESET_TAG",
+    "RESUMED_BY_TAG",
+    "RESUMED_FROM_TAG",
+    "SUMMARY_TAG",
+    "SWEEP_TAG",
+    "ExistingRun",
+    "JobContext",
+    "MLflowTracker",
+    "NullTracker",
+    "RunStore",
+    "download_checkpoint",
+    "flatten",
+    "job_context",
+    "make_tracker",
+    "parse_override_dirname",
+    "prepare_tracking_store",
+    "read_sweep_parent",
+    "run_name",
+    "run_overrides",
+    "run_tags",
+    "short_value",
+    "sqlite_file_lock",
+    "sqlite_path",
+    "store_exists",
+    "write_sweep_parent",
+]

@@ -1,0 +1,70 @@
+"""What a run records of its Hydra job: overrides, config group choices, name and params."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from omegaconf import DictConfig
+
+# Config groups that choose a whole preset: a tag, not the lead of every run name of a sweep.
+PRESET_GROUPS = ("experiment", "hparams_search")
+
+
+@dataclass
+class JobContext:
+    """What Hydra knows of a job and the tracker records: its overrides and group choices."""
+
+    overrides: dict[str, str] = field(default_factory=dict)  # key -> value, as typed
+    choices: dict[str, str] = field(default_factory=dict)  # config group -> option
+
+
+def job_context(hydra_cfg: DictConfig) -> JobContext:
+    """From Hydra's runtime config (``HydraConfig.get()``): the job's task overrides, less
+    the keys ``override_dirname`` excludes, and the chosen option of each config group."""
+    excluded = set(hydra_cfg.job.config.override_dirname.exclude_keys)
+    overrides = {}
+    for item in hydra_cfg.overrides.task:
+        key, _, value = str(item).partition("=")
+        if key.lstrip("+~") not in excluded:
+            overrides[key.lstrip("+~")] = value
+    choices = {
+        group: str(option)
+        for group, option in hydra_cfg.runtime.choices.items()
+        if option is not None and not group.startswith("hydra/")
+    }
+    return JobContext(overrides, choices)
+
+
+def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}; lists become JSON strings."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        elif isinstance(value, list | tuple):
+            out[name] = json.dumps(value)
+        else:
+            out[name] = value
+    return out
+
+
+def short_value(value: str) -> str:
+    """Sampled floats such as 0.0015930522616241021 print as 0.00159."""
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return f"{number:.3g}" if "." in value and len(value) > 8 else value
+
+
+def run_name(overrides: dict[str, str], leading: Sequence[str] = ()) -> str | None:
+    """``key=value`` of the overrides, the ``leading`` keys (what a sweep varies) first,
+    presets left out and long floats shortened, so that a sweep's runs differ in the first
+    characters shown (the exact values are tags)."""
+    keys = [k for k in leading if k in overrides]
+    keys += [k for k in overrides if k not in keys and k not in PRESET_GROUPS]
+    return ",".join(f"{k}={short_value(overrides[k])}" for k in keys) or None
