@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from pathlib import Path
 
 from normcoef.cli import bounded_int, exit_on_user_error
@@ -28,37 +27,18 @@ from normcoef.evaluation import (
     write_figures,
 )
 from normcoef.inference import add_checkpoint_arguments, load_from_arguments
-from normcoef.tracking import DEFAULT_TRACKING_URI
-
-
-def existing_run(run_id: str, tracking_uri: str | None):
-    """An MLflow client for a run that exists (checked before hours of evaluation)."""
-    from mlflow import MlflowClient
-    from mlflow.exceptions import MlflowException
-
-    uri = tracking_uri or DEFAULT_TRACKING_URI
-    client = MlflowClient(uri)
-    try:
-        client.get_run(run_id)
-    except MlflowException as error:
-        raise ValueError(f"no MLflow run {run_id!r} at {uri}: {error.message}") from error
-    return client
+from normcoef.tracking import ExistingRun
 
 
 def log_evaluation(
-    client, run_id: str, evaluation: Evaluation, split: str = "test", periodic_x: bool = True
+    run: ExistingRun, evaluation: Evaluation, split: str = "test", periodic_x: bool = True
 ) -> None:
     """Metrics ``<split>/...``, the table ``<split>_metrics.md`` and figures, into an existing
-    MLflow run; the client API leaves the run's status as it is."""
-    from mlflow.entities import Metric
-
-    now = int(time.time() * 1000)
-    metrics = [Metric(k, float(v), now, 0) for k, v in evaluation.flat_metrics(split).items()]
-    client.log_batch(run_id, metrics=metrics)
-    client.log_text(run_id, evaluation.table(), f"{split}_metrics.md")
+    MLflow run; its status stays as it is."""
+    run.log_metrics(evaluation.flat_metrics(split))
+    run.log_text(evaluation.table(), f"{split}_metrics.md")
     with tempfile.TemporaryDirectory() as tmp:
-        for path in write_figures(evaluation, Path(tmp), periodic_x):
-            client.log_artifact(run_id, str(path), "figures")
+        run.log_artifacts(write_figures(evaluation, Path(tmp), periodic_x), "figures")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -109,7 +89,7 @@ def main(argv: list[str] | None = None) -> Evaluation:
     # A checkpoint that is no local path was resolved as an MLflow run id: log to that run.
     run_id = args.log_to or (None if Path(args.checkpoint).exists() else args.checkpoint)
     trained = load_from_arguments(args)
-    client = None if args.no_log or not run_id else existing_run(run_id, args.tracking_uri)
+    tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
     info = DatasetInfo.load(root, trained.dataset.steps)
     limit = args.max_samples
@@ -135,8 +115,8 @@ def main(argv: list[str] | None = None) -> Evaluation:
         args.output_dir.mkdir(parents=True, exist_ok=True)
         (args.output_dir / f"{args.split}_metrics.md").write_text(table + "\n")
         write_figures(evaluation, args.output_dir, trained.dataset.periodic_x)
-    if client is not None and run_id is not None:
-        log_evaluation(client, run_id, evaluation, args.split, trained.dataset.periodic_x)
+    if tracked is not None:
+        log_evaluation(tracked, evaluation, args.split, trained.dataset.periodic_x)
         print(f"\nLogged to MLflow run {run_id}.")
     return evaluation
 

@@ -7,7 +7,6 @@ and call ``run_training``); ``normcoef.train`` is the thin Hydra entry point aro
 
 from __future__ import annotations
 
-import inspect
 import os
 import tempfile
 from pathlib import Path
@@ -28,15 +27,12 @@ from normcoef.losses import for_target
 from normcoef.models import count_parameters
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
-    EXPERIMENT_TAG,
     FAILURE_TAG,
-    OVERRIDE_TAG,
-    PRESET_GROUPS,
-    SWEEP_TAG,
     JobContext,
     NullTracker,
     flatten,
     read_sweep_parent,
+    run_tags,
     run_name,
 )
 from normcoef.training.checkpoint import load_checkpoint
@@ -96,22 +92,6 @@ def load_data(cfg: DictConfig, info: DatasetInfo | None = None) -> PreparedData:
     )
 
 
-def tracking_tags(
-    cfg: DictConfig, job: JobContext, overrides: str, sweep_dir: str | None
-) -> dict[str, str]:
-    """Tags that find, group and nest a run: experiment, sweep, preset, each override."""
-    tags = {
-        EXPERIMENT_TAG: cfg.experiment_name,
-        "normcoef.overrides": overrides or "(defaults)",
-        SWEEP_TAG: sweep_dir or "",
-    }
-    presets = [f"{g}={job.choices[g]}" for g in PRESET_GROUPS if g in job.choices]
-    if presets:
-        tags["normcoef.preset"] = ",".join(presets)
-    tags.update({OVERRIDE_TAG + key: value for key, value in job.overrides.items()})
-    return tags
-
-
 def loop_settings(trainer: DictConfig) -> LoopSettings:
     fields = LoopSettings.__dataclass_fields__
     container = OmegaConf.to_container(trainer, resolve=True)
@@ -122,14 +102,8 @@ def loop_settings(trainer: DictConfig) -> LoopSettings:
 
 def start_tracker(logger: DictConfig, run_name: str | None, tags: dict[str, str]) -> NullTracker:
     """The tracker of ``conf/logger`` (a ``_partial_`` of a ``normcoef.tracking`` class), given
-    the run's name and tags where it takes them (MLflowTracker; NullTracker takes neither).
-
-    ``backend`` names the option for the sweep callbacks; it is no constructor argument.
-    """
-    make = instantiate(OmegaConf.masked_copy(logger, [str(k) for k in logger if k != "backend"]))
-    takes = inspect.signature(make).parameters
-    runtime = {"run_name": run_name, "tags": tags}
-    return make(**{key: value for key, value in runtime.items() if key in takes})
+    the run's name and tags."""
+    return instantiate(logger)(run_name=run_name, tags=tags)
 
 
 def run_training(
@@ -161,10 +135,9 @@ def run_training(
         if cfg.trainer.resume
         else None
     )
-    tags = tracking_tags(cfg, job, overrides, sweep_dir)
     parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
-    if parent is not None:
-        tags["mlflow.parentRunId"] = parent["run_id"]
+    parent_id = parent["run_id"] if parent else None
+    tags = run_tags(cfg.experiment_name, job, overrides, sweep_dir, parent_id)
     name = run_name(job.overrides, parent["varied"] if parent else ())
     tracker = start_tracker(
         cfg.logger, cfg.logger.get("run_name") or name or cfg.experiment_name, tags

@@ -35,7 +35,6 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "normcoef.inference",
             "normcoef.figures",
             "normcoef.tracking",
-            "normcoef.tracking_store",
             "normcoef.report",
             "normcoef.sweeps",
         ),

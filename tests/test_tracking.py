@@ -164,7 +164,7 @@ def sweep_config(uri: str, sweep_dir: Path) -> DictConfig:
     return OmegaConf.create(
         {
             "experiment_name": "activation_smoke",
-            "logger": {"backend": "mlflow", "tracking_uri": uri, "experiment": "normcoef"},
+            "logger": {"_target_": "normcoef.tracking.MLflowTracker", "tracking_uri": uri, "experiment": "normcoef"},
             "hydra": {
                 "sweep": {"dir": str(sweep_dir)},
                 "overrides": {"task": ["experiment=smoke/activation", "activation=relu,elu"]},

@@ -87,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         report(
             cfg.experiment_name,
-            cfg.logger.tracking_uri,
-            cfg.logger.experiment,
+            cfg.logger.get("tracking_uri"),
+            cfg.logger.get("experiment", "normcoef"),
             options.get("sweep", "latest"),
             (sweeper.get("storage"), sweeper.get("study_name")),
             log=options.get("log", True),

@@ -87,7 +87,7 @@ class ParentRun(Callback):
     """Opens the sweep's parent run before its jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.logger.backend != "mlflow":
+        if not tracks_to_mlflow(config.logger):
             return
         uri = config.logger.tracking_uri
         store = RunStore(uri)
@@ -107,7 +107,7 @@ class ParentRun(Callback):
         log.info("MLflow parent run of the sweep: %s", run_id)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        if config.logger.backend != "mlflow":
+        if not tracks_to_mlflow(config.logger):
             return
         from normcoef.report import report
 

@@ -50,14 +50,14 @@ from normcoef.tracking.tags import (
     run_tags,
 )
 from normcoef.tracking.tracker import (
-    BACKENDS,
+    MLFLOW_TRACKER,
     MLflowTracker,
     NullTracker,
-    make_tracker,
+    tracks_to_mlflow,
 )
 
 __all__ = [
-    "BACKENDS",
+    "MLFLOW_TRACKER",
     "BEST_RUN_TAG",
     "BEST_TAG",
     "DEFAULT_TRACKING_URI",
@@ -84,7 +84,7 @@ __all__ = [
     "download_checkpoint",
     "flatten",
     "job_context",
-    "make_tracker",
+    "tracks_to_mlflow",
     "parse_override_dirname",
     "prepare_tracking_store",
     "read_sweep_parent",

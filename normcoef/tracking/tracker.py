@@ -13,13 +13,15 @@ The jobs of a sweep nest under one parent run whose id the sweep directory holds
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from normcoef.tracking.store import DEFAULT_TRACKING_URI, prepare_tracking_store
 from normcoef.tracking.tags import RESUMED_BY_TAG, RESUMED_FROM_TAG
 
-BACKENDS = ("mlflow", "none")
+MLFLOW_TRACKER = "normcoef.tracking.MLflowTracker"
+"""``conf/logger/mlflow.yaml``'s ``_target_``: the runs of a sweep that tracks reach MLflow."""
 BATCH_METRICS = 1000  # MLflow's cap on the metrics of one log_batch
 FLUSH_SECONDS = 10.0  # how stale the UI's curves may get during training
 
@@ -28,6 +30,9 @@ class NullTracker:
     """Tracks nothing (``logger=none``)."""
 
     run_id: str | None = None
+
+    def __init__(self, run_name: str | None = None, tags: dict[str, str] | None = None) -> None:
+        """Takes the run's name and tags as ``MLflowTracker`` does, and keeps neither."""
 
     def log_params(self, params: dict[str, Any]) -> None: ...
 
@@ -107,15 +112,6 @@ class MLflowTracker(NullTracker):
         self._mlflow.end_run(status=status)
 
 
-def make_tracker(
-    backend: str,
-    experiment: str,
-    run_name: str | None = None,
-    tracking_uri: str | None = None,
-    tags: dict[str, str] | None = None,
-) -> NullTracker:
-    if backend == "none":
-        return NullTracker()
-    if backend == "mlflow":
-        return MLflowTracker(experiment, run_name, tracking_uri, tags)
-    raise ValueError(f"unknown logger backend {backend!r}; choose one of {BACKENDS}")
+def tracks_to_mlflow(logger: Mapping[str, Any]) -> bool:
+    """Whether a composed ``logger`` config (``conf/logger``) starts MLflow runs."""
+    return logger.get("_target_") == MLFLOW_TRACKER
