@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu
+from scipy.sparse.linalg import SuperLU, splu
 
 
 class FieldError(ValueError):
@@ -102,7 +102,7 @@ class DiffusionOperator:
     steps: int = 10
     periodic_x: bool = True
     periodic_y: bool = False
-    _lu: object = field(init=False, repr=False)
+    _lu: SuperLU = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fields, self.mask = check_fields(self.fields, self.mask)
