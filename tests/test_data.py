@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import select_channels
 
 from normcoef.data.distance import coast, signed_distance, standardized_distance
 from normcoef.data.fields import FieldParameters, length_scales, make_fields
@@ -211,7 +212,7 @@ def test_channel_statistics_round_trip_through_json_and_select_channels():
     again = ChannelStatistics.from_dict(stats.to_dict())
     np.testing.assert_array_equal(again.mean, stats.mean)
     np.testing.assert_array_equal(again.std, stats.std)
-    np.testing.assert_array_equal(stats.select([1]).mean, [1.0])
+    np.testing.assert_array_equal(select_channels(stats, [1]).mean, [1.0])
 
 
 def test_unknown_standardization_is_refused():

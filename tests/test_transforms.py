@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import transform_standardized, transform_standardized_tensor
 
 from normcoef.data.standardization import (
     ChannelStatistics,
@@ -31,8 +32,6 @@ from normcoef.data.transforms import (
     transform_cells,
     transform_fields,
     transform_sample,
-    transform_standardized,
-    transform_standardized_tensor,
     transformed_periodicity,
 )
 from normcoef.physics.diffusion import DiffusionOperator, open_faces

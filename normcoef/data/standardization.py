@@ -41,9 +41,6 @@ class ChannelStatistics:
     def from_dict(cls, data: dict[str, list[float]]) -> ChannelStatistics:
         return cls(np.asarray(data["mean"]), np.asarray(data["std"]))
 
-    def select(self, channels: list[int]) -> ChannelStatistics:
-        return ChannelStatistics(self.mean[channels], self.std[channels])
-
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
