@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import select_channels
+from conftest import TinyDataset
+from helpers import select_channels, tiny_spec
 
 from normcoef.data.distance import coast, signed_distance, standardized_distance
 from normcoef.data.fields import FieldParameters, length_scales, make_fields
@@ -323,9 +324,7 @@ def test_unknown_distance_metric_is_refused():
 
 # --- data sets on disk -------------------------------------------------------------------
 
-SPEC = GenerationSpec(
-    grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-)
+SPEC = tiny_spec(test=1)
 
 
 def sample_files(root: Path) -> dict[Path, int]:
@@ -338,10 +337,9 @@ def tree(root: Path) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("generated") / "python-16x24"
-    generate_dataset(root, SPEC, progress=False)
-    return root
+def generated(tiny_dataset: TinyDataset) -> Path:
+    """SPEC's data set, shared with other modules: tests change copies only."""
+    return tiny_dataset(test=1)
 
 
 @pytest.fixture
