@@ -90,4 +90,4 @@ ui: install ## the MLflow UI on MLFLOW_HOST:MLFLOW_PORT
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
 clean: ## remove outputs and caches
-	rm -rf outputs .pytest_cache .ruff_cache
+	rm -rf outputs .pytest_cache .ruff_cache .mypy_cache
