@@ -16,7 +16,7 @@ from normcoef.cli import CONFIG_DIR
 from normcoef.config import register_configs
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
-from normcoef.data.standardization import ChannelStatistics, Mode, destandardize, standardize
+from normcoef.data.standardization import ChannelStatistics, Mode, standardize
 from normcoef.data.transforms import transform_cells, transform_fields
 
 # --- the tiny data set and runs on it ----------------------------------------------------
@@ -58,6 +58,11 @@ def compose_config(name: str, *overrides: str, hydra: bool = False) -> DictConfi
 
 
 # --- test-only reference transforms ------------------------------------------------------
+
+
+def destandardize(image: np.ndarray, stats: ChannelStatistics) -> np.ndarray:
+    """Inverse of ``standardize`` on the cells it did not zero."""
+    return image * stats.std[:, None, None] + stats.mean[:, None, None]
 
 
 def select_channels(stats: ChannelStatistics, channels: list[int]) -> ChannelStatistics:

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TinyDataset
-from helpers import select_channels, tiny_spec
+from helpers import destandardize, select_channels, tiny_spec
 
 from normcoef.data.distance import coast, signed_distance, standardized_distance
 from normcoef.data.fields import FieldParameters, length_scales, make_fields
@@ -30,7 +30,6 @@ from normcoef.data.grids import global_grid, make_grid, python_grid
 from normcoef.data.standardization import (
     ChannelStatistics,
     compute_statistics,
-    destandardize,
     standardize,
 )
 from normcoef.data.storage import (

@@ -12,12 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from helpers import transform_standardized, transform_standardized_tensor
+from helpers import destandardize, transform_standardized, transform_standardized_tensor
 
 from normcoef.data.standardization import (
     ChannelStatistics,
     compute_statistics,
-    destandardize,
     standardize,
 )
 from normcoef.data.transforms import (

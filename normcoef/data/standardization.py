@@ -72,8 +72,3 @@ def standardize(
     if mode == "partial":
         out = np.where(mask[None], out, 0.0)
     return out
-
-
-def destandardize(image: np.ndarray, stats: ChannelStatistics) -> np.ndarray:
-    """Inverse of ``standardize`` on the cells it did not zero."""
-    return image * stats.std[:, None, None] + stats.mean[:, None, None]
