@@ -1,4 +1,4 @@
-# normcoef: `make run` (install + data + train + evaluate + MLflow), `make test`.
+# normcoef: `make` lists the targets; `make run` = install + data + train + evaluate + MLflow.
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -13,7 +13,12 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: install run data train test test-fast bench bench-logging bench-train lint format sweep search ui clean
+.PHONY: help install run data train test test-fast typecheck hooks bench bench-logging bench-train lint format sweep search ui clean
+
+# `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
+.DEFAULT_GOAL := help
+help: ## list the targets (the default)
+	@awk -F ':.*## ' '/^[a-z-]+:.*## / {printf "%-15s %s\n", $$1, $$2}' $(firstword $(MAKEFILE_LIST))
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,59 +27,67 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e ".[dev]"
 	touch $@
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed ## create .venv: torch (TORCH_SPEC), then normcoef[dev] editable
 
-data: install
+data: install ## generate the DATASET data set (python) with WORKERS processes
 	$(PY) -m normcoef.generate dataset=$(DATASET) workers=$(WORKERS) $(DATA_ARGS)
 
-train: install
+train: install ## train EXPERIMENT (quickstart) with the overrides in ARGS
 	$(PY) -m normcoef.train experiment=$(EXPERIMENT) $(ARGS)
 
-run: data train
+run: data train ## data, then train: the quickstart end to end
 	@echo "Browse the run: make ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT) (docs/reviewing.md)"
 
-test: install
+# The type check first (~30 s): CI runs this target (.ci/run).
+test: install typecheck ## type check, then every test
 	$(PY) -m pytest
 
 # Skips the tests marked slow (subprocess sweeps, servers, interrupts): for the edit-test loop.
-test-fast: install
+test-fast: install ## the tests not marked slow, no type check
 	$(PY) -m pytest -m "not slow"
 
-bench: install bench-logging
+typecheck: install ## mypy over normcoef and hydra_plugins ([tool.mypy], pyproject.toml)
+	$(PY) -m mypy
+
+# Git hooks that run ruff and mypy before each commit (.pre-commit-config.yaml).
+hooks: install ## install the pre-commit hooks
+	$(VENV)/bin/pre-commit install
+
+bench: install bench-logging ## every benchmark
 	$(PY) benchmarks/bench_normalization.py
 
 # MLflow's cost per training step (target <= 5 %), ~1-2 minutes on 2 CPU cores.
-bench-logging: install
+bench-logging: install ## MLflow's cost per training step
 	$(PY) benchmarks/bench_logging.py
 
 # The training loop at the report's 200x360: samples/s, pixels/s, TFLOP/s, overhead over bare
 # steps. CPU by default (~1.5 minutes); on a GPU: make bench-train BENCH_ARGS="--device cuda --steps 200"
 BENCH_ARGS ?= --steps 4 --threads 1
-bench-train: install
+bench-train: install ## training throughput (BENCH_ARGS)
 	$(PY) benchmarks/bench_training.py $(BENCH_ARGS)
 
-lint: install
+lint: install ## ruff check, ruff format --check
 	$(PY) -m ruff check normcoef tests benchmarks hydra_plugins
 	$(PY) -m ruff format --check normcoef tests benchmarks hydra_plugins
 
-format: install
+format: install ## ruff format
 	$(PY) -m ruff format normcoef tests benchmarks hydra_plugins
 
 # A sweep prints its report table when it ends (the parent-run callback, normcoef/sweeps/
 # parent_run.py) and exits 3 when some jobs failed, 4 when all did (normcoef/sweeps/failures.py).
-sweep: install
+sweep: install ## a Hydra multirun of EXPERIMENT with ARGS
 	$(PY) -m normcoef.train -m experiment=$(EXPERIMENT) $(ARGS)
 
-search: install
+search: install ## a hyperparameter search (SEARCH: optuna)
 	$(PY) -m normcoef.train -m hparams_search=$(SEARCH) $(ARGS)
 
 # Where `make ui` listens, e.g. make ui MLFLOW_PORT=5001 (MLflow reads the same variables).
 # No job runner: its 7 processes serve GenAI jobs, browsing runs needs none (docs/reviewing.md).
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
-ui: install
+ui: install ## the MLflow UI on MLFLOW_HOST:MLFLOW_PORT
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 
-clean:
-	rm -rf outputs .pytest_cache .ruff_cache
+clean: ## remove outputs and caches
+	rm -rf outputs .pytest_cache .ruff_cache .mypy_cache

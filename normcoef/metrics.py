@@ -8,14 +8,17 @@ Arrays hold physical γ (not standardized), shape (H, W) or (N, H, W); land neve
 
 from __future__ import annotations
 
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
+
+if TYPE_CHECKING:  # the loss passes tensors; this module stays importable without torch
+    import torch
 
 EPS_QUANTILE = 0.9999
 """The report's ε_Q: the worst pixels, robust to a single outlier."""
 
-Array = TypeVar("Array")
+Array = TypeVar("Array", np.ndarray, "torch.Tensor")
 
 
 def relative_variance_error(gamma_hat: Array, gamma: Array) -> Array:

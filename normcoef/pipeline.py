@@ -32,8 +32,8 @@ from normcoef.tracking import (
     NullTracker,
     flatten,
     read_sweep_parent,
-    run_tags,
     run_name,
+    run_tags,
 )
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (

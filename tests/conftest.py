@@ -1,4 +1,6 @@
-"""Shared test machinery: the reliability table (docs/reliability.md) built from markers.
+"""Shared test machinery: the tiny data set and a tiny run on it as session fixtures, and the
+reliability table (docs/reliability.md) built from markers. Plain helpers (the tiny spec and
+overrides, the compose call) are in helpers.py.
 
 A test that tries a bad input or a fault carries
 
@@ -11,14 +13,15 @@ marked test; ``pytest --write-reliability`` rewrites it.
 
 from __future__ import annotations
 
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config, tiny_overrides, tiny_spec
 
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.generation import generate_dataset
 from normcoef.pipeline import run_training
 
 REPO = Path(__file__).resolve().parents[1]
@@ -133,33 +136,50 @@ def reliability_table(request: pytest.FixtureRequest) -> tuple[str, bool]:
 
 # --- shared test data -------------------------------------------------------------------
 
+TinyDataset = Callable[..., Path]
+TrainTiny = Callable[..., tuple[Path, Path]]
 
-def train_tiny(tmp: Path, test_samples: int = 2) -> tuple[Path, Path]:
-    """Generate a 16x24 python set (3/1/``test_samples``) and train a 2-layer 4-channel CNN
-    for 3 steps without tracking; return (data set root, run directory)."""
-    root = tmp / "data"
-    splits = {"train": 3, "valid": 1, "test": test_samples}
-    spec = GenerationSpec(grid="python", height=16, width=24, splits=splits)
-    generate_dataset(root, spec, progress=False)
-    register_configs()
-    overrides = [
-        f"dataset.root={root}",
-        "dataset.height=16",
-        "dataset.width=24",
-        f"dataset.splits={{train: 3, valid: 1, test: {test_samples}}}",
-        "dataset.standardization=partial",
-        "model.layers=2",
-        "model.channels=4",
-        "trainer.steps=3",
-        "trainer.eval_every=1",
-        "trainer.checkpoint_every=3",
-        "trainer.progress=false",
-        "trainer.device=cpu",
-        f"trainer.output_dir={tmp / 'checkpoints'}",
-        "logger=none",
-        "evaluation.randomization_samples=5",
-    ]
-    run_dir = tmp / "checkpoints" / "run"
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        run_training(compose("train", overrides=overrides), run_dir=run_dir)
-    return root, run_dir
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
+    """``tiny_dataset(test=2, steps=None, into=None)``: the data set of
+    ``helpers.tiny_spec(test, steps)``, generated once a session and shared, so read it only.
+    A test that needs it at a given path (beside a run, at a preset's default root) or
+    changes it gets a copy ``into`` that path."""
+    made: dict[tuple[int | None, int | None], Path] = {}
+
+    def get(test: int | None = 2, steps: int | None = None, into: Path | None = None) -> Path:
+        if (test, steps) not in made:
+            root = tmp_path_factory.mktemp(f"tiny-test{test}-steps{steps}") / "data"
+            generate_dataset(root, tiny_spec(test, steps), progress=False)
+            made[test, steps] = root
+        if into is None:
+            return made[test, steps]
+        shutil.copytree(made[test, steps], into)
+        return into
+
+    return get
+
+
+@pytest.fixture(scope="session")
+def train_tiny(tiny_dataset: TinyDataset) -> TrainTiny:
+    """``train_tiny(tmp, test_samples=2)``: train a 2-layer 4-channel CNN for 3 steps without
+    tracking on the tiny data set with ``test_samples`` test samples, into ``tmp``; return
+    (data set root, run directory)."""
+
+    def train(tmp: Path, test_samples: int = 2) -> tuple[Path, Path]:
+        root = tiny_dataset(test_samples)
+        overrides = [
+            f"dataset.root={root}",
+            *tiny_overrides(test=test_samples),
+            "dataset.standardization=partial",
+            "trainer.checkpoint_every=3",
+            f"trainer.output_dir={tmp / 'checkpoints'}",
+            "logger=none",
+            "evaluation.randomization_samples=5",
+        ]
+        run_dir = tmp / "checkpoints" / "run"
+        run_training(compose_config("train", *overrides), run_dir=run_dir)
+        return root, run_dir
+
+    return train

@@ -22,12 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config, tiny_overrides
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import ChannelStatistics
 from normcoef.data.torch_dataset import Standardizer
@@ -43,21 +42,10 @@ from normcoef.training.factory import (
     unbuildable,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-register_configs()
-
 TINY = [
-    "dataset.height=16",
-    "dataset.width=24",
-    "dataset.splits={train: 3, valid: 1, test: 2}",
-    "model.layers=2",
-    "model.channels=4",
-    "trainer.steps=3",
-    "trainer.eval_every=1",
+    *tiny_overrides(test=2, layers=2, steps=3, eval_every=1),
     "trainer.checkpoint_every=3",
     "scheduler=step",  # its state holds a collections.Counter
-    "trainer.progress=false",
-    "trainer.device=cpu",
     "logger=none",
     "evaluate=false",
 ]
@@ -74,26 +62,16 @@ class Payload:
 
 
 def compose_train(root: Path, out: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"dataset.root={root}",
-                f"trainer.output_dir={out}",
-                *TINY,
-                *overrides,
-            ],
-        )
+    return compose_config(
+        "train", f"dataset.root={root}", f"trainer.output_dir={out}", *TINY, *overrides
+    )
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """The tiny run's directory (best.pt, last.pt); the data set is its sibling data/."""
     tmp = tmp_path_factory.mktemp("checkpoint_safety")
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
-    )
-    generate_dataset(tmp / "data", spec, progress=False)
+    tiny_dataset(test=2, into=tmp / "data")
     run_training(compose_train(tmp / "data", tmp / "checkpoints"), run_dir=tmp / "run")
     return tmp / "run"
 
@@ -322,8 +300,7 @@ def test_buildable_targets_are_those_of_the_conf_groups():
 @pytest.mark.parametrize("group", BUILT_GROUPS)
 def test_every_option_of_the_conf_groups_passes_the_check_and_builds(group: str):
     for yaml in sorted((CONF_DIR / group).glob("*.yaml")):
-        with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-            cfg = compose("train", overrides=[f"{group}={yaml.stem}", "model.layers=4"])
+        cfg = compose_config("train", f"{group}={yaml.stem}", "model.layers=4")
         stored = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
         assert unbuildable(OmegaConf.to_container(stored)) is None, yaml
         assert isinstance(build_model(stored.model, stored.activation, 3), torch.nn.Module)

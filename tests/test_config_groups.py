@@ -12,26 +12,23 @@ from pathlib import Path
 import hydra.core.utils
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from hydra.errors import MissingConfigException
 from mlflow import MlflowClient
-from normcoef.pipeline import start_tracker
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.config import register_configs
+from normcoef.pipeline import start_tracker
 from normcoef.sweeps.naming import register_resolvers, timestamped_name
 from normcoef.tracking import MLflowTracker, NullTracker
 from normcoef.training.factory import optimizer_factory, scheduler_factory
 
 REPO = Path(__file__).resolve().parents[1]
 CONF = REPO / "conf"
-register_configs()
 register_resolvers()
 
 
 def train_config(*overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        return compose("train", overrides=list(overrides), return_hydra_config=True)
+    return compose_config("train", *overrides, hydra=True)
 
 
 def options(group: str) -> list[str]:

@@ -10,11 +10,11 @@ from dataclasses import fields
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from helpers import compose_config
 from hydra.errors import ConfigCompositionException
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
 
-from normcoef.config import DatasetConfig, register_configs, validate
+from normcoef.config import DatasetConfig, validate
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
 from normcoef.models import PlainCNN, SkipAddCNN, SkipConcatCNN
@@ -23,17 +23,11 @@ from normcoef.training.factory import build_model
 from normcoef.training.settings import LoopSettings
 
 REPO = Path(__file__).resolve().parents[1]
-register_configs()
-
-
-def composed(name: str, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(name, overrides=list(overrides))
 
 
 @pytest.mark.parametrize("name", ["train", "generate"])
 def test_the_shipped_defaults_are_valid(name):
-    validate(composed(name))
+    validate(compose_config(name))
 
 
 def refused(fault: str, detail: str, *cases: tuple[str, str]) -> list:
@@ -90,12 +84,12 @@ OUT_OF_RANGE = [
 @pytest.mark.parametrize(("override", "message"), OUT_OF_RANGE)
 def test_a_value_out_of_range_is_refused_naming_its_key_and_range(override, message):
     with pytest.raises(ValueError, match=f"^{message}"):
-        validate(composed("train", override))
+        validate(compose_config("train", override))
 
 
 def test_a_missing_mandatory_value_is_named():
     with pytest.raises(ValueError, match="^dataset.root: missing; set it"):
-        validate(composed("train", "dataset.root=???"))
+        validate(compose_config("train", "dataset.root=???"))
 
 
 def test_the_dataset_schema_is_the_generators_plus_what_only_training_reads():
@@ -108,7 +102,7 @@ def test_the_dataset_schema_is_the_generators_plus_what_only_training_reads():
 
 def test_the_unread_dataset_name_is_no_key_any_more():
     with pytest.raises(ConfigCompositionException, match="dataset.name"):
-        composed("train", "dataset.name=python")
+        compose_config("train", "dataset.name=python")
 
 
 def test_the_schemas_check_their_values_when_built_directly():
@@ -158,7 +152,7 @@ def test_the_factory_passes_a_models_own_error_on_unwrapped():
 def test_training_with_zero_steps_is_refused_before_anything_is_written(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "checkpoints"
-    cfg = composed(
+    cfg = compose_config(
         "train",
         f"dataset.root={tmp_path / 'no-data'}",
         f"trainer.output_dir={out}",

@@ -13,11 +13,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TinyDataset
 
 from normcoef import check, convert
 from normcoef.cli import EXIT_USER_ERROR
-from normcoef.data.fields import FieldParameters
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import (
     GRID,
@@ -38,17 +37,9 @@ VARIABLES = ("alpha_i_minus", "alpha_j_minus", "w", "norm_coeffs")
 
 
 @pytest.fixture(scope="module")
-def ours(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("ours") / "python-16x24"
-    spec = GenerationSpec(
-        grid="python",
-        height=16,
-        width=24,
-        splits={"train": 3, "valid": 1},
-        fields=FieldParameters(steps=STEPS),
-    )
-    generate_dataset(root, spec, progress=False)
-    return root
+def ours(tiny_dataset: TinyDataset) -> Path:
+    """The tiny data set with M = STEPS and no test split (the original has none)."""
+    return tiny_dataset(test=None, steps=STEPS)
 
 
 # --- the original's layout, test-only --------------------------------------------------------

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import TinyDataset
+from helpers import destandardize, select_channels, tiny_spec
 
 from normcoef.data.distance import coast, signed_distance, standardized_distance
 from normcoef.data.fields import FieldParameters, length_scales, make_fields
@@ -28,7 +30,6 @@ from normcoef.data.grids import global_grid, make_grid, python_grid
 from normcoef.data.standardization import (
     ChannelStatistics,
     compute_statistics,
-    destandardize,
     standardize,
 )
 from normcoef.data.storage import (
@@ -211,7 +212,7 @@ def test_channel_statistics_round_trip_through_json_and_select_channels():
     again = ChannelStatistics.from_dict(stats.to_dict())
     np.testing.assert_array_equal(again.mean, stats.mean)
     np.testing.assert_array_equal(again.std, stats.std)
-    np.testing.assert_array_equal(stats.select([1]).mean, [1.0])
+    np.testing.assert_array_equal(select_channels(stats, [1]).mean, [1.0])
 
 
 def test_unknown_standardization_is_refused():
@@ -322,9 +323,7 @@ def test_unknown_distance_metric_is_refused():
 
 # --- data sets on disk -------------------------------------------------------------------
 
-SPEC = GenerationSpec(
-    grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-)
+SPEC = tiny_spec(test=1)
 
 
 def sample_files(root: Path) -> dict[Path, int]:
@@ -337,10 +336,9 @@ def tree(root: Path) -> dict[Path, int]:
 
 
 @pytest.fixture(scope="module")
-def generated(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("generated") / "python-16x24"
-    generate_dataset(root, SPEC, progress=False)
-    return root
+def generated(tiny_dataset: TinyDataset) -> Path:
+    """SPEC's data set, shared with other modules: tests change copies only."""
+    return tiny_dataset(test=1)
 
 
 @pytest.fixture

@@ -125,7 +125,7 @@ class CountedRun:
 
 
 @pytest.fixture(scope="module")
-def counted(tmp_path_factory: pytest.TempPathFactory) -> CountedRun:
+def counted(tmp_path_factory: pytest.TempPathFactory, train_tiny: conftest.TrainTiny) -> CountedRun:
     """A tiny training run; how often ``run_training`` read metadata.json."""
     reads = []
     read_text = Path.read_text
@@ -143,7 +143,7 @@ def counted(tmp_path_factory: pytest.TempPathFactory) -> CountedRun:
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(Path, "read_text", counting_read_text)
         patch.setattr(conftest, "run_training", counting_run_training)
-        root, run_dir = conftest.train_tiny(tmp_path_factory.mktemp("info"))
+        root, run_dir = train_tiny(tmp_path_factory.mktemp("info"))
     return CountedRun(root, run_dir, reads[0])
 
 

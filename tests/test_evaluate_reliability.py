@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from conftest import train_tiny
+from conftest import TrainTiny
 
 from normcoef import evaluate
 from normcoef.data.info import DatasetInfo
@@ -36,7 +36,7 @@ class EmptyTestRun:
 
 
 @pytest.fixture(scope="module")
-def empty_test(tmp_path_factory: pytest.TempPathFactory) -> EmptyTestRun:
+def empty_test(tmp_path_factory: pytest.TempPathFactory, train_tiny: TrainTiny) -> EmptyTestRun:
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         root, run_dir = train_tiny(tmp_path_factory.mktemp("evaluate"), test_samples=0)

@@ -16,13 +16,12 @@ import mlflow
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config, tiny_overrides
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from normcoef import evaluate, predict
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
@@ -32,7 +31,6 @@ from normcoef.pipeline import run_training
 from normcoef.training.factory import build_loss
 from normcoef.training.forward import evaluate_split
 
-REPO = Path(__file__).resolve().parents[1]
 RANDOMIZATION_SAMPLES = 20
 
 
@@ -47,38 +45,24 @@ class TrainedRun:
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainedRun:
+def trained(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> TrainedRun:
     tmp = tmp_path_factory.mktemp("inference")
-    root = tmp / "data"
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
-    )
-    generate_dataset(root, spec, progress=False)
+    root = tiny_dataset(test=2)
     uri = f"sqlite:///{tmp}/mlflow.db"
     # Artifacts under tmp, not in ./mlruns of the working directory.
     MlflowClient(uri).create_experiment("inference", artifact_location=str(tmp / "artifacts"))
-    register_configs()
     overrides = [
         f"dataset.root={root}",
-        "dataset.height=16",
-        "dataset.width=24",
-        "dataset.splits={train: 3, valid: 1, test: 2}",
+        *tiny_overrides(test=2, layers=2, steps=3, eval_every=1),
         "dataset.standardization=partial",
         "distance_map=manhattan",
-        "model.layers=2",
-        "model.channels=4",
-        "trainer.steps=3",
-        "trainer.eval_every=1",
         "trainer.checkpoint_every=3",
-        "trainer.progress=false",
-        "trainer.device=cpu",
         f"trainer.output_dir={tmp / 'checkpoints'}",
         f"logger.tracking_uri={uri}",
         "logger.experiment=inference",
         f"evaluation.randomization_samples={RANDOMIZATION_SAMPLES}",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config("train", *overrides)
     run_training(cfg)
     client = MlflowClient(uri)
     experiment = client.get_experiment_by_name("inference")

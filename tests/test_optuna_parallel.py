@@ -18,13 +18,13 @@ from pathlib import Path
 
 import optuna
 import pytest
+from conftest import TinyDataset
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
 from optuna.samplers import GridSampler, TPESampler
 from optuna.trial import TrialState
 
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.sweeps.optuna import (
     ScalableOptunaSweeperImpl,
     TrialSeededSampler,
@@ -40,13 +40,10 @@ STUDY_DIR = Path("multirun") / "optuna_smoke"
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """A working directory holding the tiny data set at the smoke presets' root."""
     root = tmp_path_factory.mktemp("optuna_parallel")
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-    )
-    generate_dataset(root / "data" / "python-16x24-seed0", spec)
+    tiny_dataset(test=1, into=root / "data" / "python-16x24-seed0")
     (root / "multirun").mkdir()
     return root
 

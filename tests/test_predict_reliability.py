@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import train_tiny
+from conftest import TrainTiny
 
 from normcoef import predict
 from normcoef.data.fields import FieldParameters, make_fields
@@ -31,7 +31,7 @@ class TinyRun:
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory: pytest.TempPathFactory) -> TinyRun:
+def tiny(tmp_path_factory: pytest.TempPathFactory, train_tiny: TrainTiny) -> TinyRun:
     root, run_dir = train_tiny(tmp_path_factory.mktemp("predict"))
     with np.load(root / "test" / "X" / "00000.npz") as stored:
         fields = stored["arr_0"]

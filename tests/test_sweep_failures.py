@@ -15,14 +15,13 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.errors import InstantiationException
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.pipeline import run_training
 from normcoef.sweeps.failures import (
     BASIC_SWEEPER,
@@ -34,7 +33,6 @@ from normcoef.sweeps.failures import (
 )
 from normcoef.training.checkpoint import load_checkpoint
 
-REPO = Path(__file__).resolve().parents[1]
 OPTUNA_SWEEPER = "hydra_plugins.hydra_optuna_sweeper.optuna_sweeper.OptunaSweeper"
 TINY = [
     "experiment=smoke/shrink",
@@ -45,17 +43,11 @@ TINY = [
     "trainer.device=cpu",
     "trainer.num_threads=1",
 ]
-register_configs()
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("failures") / "data"
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-    )
-    generate_dataset(root, spec)
-    return root
+def data(tiny_dataset: TinyDataset) -> Path:
+    return tiny_dataset(test=1)
 
 
 # --- the callback, job by job --------------------------------------------------------------
@@ -261,8 +253,7 @@ def test_a_single_run_on_missing_data_fails_in_one_line(tmp_path: Path):
 
 
 def config(data: Path, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose("train", overrides=[*TINY, f"dataset.root={data}", *overrides])
+    return compose_config("train", *TINY, f"dataset.root={data}", *overrides)
 
 
 @pytest.mark.reliability(

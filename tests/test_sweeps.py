@@ -14,9 +14,9 @@ from pathlib import Path
 import mlflow
 import optuna
 import pytest
+from conftest import TinyDataset
 from mlflow import MlflowClient
 
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.report import (
     RunResult,
     format_table,
@@ -32,13 +32,10 @@ ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """A working directory holding the tiny data set at the smoke presets' root."""
     root = tmp_path_factory.mktemp("sweeps")
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-    )
-    generate_dataset(root / "data" / "python-16x24-seed0", spec)
+    tiny_dataset(test=1, into=root / "data" / "python-16x24-seed0")
     (root / "multirun").mkdir()
     return root
 

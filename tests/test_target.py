@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config, tiny_overrides
 
 from normcoef import evaluate, predict
-from normcoef.config import register_configs, validate
-from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.config import validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import Split, load_split
 from normcoef.data.torch_dataset import NormalizationDataset, Standardizer, augment_offline
@@ -24,7 +24,6 @@ from normcoef.physics.prior import uniform_lattice_prior
 from normcoef.training.checkpoint import CheckpointError
 from tests.test_prior import random_sample
 
-REPO = Path(__file__).resolve().parents[1]
 STEPS = 10
 
 
@@ -149,46 +148,30 @@ def test_the_gamma_target_keeps_the_loss_as_built():
     "train", "unknown target name", "error", "target.name names the key and the choices"
 )
 def test_an_unknown_target_is_refused_naming_the_key():
-    register_configs()
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=["target.name=gama"])
+    cfg = compose_config("train", "target.name=gama")
     with pytest.raises(ValueError, match="^target.name=gama: must be one of gamma, prior_resid"):
         validate(cfg)
 
 
 @pytest.fixture(scope="module")
-def residual_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def residual_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """A tiny run (16x24 grid, 2-layer 4-channel CNN, 3 steps) with target=prior_residual;
     its data set is ``<run>/../data``."""
     from normcoef.pipeline import run_training
 
     tmp_path = tmp_path_factory.mktemp("residual")
-    root = tmp_path / "data"
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
-    )
-    generate_dataset(root, spec, progress=False)
-    register_configs()
+    root = tiny_dataset(test=2, into=tmp_path / "data")
     overrides = [
         f"dataset.root={root}",
-        "dataset.height=16",
-        "dataset.width=24",
-        "dataset.splits={train: 3, valid: 1, test: 2}",
+        *tiny_overrides(test=2, layers=2, steps=3, eval_every=1),
         "target=prior_residual",
         "loss=rel_sq",
-        "model.layers=2",
-        "model.channels=4",
-        "trainer.steps=3",
-        "trainer.eval_every=1",
         "trainer.checkpoint_every=3",
-        "trainer.progress=false",
-        "trainer.device=cpu",
         f"trainer.output_dir={tmp_path / 'checkpoints'}",
         "logger=none",
         "evaluation.randomization_samples=0",
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("train", overrides=overrides)
+    cfg = compose_config("train", *overrides)
     run_training(cfg, run_dir=tmp_path / "run")
     return tmp_path / "run"
 

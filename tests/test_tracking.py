@@ -14,13 +14,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config, tiny_overrides
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef import tracking
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.metrics import aggregate
 from normcoef.pipeline import run_training
 from normcoef.sweeps.parent_run import ParentRun
@@ -33,31 +32,19 @@ from normcoef.tracking import (
 )
 
 REPO = Path(__file__).resolve().parents[1]
-register_configs()
 TINY = [
-    "dataset.height=16",
-    "dataset.width=24",
-    "dataset.splits={train:3,valid:1,test:1}",
-    "model.layers=3",
-    "model.channels=4",
-    "trainer.steps=4",
-    "trainer.eval_every=2",
+    *tiny_overrides(test=1, layers=3, steps=4, eval_every=2),
     "trainer.checkpoint_every=2",
-    "trainer.device=cpu",
-    "trainer.progress=false",
     "trainer.num_threads=1",
     "evaluation.randomization_samples=0",
 ]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """The tiny data set under data/ and an MLflow store to copy, template.db."""
     root = tmp_path_factory.mktemp("tracking")
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 1}
-    )
-    generate_dataset(root / "data", spec)
+    tiny_dataset(test=1, into=root / "data")
     client = MlflowClient(f"sqlite:///{root / 'template.db'}")
     client.create_experiment("normcoef", artifact_location=str(root / "artifacts"))
     return root
@@ -71,17 +58,14 @@ def store(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
 
 
 def config(workdir: Path, out: Path, uri: str, *overrides: str) -> DictConfig:
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"dataset.root={workdir / 'data'}",
-                f"trainer.output_dir={out}",
-                f"logger.tracking_uri={uri}",
-                *TINY,
-                *overrides,
-            ],
-        )
+    return compose_config(
+        "train",
+        f"dataset.root={workdir / 'data'}",
+        f"trainer.output_dir={out}",
+        f"logger.tracking_uri={uri}",
+        *TINY,
+        *overrides,
+    )
 
 
 def only_run(uri: str):
@@ -164,7 +148,11 @@ def sweep_config(uri: str, sweep_dir: Path) -> DictConfig:
     return OmegaConf.create(
         {
             "experiment_name": "activation_smoke",
-            "logger": {"_target_": "normcoef.tracking.MLflowTracker", "tracking_uri": uri, "experiment": "normcoef"},
+            "logger": {
+                "_target_": "normcoef.tracking.MLflowTracker",
+                "tracking_uri": uri,
+                "experiment": "normcoef",
+            },
             "hydra": {
                 "sweep": {"dir": str(sweep_dir)},
                 "overrides": {"task": ["experiment=smoke/activation", "activation=relu,elu"]},

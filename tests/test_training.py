@@ -15,43 +15,28 @@ from pathlib import Path
 
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
+from conftest import TinyDataset
+from helpers import compose_config, tiny_overrides
 from hydra.errors import ConfigCompositionException
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-from normcoef.config import register_configs
-from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.pipeline import load_data, refuse_data_parallel, run_training
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_model
 from normcoef.training.loop import DivergenceError
 
-REPO = Path(__file__).resolve().parents[1]
-register_configs()
-
 TINY = [
-    "dataset.height=16",
-    "dataset.width=24",
-    "dataset.splits={train:3,valid:1,test:2}",
-    "model.layers=3",
-    "model.channels=4",
-    "trainer.steps=4",
-    "trainer.eval_every=2",
-    "trainer.device=cpu",
-    "trainer.progress=false",
+    *tiny_overrides(test=2, layers=3, steps=4, eval_every=2),
     "evaluation.randomization_samples=50",
 ]
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, tiny_dataset: TinyDataset) -> Path:
     """The tiny data set under data/ and an empty MLflow store to copy, template.db."""
     root = tmp_path_factory.mktemp("training")
-    spec = GenerationSpec(
-        grid="python", height=16, width=24, splits={"train": 3, "valid": 1, "test": 2}
-    )
-    generate_dataset(root / "data", spec)
+    tiny_dataset(test=2, into=root / "data")
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(root)  # the store's default experiment keeps its artifacts here
         MlflowClient(f"sqlite:///{root / 'template.db'}").search_experiments()
@@ -73,17 +58,14 @@ def store(workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str
 def config(workdir: Path, out: Path, *overrides: str, uri: str | None = None) -> DictConfig:
     """conf/train.yaml with the tiny presets; tracked in ``uri``, else untracked."""
     logger = [f"logger.tracking_uri={uri}"] if uri else ["logger=none"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        return compose(
-            "train",
-            overrides=[
-                f"dataset.root={workdir / 'data'}",
-                f"trainer.output_dir={out}",
-                *TINY,
-                *logger,
-                *overrides,
-            ],
-        )
+    return compose_config(
+        "train",
+        f"dataset.root={workdir / 'data'}",
+        f"trainer.output_dir={out}",
+        *TINY,
+        *logger,
+        *overrides,
+    )
 
 
 def tracked_run(uri: str, output_dir: Path):

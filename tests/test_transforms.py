@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import destandardize, transform_standardized, transform_standardized_tensor
 
 from normcoef.data.standardization import (
     ChannelStatistics,
     compute_statistics,
-    destandardize,
     standardize,
 )
 from normcoef.data.transforms import (
@@ -31,8 +31,6 @@ from normcoef.data.transforms import (
     transform_cells,
     transform_fields,
     transform_sample,
-    transform_standardized,
-    transform_standardized_tensor,
     transformed_periodicity,
 )
 from normcoef.physics.diffusion import DiffusionOperator, open_faces

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -199,7 +199,9 @@ def check_periodic_halo(
     )
 
 
-def faces_on_land(fields: np.ndarray, mask: np.ndarray, periodic: tuple[bool, bool]) -> int:
+def faces_on_land(
+    fields: np.ndarray | Sequence[np.ndarray], mask: np.ndarray, periodic: tuple[bool, bool]
+) -> int:
     """How many alpha_i_minus/alpha_j_minus values are nonzero on faces touching land."""
     south, west = original_open_faces(mask, *periodic)
     return int(((fields[0] != 0) & ~south).sum() + ((fields[1] != 0) & ~west).sum())

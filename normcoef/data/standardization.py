@@ -41,9 +41,6 @@ class ChannelStatistics:
     def from_dict(cls, data: dict[str, list[float]]) -> ChannelStatistics:
         return cls(np.asarray(data["mean"]), np.asarray(data["std"]))
 
-    def select(self, channels: list[int]) -> ChannelStatistics:
-        return ChannelStatistics(self.mean[channels], self.std[channels])
-
 
 def check_mode(mode: str) -> None:
     if mode not in MODES:
@@ -75,8 +72,3 @@ def standardize(
     if mode == "partial":
         out = np.where(mask[None], out, 0.0)
     return out
-
-
-def destandardize(image: np.ndarray, stats: ChannelStatistics) -> np.ndarray:
-    """Inverse of ``standardize`` on the cells it did not zero."""
-    return image * stats.std[:, None, None] + stats.mean[:, None, None]

@@ -26,14 +26,9 @@ Rotations follow ``np.rot90`` on the (H, W) arrays, k = 1, 2, 3. Note that with 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
-
-from normcoef.data.standardization import ChannelStatistics, Mode, destandardize, standardize
-
-if TYPE_CHECKING:
-    import torch
 
 _CELL_STEPS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "flip_y": lambda a: np.flip(a, axis=-2),
@@ -151,56 +146,6 @@ def transform_sample(
         transform_cells(name, mask),
         transform_cells(name, gamma),
     )
-
-
-def transform_standardized(
-    name: str,
-    image: np.ndarray,
-    mask: np.ndarray,
-    stats: ChannelStatistics,
-    mode: Mode,
-    periodic_x: bool = True,
-    periodic_y: bool = False,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Transform a standardized input (C, H, W); return it and the transformed mask.
-
-    Each channel is standardized with its own statistics, and quarter turns move A_j's values
-    into the A_i channel: so destandardize, transform the physical fields, standardize again
-    (report section 6.1). Partial standardization erased land, but a flip moves the face
-    south (west) of an ocean cell onto its north (east) face, and that face may belong to a
-    land cell: faces touching land are 0 by convention, so land A_i, A_j are restored as 0.
-    """
-    raw = destandardize(np.asarray(image, dtype=np.float64), stats)
-    mask = np.asarray(mask, dtype=bool)
-    if mode == "partial":
-        raw[:2, ~mask] = 0.0
-    moved = transform_fields(name, raw, periodic_x, periodic_y)
-    moved_mask = transform_cells(name, mask)
-    return standardize(moved, stats, mode, moved_mask), moved_mask
-
-
-def transform_standardized_tensor(
-    name: str,
-    image: torch.Tensor,
-    mask: torch.Tensor,
-    stats: ChannelStatistics,
-    mode: Mode,
-    periodic_x: bool = True,
-    periodic_y: bool = False,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """``transform_standardized`` for torch tensors (same dtype and device back)."""
-    import torch
-
-    moved, moved_mask = transform_standardized(
-        name,
-        image.detach().cpu().numpy(),
-        mask.detach().cpu().numpy(),
-        stats,
-        mode,
-        periodic_x,
-        periodic_y,
-    )
-    return torch.from_numpy(moved).to(image), torch.from_numpy(moved_mask).to(mask)
 
 
 def check_augmentation_supported(

@@ -32,6 +32,7 @@ from normcoef.tracking import (
     SWEEP_TAG,
     RunStore,
     read_sweep_parent,
+    tracks_to_mlflow,
     write_sweep_parent,
 )
 

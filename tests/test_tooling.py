@@ -1,0 +1,75 @@
+"""Specification of the project's tooling: one console script per entry point, each working
+from any directory, and a ``make`` that lists its targets rather than installing."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+REPO = Path(__file__).resolve().parents[1]
+SCRIPTS: dict[str, str] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+# What each command's --help shows when it works; Hydra's lists conf/'s groups, so it proves
+# that conf/ was found.
+HELP = {
+    "normcoef-train": "== Configuration groups ==",
+    "normcoef-generate": "== Configuration groups ==",
+    "normcoef-evaluate": "usage:",
+    "normcoef-predict": "usage:",
+    "normcoef-report": "experiment=",
+    "normcoef-convert": "usage:",
+    "normcoef-check": "usage:",
+}
+# pip's console-script wrapper: the module is imported by name, not run as __main__.
+WRAPPER = "import sys; from {module} import {name}; sys.argv[0] = {script!r}; sys.exit({name}())"
+
+
+def test_every_entry_point_has_a_console_script():
+    assert set(SCRIPTS) == set(HELP)
+
+
+@pytest.mark.parametrize("script", sorted(HELP))
+def test_a_console_script_names_a_callable_main(script: str):
+    module, _, name = SCRIPTS[script].partition(":")
+    assert name == "main"
+    assert callable(getattr(importlib.import_module(module), name))
+
+
+@pytest.mark.parametrize("script", sorted(HELP))
+def test_a_console_script_runs_from_any_directory(script: str, tmp_path: Path):
+    module, _, name = SCRIPTS[script].partition(":")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", WRAPPER.format(module=module, name=name, script=script), "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert HELP[script] in done.stdout
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_without_a_target_lists_every_target_and_installs_nothing():
+    make = ["make", "--no-print-directory", "-C", str(REPO)]
+    planned = subprocess.run([*make, "-n"], capture_output=True, text=True, timeout=60)
+    assert "pip" not in planned.stdout and "venv" not in planned.stdout, planned.stdout
+    done = subprocess.run([*make, "-s"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    listed = {line.split()[0]: line for line in done.stdout.splitlines()}
+    phony = re.search(r"^\.PHONY:(.*)$", (REPO / "Makefile").read_text(), re.M)
+    assert phony is not None
+    assert set(listed) == set(phony.group(1).split())
+    assert all(len(line.split()) > 1 for line in listed.values()), "a target lacks its ## line"
