@@ -15,13 +15,8 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import TypeVar
 
-CONFIG_DIR = str(Path(__file__).resolve().parents[1] / "conf")
-"""conf/ as an absolute path for ``@hydra.main``: a relative ``config_path`` is resolved
-against the package when the entry point runs as a console script (``normcoef-train``), and
-conf/ is no package; with ``python -m`` both name the same directory."""
 DEBUG_ENV = "NORMCOEF_DEBUG"
 USER_ERRORS: tuple[type[BaseException], ...] = (OSError, ValueError, LookupError)
 EXIT_USER_ERROR = 2

@@ -12,15 +12,15 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from normcoef.cli import CONFIG_DIR, exit_on_user_error, interrupt_on_sigterm
-from normcoef.config import generation_spec, register_configs, validate
+from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
+from normcoef.config import CONF_DIR, generation_spec, register_configs, validate
 from normcoef.data.generation import generate_dataset, summary
 
 register_configs()
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="generate")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
 @exit_on_user_error
 def main(cfg: DictConfig) -> None:
     validate(cfg)

@@ -16,8 +16,8 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from normcoef.cli import CONFIG_DIR, exit_on_user_error, interrupt_on_sigterm
-from normcoef.config import register_configs
+from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
+from normcoef.config import CONF_DIR, register_configs
 from normcoef.pipeline import run_training
 from normcoef.sweeps.naming import register_resolvers
 from normcoef.tracking import job_context
@@ -26,7 +26,7 @@ register_configs()
 register_resolvers()
 
 
-@hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="train")
+@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     interrupt_on_sigterm()  # a killed or timed-out run ends KILLED in MLflow, not RUNNING
     hydra_cfg = HydraConfig.get()

@@ -12,8 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
-from normcoef.cli import CONFIG_DIR
-from normcoef.config import register_configs
+from normcoef.config import CONF_DIR, register_configs
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
 from normcoef.data.standardization import ChannelStatistics, Mode, standardize
@@ -53,7 +52,7 @@ def compose_config(name: str, *overrides: str, hydra: bool = False) -> DictConfi
     """conf/``name``.yaml composed with ``overrides`` as the entry point would, without running
     it; ``hydra=True`` keeps the ``hydra`` node (run directories, choices)."""
     register_configs()
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         return compose(name, overrides=list(overrides), return_hydra_config=hydra)
 
 

@@ -27,6 +27,7 @@ from helpers import compose_config, tiny_overrides
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from normcoef.config import CONF_DIR
 from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import ChannelStatistics
 from normcoef.data.torch_dataset import Standardizer
@@ -35,7 +36,6 @@ from normcoef.pipeline import run_training
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (
     BUILT_GROUPS,
-    CONF_DIR,
     build_loss,
     build_model,
     buildable_targets,

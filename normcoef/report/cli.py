@@ -62,13 +62,13 @@ def split_arguments(args: Sequence[str]) -> tuple[dict[str, Any], list[str]]:
 
 def compose_train_config(overrides: Sequence[str]) -> DictConfig:
     """The training config the sweep ran with (experiment name, tracking store, sweeper)."""
-    from hydra import compose, initialize
+    from hydra import compose, initialize_config_dir
     from hydra.errors import HydraException
 
-    from normcoef.config import register_configs
+    from normcoef.config import CONF_DIR, register_configs
 
     register_configs()
-    with initialize(version_base="1.3", config_path="../../conf"):
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         try:
             return compose("train", overrides=list(overrides), return_hydra_config=True)
         except HydraException as error:  # an unknown experiment, a misspelt key...

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
+from normcoef.config import CONF_DIR
 from normcoef.data.info import DatasetInfo
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
@@ -25,8 +25,6 @@ OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 SchedulerFactory = Callable[[torch.optim.Optimizer, int], LRScheduler | None]
 """``conf/scheduler``: (optimizer, ``trainer.steps``) -> its schedule, None for a constant rate."""
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
-"""The config groups ``python -m normcoef.train`` composes (its ``config_path``)."""
 BUILT_GROUPS = ("model", "activation", "loss")
 """The groups ``build_model`` and ``build_loss`` instantiate."""
 
