@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data train test test-fast typecheck hooks bench bench-logging bench-train lint format sweep search ui clean
+.PHONY: help install run data train test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -65,6 +65,11 @@ bench-logging: install ## MLflow's cost per training step
 BENCH_ARGS ?= --steps 4 --threads 1
 bench-train: install ## training throughput (BENCH_ARGS)
 	$(PY) benchmarks/bench_training.py $(BENCH_ARGS)
+
+# The report's orderings, each ablation preset x 3 seeds x (target=gamma, prior_residual), at a
+# CPU scale (python grid 32x64, 16 channels, 400 steps): ~1 h on 2 cores; docs/results.md.
+orderings: install ## the report's orderings re-measured, 3 seeds, with and without the prior
+	PY=$(PY) WORKERS=$(WORKERS) bash benchmarks/orderings.sh $(ARGS)
 
 lint: install ## ruff check, ruff format --check
 	$(PY) -m ruff check normcoef tests benchmarks hydra_plugins

@@ -18,7 +18,12 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.pipeline import start_tracker
-from normcoef.sweeps.naming import register_resolvers, timestamped_name
+from normcoef.sweeps.naming import (
+    MAX_JOB_DIR_BYTES,
+    job_dir_name,
+    register_resolvers,
+    timestamped_name,
+)
 from normcoef.tracking import MLflowTracker, NullTracker
 from normcoef.training.factory import optimizer_factory, scheduler_factory
 
@@ -200,3 +205,29 @@ def test_a_folder_name_starts_with_its_time_so_folders_sort_by_start():
     assert early.startswith("2026-01-02_03-04-05_")
     assert sorted([late, early]) == [early, late]
     assert timestamped_name(datetime(2026, 1, 2, 3, 4, 5)) != early
+
+
+LONG_OVERRIDES = ",".join(f"dataset.key{i}=data/value-{i}" for i in range(20)) + ",loss=mse"
+
+
+@pytest.mark.reliability(
+    "sweep",
+    "overrides too long for a folder name, or holding a /",
+    "handled",
+    "the job folder is cut and ends with a hash; / becomes _",
+)
+def test_a_sweep_job_folder_fits_a_file_name_and_stays_unique():
+    cfg = train_config()
+    cfg.hydra.job.num = 7
+    cfg.hydra.job.override_dirname = LONG_OVERRIDES
+    name = str(cfg.hydra.sweep.subdir)  # conf/train.yaml's sweep.subdir
+    assert name == job_dir_name(7, LONG_OVERRIDES)
+    assert len(name.encode()) <= MAX_JOB_DIR_BYTES and "/" not in name
+    assert name.startswith("7_dataset.key0=data_value-0,")
+    other = job_dir_name(7, LONG_OVERRIDES.replace("loss=mse", "loss=rel_sq"))
+    assert other != name and len(other.encode()) <= MAX_JOB_DIR_BYTES
+
+
+def test_a_short_job_folder_is_the_number_and_the_overrides():
+    assert job_dir_name(3, "activation=elu,trainer.seed=1") == "3_activation=elu,trainer.seed=1"
+    assert job_dir_name(0, "") == "0_"
