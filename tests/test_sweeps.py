@@ -22,10 +22,10 @@ from normcoef.report import (
     format_table,
     group_runs,
     main,
-    parse_overrides,
     varied_keys,
 )
 from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED
+from normcoef.tracking import parse_override_dirname
 
 # normcoef's Optuna sweeper is a Hydra plugin in hydra_plugins/ at the repository root.
 ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
@@ -64,15 +64,17 @@ def result(overrides: str, eps_q: float, status: str = "FINISHED") -> RunResult:
     """A job whose test and (choosing) validation metrics are the same numbers."""
     metrics = {"eps_q": eps_q, "eps_max": 2 * eps_q, "eps_mean": eps_q / 10}
     if status != "FINISHED":
-        return RunResult(parse_overrides(overrides), status)
-    return RunResult(parse_overrides(overrides), status, metrics, validation=dict(metrics))
+        return RunResult(parse_override_dirname(overrides), status)
+    return RunResult(parse_override_dirname(overrides), status, metrics, validation=dict(metrics))
 
 
 # --- the report's table, without MLflow ----------------------------------------------------
 
 
 def test_override_strings_split_into_keys_and_values_keeping_lists_whole():
-    parsed = parse_overrides("augmentation.transforms=[hflip,vflip],experiment=smoke/loss,loss=mse")
+    parsed = parse_override_dirname(
+        "augmentation.transforms=[hflip,vflip],experiment=smoke/loss,loss=mse"
+    )
     assert parsed == {
         "augmentation.transforms": "[hflip,vflip]",
         "experiment": "smoke/loss",

@@ -29,7 +29,6 @@ from normcoef.report.table import (
     group_runs,
     varied_keys,
 )
-from normcoef.tracking import parse_override_dirname as parse_overrides
 from normcoef.tracking import run_overrides
 
 __all__ = [
@@ -50,7 +49,6 @@ __all__ = [
     "missing_jobs",
     "optuna_summary",
     "parent_run",
-    "parse_overrides",
     "report",
     "run_overrides",
     "run_result",
