@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data train test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
+.PHONY: help install run data train beat test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -37,6 +37,16 @@ train: install ## train EXPERIMENT (quickstart) with the overrides in ARGS
 
 run: data train ## data, then train: the quickstart end to end
 	@echo "Browse the run: make ui, then open http://$(MLFLOW_HOST):$(MLFLOW_PORT) (docs/reviewing.md)"
+
+# Issue 10's recipe (conf/experiment/beat_randomization.yaml): its data set (python grid 64x128,
+# 64/16/16 samples; generation resumes, so a second call only checks it), then the training.
+# GPU-sized (64 channels, 30000 steps at batch 16); the CPU run of docs/results.md added
+# ARGS="model.channels=32 trainer.batch_size=4 trainer.steps=7000".
+BEAT_DATA := dataset=python dataset.splits.train=64 dataset.splits.valid=16 dataset.splits.test=16 \
+	dataset.root=data/beat_randomization-64x128-seed0
+beat: install ## issue 10's recipe: its data, then experiment=beat_randomization (ARGS)
+	$(PY) -m normcoef.generate $(BEAT_DATA) workers=$(WORKERS)
+	$(PY) -m normcoef.train experiment=beat_randomization $(ARGS)
 
 # The type check first (~30 s): CI runs this target (.ci/run).
 test: install typecheck ## type check, then every test

@@ -4,6 +4,8 @@
     python benchmarks/bench_training.py --device cuda --steps 200     # one GPU
     python benchmarks/bench_training.py --device cuda --steps 200 --channels-last \\
         --mixed-precision --compile reduce-overhead                   # the fast settings
+    python benchmarks/bench_training.py --device cuda --steps 200 --batch 64 --crop 64 64
+                                                   # 64 crops of 64x64 with halo per step
 
 The network is the report's (10-layer, 64-channel ELU CNN with additive skips, valid padding
 with a circular east-west halo, Manhattan distance map: 4 inputs), composed from conf/ like a
@@ -17,6 +19,8 @@ loop's cost does not depend on the values). Repeats alternate between
   Its per-step time is the difference between a run of ``steps + 1`` steps and one of 1 step,
   so the fixed costs of a run (data to the device, final evaluation and checkpoints) cancel.
 
+With ``--crop H W`` a step trains on ``--batch`` windows of H x W cells cut with their halo
+(``trainer.crop``); pixel-passes then count the windows' cells, not their halo.
 Both use the same options (channels-last, bfloat16 autocast, torch.compile). Prints medians of
 samples/s, pixels/s (pixel-passes: pixels trained on per second), effective TFLOP/s
 (convolutions only, counted analytically: 2 k² C_in C_out H_out W_out per convolution forward,
@@ -46,6 +50,7 @@ from torch import nn
 from normcoef.config import register_configs
 from normcoef.data.storage import Split
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
+from normcoef.training.crops import crop_sampler
 from normcoef.training.factory import build_loss, build_model
 from normcoef.training.loop import resident_split, train_model, train_step
 from normcoef.training.schedules import constant
@@ -79,8 +84,9 @@ def synthetic_data(samples: int, height: int, width: int) -> PreparedData:
     return PreparedData(NormalizationDataset(train, standardizer), empty, empty, standardizer)
 
 
-def conv_flops(model: nn.Module, x: torch.Tensor) -> float:
-    """FLOPs of the convolutions of one forward and backward pass of batch ``x``."""
+def conv_flops(model: nn.Module, x: torch.Tensor, with_halo: bool = False) -> float:
+    """FLOPs of the convolutions of one forward and backward pass of batch ``x`` (crops
+    already carrying their halo with ``with_halo``)."""
     shapes: list[tuple[torch.Size, torch.Size]] = []
     hooks = [
         module.register_forward_hook(lambda m, _, out: shapes.append((m.weight.shape, out.shape)))
@@ -88,7 +94,7 @@ def conv_flops(model: nn.Module, x: torch.Tensor) -> float:
         if isinstance(module, nn.Conv2d)
     ]
     with torch.no_grad():
-        model(x)
+        model.forward_with_halo(x) if with_halo else model(x)
     for hook in hooks:
         hook.remove()
     # weight (C_out, C_in, k, k), output (B, C_out, H_out, W_out)
@@ -107,7 +113,13 @@ def bare_step_time(args, device: torch.device, data: PreparedData) -> float:
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format).train()
     forward = model if args.compile == "none" else torch.compile(model, mode=args.compile)
-    x, y, ocean = (part[: args.batch] for part in resident_split(data.train, device))
+    x, y, ocean = bare_batch(args, device, data, model)
+    if args.crop:
+        forward = (
+            model.forward_with_halo
+            if args.compile == "none"
+            else torch.compile(model.forward_with_halo, mode=args.compile)
+        )
     x = x.contiguous(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = args.mixed_precision and device.type == "cuda"
@@ -115,7 +127,7 @@ def bare_step_time(args, device: torch.device, data: PreparedData) -> float:
 
     def step() -> None:
         train_step(
-            forward, loss_fn, optimizer, (x, y, ocean), scale, autocast, forward is not model
+            forward, loss_fn, optimizer, (x, y, ocean), scale, autocast, args.compile != "none"
         )
 
     for _ in range(args.warmup):
@@ -126,6 +138,20 @@ def bare_step_time(args, device: torch.device, data: PreparedData) -> float:
         step()
     synchronize(device)
     return (time.perf_counter() - start) / args.steps
+
+
+def bare_batch(
+    args, device: torch.device, data: PreparedData, model: nn.Module
+) -> tuple[torch.Tensor, ...]:
+    """The bare step's fixed batch: whole grids, or with ``--crop`` one batch of crops cut
+    with their halo as the loop cuts them."""
+    resident = resident_split(data.train, device)
+    assert resident is not None
+    if not args.crop:
+        return tuple(part[: args.batch] for part in resident)
+    sampler = crop_sampler(model, resident, args.crop)
+    pairs = next(sampler.schedule(0, 1, len(data.train), args.batch, 0, device, 1))
+    return sampler.batch(pairs)
 
 
 def loop_run_time(args, device: torch.device, data: PreparedData, steps: int, tmp: Path) -> float:
@@ -142,6 +168,7 @@ def loop_run_time(args, device: torch.device, data: PreparedData, steps: int, tm
         log_every=args.log_every,
         channels_last=args.channels_last,
         compile=args.compile,
+        crop=args.crop,
     )
     run_dir = Path(tempfile.mkdtemp(dir=tmp))
     synchronize(device)
@@ -190,8 +217,11 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true", help="trainer.channels_last")
     parser.add_argument("--mixed-precision", action="store_true", help="bfloat16, CUDA only")
     parser.add_argument("--compile", default="none", help="trainer.compile mode")
+    parser.add_argument(
+        "--crop", type=int, nargs=2, metavar=("H", "W"), help="trainer.crop: train on windows"
+    )
     args = parser.parse_args()
-    if args.batch > args.samples:
+    if args.batch > args.samples and not args.crop:
         parser.error(f"--batch {args.batch} exceeds --samples {args.samples}")
 
     if args.threads:
@@ -201,7 +231,8 @@ def main() -> None:
         torch.backends.cudnn.benchmark = True
     data = synthetic_data(args.samples, args.height, args.width)
     model, _ = report_parts()
-    flops = conv_flops(model, data.train.item(0)[0][None].expand(args.batch, -1, -1, -1))
+    batch = bare_batch(args, torch.device("cpu"), data, model)[0]
+    flops = conv_flops(model, batch, with_halo=bool(args.crop))
     load_before = os.getloadavg()
     bare, loop = [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -217,8 +248,10 @@ def main() -> None:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     print(
         f"{name}, torch {torch.__version__}, {torch.get_num_threads()} CPU threads; "
-        f"{args.batch} x 4 x {args.height} x {args.width}, {args.steps} steps x {args.repeats} "
-        f"repeats, log_every {args.log_every}, channels_last {args.channels_last}, "
+        f"{args.batch} x 4 x {args.height} x {args.width}"
+        + (f" as crops of {args.crop[0]} x {args.crop[1]} (+ halo)" if args.crop else "")
+        + f", {args.steps} steps x {args.repeats} repeats, log_every {args.log_every}, "
+        f"channels_last {args.channels_last}, "
         f"mixed_precision {args.mixed_precision}, compile {args.compile}"
     )
     print(
@@ -227,7 +260,9 @@ def main() -> None:
         + "; after "
         + ", ".join(f"{v:.2f}" for v in load_after)
     )
-    pixels = args.batch * args.height * args.width
+    # Pixels trained on: the loss's cells (a crop's, without its halo).
+    height, width = args.crop or (args.height, args.width)
+    pixels = args.batch * height * width
     for label, times in (("bare", bare), ("loop", loop)):
         step = statistics.median(times)
         repeats = ", ".join(f"{1000 * t:.1f}" for t in times)

@@ -18,14 +18,8 @@ from normcoef.data.storage import Split
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
 from normcoef.losses import MSELoss
 from normcoef.models import SkipAddCNN
-from normcoef.training.loop import (
-    DivergenceError,
-    batch_indices,
-    collate,
-    device_batches,
-    resident_split,
-    train_model,
-)
+from normcoef.training.batches import batch_indices, device_batches
+from normcoef.training.loop import DivergenceError, collate, resident_split, train_model
 from normcoef.training.schedules import constant
 from normcoef.training.settings import LoopSettings
 

@@ -64,9 +64,19 @@ class _CNN(nn.Module):
         """The ``hidden`` layers between input and output layer, and their output channels."""
         raise NotImplementedError
 
+    @property
+    def halo(self) -> int:
+        """Cells of context each side of an output cell: one per valid convolution."""
+        return self.layers if self.padding == "valid" else 0
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.padding == "valid":
             x = halo_pad(x, self.layers, periodic_y=self.periodic_y, periodic_x=self.periodic_x)
+        return self.forward_with_halo(x)
+
+    def forward_with_halo(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H + 2 halo, W + 2 halo) -> (B, 1, H, W): an input that already carries its
+        halo of real neighbours (a training crop, normcoef.training.crops)."""
         return self.output_layer(self.body(self.input_layer(x)))
 
 

@@ -7,10 +7,9 @@ depends only on (seed, s), so a resumed run sees exactly the batches an uninterr
 
 from __future__ import annotations
 
-import itertools
 import math
 import shutil
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,7 +18,9 @@ from torch import nn
 from tqdm import tqdm
 
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
+from normcoef.training.batches import batch_indices, device_batches
 from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
+from normcoef.training.crops import crop_sampler
 from normcoef.training.factory import OptimizerFactory, SchedulerFactory
 from normcoef.training.forward import evaluate_split
 from normcoef.training.settings import LoopSettings
@@ -53,15 +54,6 @@ class TrainResult:
         return self.run_dir / "last.pt"
 
 
-def batch_indices(step: int, size: int, batch_size: int, seed: int) -> list[int]:
-    """Indices of the batch of ``step``: a seeded permutation per epoch, no sample dropped."""
-    per_epoch = math.ceil(size / batch_size)
-    epoch, position = divmod(step, per_epoch)
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(size, generator=generator).tolist()
-    return order[position * batch_size : (position + 1) * batch_size]
-
-
 def collate(dataset: NormalizationDataset, indices: list[int], draw: int, device: torch.device):
     items = [dataset.item(i, draw) for i in indices]
     return tuple(torch.stack(parts).to(device) for parts in zip(*items, strict=True))
@@ -75,20 +67,6 @@ def resident_split(
     if dataset.online:
         return None
     return collate(dataset, list(range(len(dataset))), 0, device)
-
-
-def device_batches(
-    start: int, stop: int, size: int, batch_size: int, seed: int, device: torch.device, chunk: int
-) -> Iterator[torch.Tensor]:
-    """``batch_indices`` of steps start..stop-1 as index tensors on ``device``, copied ``chunk``
-    steps at a time: one host-to-device copy (a host sync on CUDA) per chunk, not per step."""
-    for first in range(start, stop, chunk):
-        batches = [
-            batch_indices(step, size, batch_size, seed)
-            for step in range(first, min(first + chunk, stop))
-        ]
-        flat = torch.tensor(list(itertools.chain.from_iterable(batches)), device=device)
-        yield from flat.split([len(batch) for batch in batches])
 
 
 def train_step(
@@ -200,9 +178,17 @@ def train_model(
     model.train()
     # The compiled module shares the model's parameters; evaluation runs the plain model (eval
     # mode and batch 1 would only add recompilations).
-    forward = model if settings.compile == "none" else torch.compile(model, mode=settings.compile)
     resident = resident_split(data.train, device)
-    schedule = device_batches(
+    # With trainer.crop each step trains on random windows cut with their halo (exact: the
+    # network's outputs on a window are the whole grid's), else on whole grids.
+    crops = None if settings.crop is None else crop_sampler(model, resident, settings.crop)
+    forward: Callable[[torch.Tensor], torch.Tensor] = (
+        model if crops is None else model.forward_with_halo  # type: ignore[assignment]
+    )
+    compiled = settings.compile != "none"
+    if compiled:
+        forward = torch.compile(forward, mode=settings.compile)
+    schedule = (device_batches if crops is None else crops.schedule)(
         start, last, len(data.train), settings.batch_size, settings.seed, device, settings.log_every
     )
     bar = tqdm(
@@ -246,11 +232,13 @@ def train_model(
         if resident is None:
             indices = batch_indices(step, len(data.train), settings.batch_size, settings.seed)
             x, y, ocean = collate(data.train, indices, step, device)
+        elif crops is not None:
+            x, y, ocean = crops.batch(index)
         else:
             x, y, ocean = (part[index] for part in resident)
         x = x.contiguous(memory_format=memory_format)
         loss = train_step(
-            forward, loss_fn, optimizer, (x, y, ocean), (mean, std), autocast, forward is not model
+            forward, loss_fn, optimizer, (x, y, ocean), (mean, std), autocast, compiled
         )
         if scheduler is not None:
             scheduler.step()

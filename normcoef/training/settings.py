@@ -30,6 +30,9 @@ class LoopSettings:
     log_every: int = 10
     channels_last: bool = False  # NHWC activations: faster convolutions on tensor cores
     compile: str = "none"  # one of COMPILE_MODES
+    # Train on random [height, width] windows of the grids, each cut with its halo of real
+    # neighbours (normcoef.training.crops); null trains on whole grids. Evaluation: whole grids.
+    crop: list[int] | None = None
 
     def __post_init__(self) -> None:
         # steps = 0 would "finish" an untrained network; stop_at <= 0 would train nothing.
@@ -40,5 +43,7 @@ class LoopSettings:
                 raise ValueError(f"{name}={value}: must be >= 1")
         if not 0 <= self.seed < 2**32:  # what numpy's global seed accepts
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32 - 1]")
+        if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
+            raise ValueError(f"crop={list(self.crop)}: give [height, width], both >= 1, or null")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile={self.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
