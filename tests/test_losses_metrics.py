@@ -163,3 +163,24 @@ def test_table_gives_a_spread_only_where_one_was_measured():
     assert "| CNN | 0.5 | 0.6 | 0.01 | 0.02 |" in table
     table = Evaluation(methods={"CNN": several}, samples=4).table()
     assert "| CNN | 0.5 ± 0.001 | 0.6 ± 0.001 | 0.01 ± 0.001 | 0.02 ± 0.001 |" in table
+
+
+@pytest.mark.parametrize("log_ratio", [False, True])
+@pytest.mark.parametrize("loss_type", [MSELoss, RelativeSquaredErrorLoss])
+def test_losses_have_data_independent_shapes_so_a_gpu_step_needs_no_host_sync(loss_type, log_ratio):
+    """Selecting ocean cells (x[mask]) has a shape that depends on the data: CUDA makes the
+    host wait for the count every step. A masked mean does not, which the meta device (shapes
+    without data) shows: it refuses to select."""
+    loss_fn = loss_type()
+    loss_fn.log_ratio = log_ratio
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 1, 2, 3) + 1, torch.rand(2, 1, 2, 3) + 1
+    target = target.masked_fill(~OCEAN.expand_as(target), float("nan"))  # land: don't care
+    on_meta = loss_fn(*(t.to("meta") for t in (pred, target, OCEAN)), MEAN, STD)
+    assert on_meta.shape == ()
+    expected = loss_fn(pred, target, OCEAN, MEAN, STD)
+    assert torch.isfinite(expected)
+    # The masked mean is the mean of the ocean cells' scores.
+    ocean = OCEAN.expand_as(pred)
+    scores = loss_fn.score(pred[ocean], target[ocean], MEAN, STD)
+    torch.testing.assert_close(expected, scores.mean())
