@@ -41,7 +41,7 @@ run: data train ## data, then train: the quickstart end to end
 # Issue 10's recipe (conf/experiment/beat_randomization.yaml): its data set (python grid 64x128,
 # 64/16/16 samples; generation resumes, so a second call only checks it), then the training.
 # GPU-sized (64 channels, 30000 steps at batch 16); the CPU run of docs/results.md added
-# ARGS="model.channels=32 trainer.batch_size=4 trainer.steps=7000".
+# ARGS="model.channels=32 trainer.batch_size=4 trainer.steps=4000" (58 min on one core).
 BEAT_DATA := dataset=python dataset.splits.train=64 dataset.splits.valid=16 dataset.splits.test=16 \
 	dataset.root=data/beat_randomization-64x128-seed0
 beat: install ## issue 10's recipe: its data, then experiment=beat_randomization (ARGS)
