@@ -112,14 +112,10 @@ def bare_step_time(args, device: torch.device, data: PreparedData) -> float:
     model, loss_fn = report_parts()
     memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format).train()
-    forward = model if args.compile == "none" else torch.compile(model, mode=args.compile)
+    forward = model.forward_with_halo if args.crop else model  # crops carry their halo
+    if args.compile != "none":
+        forward = torch.compile(forward, mode=args.compile)
     x, y, ocean = bare_batch(args, device, data, model)
-    if args.crop:
-        forward = (
-            model.forward_with_halo
-            if args.compile == "none"
-            else torch.compile(model.forward_with_halo, mode=args.compile)
-        )
     x = x.contiguous(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
     autocast = args.mixed_precision and device.type == "cuda"

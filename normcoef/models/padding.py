@@ -11,17 +11,21 @@ from __future__ import annotations
 import torch
 
 
-def _halo_index(n: int, halo: int, periodic: bool, device: torch.device) -> torch.Tensor:
-    """Source index of each of the n + 2 halo cells along one axis."""
-    index = torch.arange(-halo, n + halo, device=device)
+def halo_index(
+    n: int, halo: int, periodic: bool, device: torch.device | None = None, extra: int = 0
+) -> torch.Tensor:
+    """Source index of each of the n + 2 halo (+ ``extra``) cells along one axis: wrapped
+    along a periodic axis, the edge repeated along a closed one. ``extra`` cells after the
+    axis let a window start anywhere on a periodic axis (training crops)."""
+    index = torch.arange(-halo, n + extra + halo, device=device)
     # Indexing, not F.pad: circular F.pad refuses a halo wider than the axis.
     return index.remainder(n) if periodic else index.clamp(0, n - 1)
 
 
 def halo_pad(x: torch.Tensor, halo: int, *, periodic_y: bool, periodic_x: bool) -> torch.Tensor:
     """(..., H, W) -> (..., H + 2 halo, W + 2 halo); y is axis -2 (rows), x is axis -1."""
-    rows = _halo_index(x.shape[-2], halo, periodic_y, x.device)
-    cols = _halo_index(x.shape[-1], halo, periodic_x, x.device)
+    rows = halo_index(x.shape[-2], halo, periodic_y, x.device)
+    cols = halo_index(x.shape[-1], halo, periodic_x, x.device)
     return x[..., rows[:, None], cols]
 
 

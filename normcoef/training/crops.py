@@ -19,14 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from normcoef.models.padding import halo_index
 from normcoef.training.batches import stream_indices
-
-
-def extended_index(n: int, halo: int, extra: int, periodic: bool) -> torch.Tensor:
-    """Source indices of an axis of n cells extended by ``halo`` cells before and
-    ``halo + extra`` after: wrapped along a periodic axis, clamped to the edge otherwise."""
-    index = torch.arange(-halo, n + extra + halo)
-    return index.remainder(n) if periodic else index.clamp(0, n - 1)
 
 
 def check_crop_size(size: tuple[int, int], shape: tuple[int, int]) -> None:
@@ -98,10 +92,8 @@ class CropSampler:
         check_crop_size(size, (height, width))
         extra_y = size[0] - 1 if periodic_y else 0
         extra_x = size[1] - 1 if periodic_x else 0
-        rows, cols = (
-            extended_index(height, halo, extra_y, periodic_y).to(inputs.device),
-            extended_index(width, halo, extra_x, periodic_x).to(inputs.device),
-        )
+        rows = halo_index(height, halo, periodic_y, inputs.device, extra_y)
+        cols = halo_index(width, halo, periodic_x, inputs.device, extra_x)
         bare_rows = rows[halo : len(rows) - halo]
         bare_cols = cols[halo : len(cols) - halo]
         oceans_ext = oceans[:, bare_rows[:, None], bare_cols].bool()
