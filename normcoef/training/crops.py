@@ -5,7 +5,9 @@ A network with valid padding sees, for each output cell, only the ``halo`` cells
 grid itself (wrapped across a periodic seam, the edge repeated along a closed axis, as
 ``halo_pad`` pads the whole grid), therefore gives exactly the whole grid's outputs on the
 crop: training on crops trains the same function on the same targets, with more, smaller
-samples per step (a GPU filled by many tiles, a CPU spending its time where it is asked to).
+samples per step (a GPU filled by many tiles). Batch normalization is the exception: in
+training it normalizes by the statistics of the windows and their halos, not of whole grids
+(docs/results.md measured crops training worse on the CPU quickstart).
 
 Windows without an ocean cell carry no loss and are never drawn. The windows of a batch
 depend only on (seed, step), like its samples, so a resumed run sees the same crops.
@@ -97,18 +99,11 @@ class CropSampler:
         bare_rows = rows[halo : len(rows) - halo]
         bare_cols = cols[halo : len(cols) - halo]
         oceans_ext = oceans[:, bare_rows[:, None], bare_cols].bool()
-        # Ocean cells per window by a summed-area table; a window origin is (top, left).
-        table = torch.nn.functional.pad(oceans_ext.cpu().double().cumsum(1).cumsum(2), (1, 0, 1, 0))
-        tops = height - size[0] + 1 + extra_y
-        lefts = width - size[1] + 1 + extra_x
+        # A window origin (top, left) is valid when its window holds an ocean cell.
         h, w = size
-        cells = (
-            table[:, h : h + tops, w : w + lefts]
-            - table[:, :tops, w : w + lefts]
-            - table[:, h : h + tops, :lefts]
-            + table[:, :tops, :lefts]
-        )
-        valid = (cells > 0.5).flatten(1)
+        found = torch.nn.functional.max_pool2d(oceans_ext[:, None].float().cpu(), size, stride=1)
+        lefts = found.shape[-1]
+        valid = found.flatten(1) > 0
         counts = valid.sum(1)
         empty = (counts == 0).nonzero().flatten().tolist()
         if empty:
@@ -118,8 +113,8 @@ class CropSampler:
             )
         windows = torch.zeros(len(valid), int(counts.max()), dtype=torch.long)
         for i, row in enumerate(valid):
-            found = row.nonzero().flatten()
-            windows[i, : len(found)] = found
+            origins = row.nonzero().flatten()
+            windows[i, : len(origins)] = origins
         return cls(
             size=size,
             halo=halo,
