@@ -18,6 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.data.generation import GenerationSpec
+from normcoef.physics.solvers import DEVICES
 from normcoef.data.torch_dataset import TARGETS
 from normcoef.training.settings import LoopSettings
 
@@ -132,10 +133,13 @@ class GenerateSchema:
     dataset: DatasetConfig = MISSING
     progress: bool = True
     workers: int = 1  # processes computing samples in parallel (one BLAS thread each)
+    device: str = "auto"  # where the exact generator's solves run: auto | cpu | cuda
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers={self.workers}: must be >= 1")
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device}: unknown; use one of {', '.join(DEVICES)}")
 
 
 def register_configs() -> None:

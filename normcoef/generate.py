@@ -28,7 +28,11 @@ def main(cfg: DictConfig) -> None:
     interrupt_on_sigterm()  # the default action would leave the workers computing
     try:
         generate_dataset(
-            root, generation_spec(cfg.dataset), progress=cfg.progress, workers=cfg.workers
+            root,
+            generation_spec(cfg.dataset),
+            progress=cfg.progress,
+            workers=cfg.workers,
+            device=cfg.device,
         )
     except KeyboardInterrupt:
         print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import multiprocessing
 import signal
@@ -36,14 +37,17 @@ from normcoef.data.storage import (
     write_sample,
 )
 from normcoef.physics import DiffusionOperator, exact_normalization
+from normcoef.physics.normalization import DEFAULT_TOLERANCE
+from normcoef.physics.solvers import resolve_device
 
 FORMAT = "normcoef-dataset/1"
 MIN_GRID_CELLS = 4
 # Probing's largest relative error on Γ, measured against brute force on 48x96 python grids
 # (M = 4 and 10; length scales up to 4 and 8 cells), was below tol / 3 (1e-5 at tol = 1e-4,
-# 3 % at tol = 0.1, 59 % at tol = 5). tol <= 1e-4 keeps the "exact" targets over 100x more
-# accurate than the randomization baseline the networks are compared with (N = 1e4: 0.7 % on
-# Γ, sqrt(2/N)/2).
+# 3 % at tol = 0.1, 59 % at tol = 5); on three global 292x360 samples against tol = 1e-9 it
+# was 3.5e-7 at tol = 2e-6 and 2.5e-6 at 1e-5 (docs/performance.md). tol <= 1e-4 keeps the
+# "exact" targets over 100x more accurate than the randomization baseline the networks are
+# compared with (N = 1e4: 0.7 % on Γ, sqrt(2/N)/2).
 MAX_TOLERANCE = 1e-4
 
 
@@ -61,7 +65,9 @@ class GenerationSpec:
     seed: int = 0
     splits: dict[str, int] = field(default_factory=lambda: {"train": 8, "valid": 2, "test": 4})
     fields: FieldParameters = field(default_factory=FieldParameters)
-    tolerance: float = 1e-8
+    tolerance: float = DEFAULT_TOLERANCE
+    """Probing's bound on the relative variance error. 1e-8 (Γ within ~1e-9) by default;
+    the global presets use 2e-6, which keeps Γ within 1e-6 of brute force at 0.6x the cost."""
 
     def __post_init__(self) -> None:
         """Messages start with the field name; ``normcoef.config.validate`` adds the key path."""
@@ -114,11 +120,14 @@ def sample_ids(splits: dict[str, int]) -> list[tuple[str, str, int]]:
     ]
 
 
-def generate_sample(grid: Grid, spec: GenerationSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """(fields (3, H, W), exact γ (H, W)) of sample ``index``."""
+def generate_sample(
+    grid: Grid, spec: GenerationSpec, index: int, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray]:
+    """(fields (3, H, W), exact γ (H, W)) of sample ``index``; ``device`` runs the solves
+    (cpu or cuda: the same γ to rounding)."""
     fields = make_fields(grid, spec.fields, spec.seed, index)
     op = DiffusionOperator(fields, grid.mask, spec.fields.steps, grid.periodic_x, grid.periodic_y)
-    return fields, exact_normalization(op, spec.tolerance)
+    return fields, exact_normalization(op, spec.tolerance, device=device)
 
 
 @functools.lru_cache(maxsize=2)
@@ -126,9 +135,11 @@ def _cached_grid(name: str, height: int | None, width: int | None) -> Grid:
     return make_grid(name, height, width)
 
 
-def _generate_in_worker(spec: GenerationSpec, index: int) -> tuple[np.ndarray, np.ndarray]:
+def _generate_in_worker(
+    spec: GenerationSpec, device: str, index: int
+) -> tuple[np.ndarray, np.ndarray]:
     """Worker-process entry: builds the grid once per process (the global one takes ~5 s)."""
-    return generate_sample(_cached_grid(spec.grid, spec.height, spec.width), spec, index)
+    return generate_sample(_cached_grid(spec.grid, spec.height, spec.width), spec, index, device)
 
 
 def _leave_interrupts_to_the_parent() -> None:
@@ -138,7 +149,7 @@ def _leave_interrupts_to_the_parent() -> None:
 
 
 def _samples(
-    grid: Grid, spec: GenerationSpec, indices: list[int], workers: int
+    grid: Grid, spec: GenerationSpec, indices: list[int], workers: int, device: str
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Samples in order of ``indices``, computed in ``workers`` processes when > 1.
 
@@ -149,7 +160,7 @@ def _samples(
     """
     if workers <= 1 or len(indices) <= 1:
         for index in indices:
-            yield generate_sample(grid, spec, index)
+            yield generate_sample(grid, spec, index, device)
         return
     context = multiprocessing.get_context("spawn")  # no fork of a process holding torch
     before = set(multiprocessing.active_children())
@@ -159,7 +170,9 @@ def _samples(
         initializer=_leave_interrupts_to_the_parent,
     )
     try:
-        yield from pool.map(_generate_in_worker, [spec] * len(indices), indices)
+        yield from pool.map(
+            _generate_in_worker, [spec] * len(indices), [device] * len(indices), indices
+        )
     except BaseException:  # KeyboardInterrupt, a failed sample, or the consumer stopping
         pool.shutdown(wait=False, cancel_futures=True)
         # The executor has no public way to stop a running task (before Python 3.14's
@@ -173,7 +186,11 @@ def _samples(
     pool.shutdown()
 
 
-def _check_resumable(root: Path, spec: GenerationSpec) -> None:
+def _resumable_spec(root: Path, spec: GenerationSpec) -> GenerationSpec:
+    """The spec that finishes the data set at ``root``: ``spec``, or ``spec`` at the tighter
+    tolerance the data set was made with (its samples are at least as exact as asked, and a
+    data set keeps one tolerance). Refuses a directory that is not ours or holds another set.
+    """
     existing = read_json(root / METADATA)
     if existing is None:
         if root.exists() and any(root.iterdir()):
@@ -181,14 +198,26 @@ def _check_resumable(root: Path, spec: GenerationSpec) -> None:
                 f"{root} is not empty and holds no {METADATA}: it is not a normcoef data set. "
                 "Choose another dataset.root; nothing was written."
             )
-        return
-    if existing.get("generator") != spec.describe() and _sample_files(root):
-        raise DatasetError(
-            f"{root} holds a data set made with other parameters ({existing.get('generator')}); "
-            "choose another dataset.root or remove that directory. Nothing was overwritten."
-        )
-    # Other parameters but no sample: what a run killed before its first sample left (its
-    # own metadata and grid), nothing to keep; this run rewrites both.
+        return spec
+    made = existing.get("generator")
+    if made == spec.describe() or not _sample_files(root):
+        # Other parameters but no sample: what a run killed before its first sample left
+        # (its own metadata and grid), nothing to keep; this run rewrites both.
+        return spec
+    tolerance = made.get("tolerance") if isinstance(made, dict) else None
+    if isinstance(tolerance, float) and 0 < tolerance < spec.tolerance:
+        tighter = dataclasses.replace(spec, tolerance=tolerance)
+        if made == tighter.describe():
+            print(
+                f"note: {root} was made at tolerance {tolerance:g}, tighter than the "
+                f"{spec.tolerance:g} asked; its missing samples use {tolerance:g} too",
+                file=sys.stderr,
+            )
+            return tighter
+    raise DatasetError(
+        f"{root} holds a data set made with other parameters ({made}); "
+        "choose another dataset.root or remove that directory. Nothing was overwritten."
+    )
 
 
 def _sample_files(root: Path) -> list[Path]:
@@ -228,18 +257,24 @@ def _remove_created(created: list[Path]) -> None:
 
 
 def generate_dataset(
-    root: Path, spec: GenerationSpec, progress: bool = True, workers: int = 1
+    root: Path,
+    spec: GenerationSpec,
+    progress: bool = True,
+    workers: int = 1,
+    device: str = "cpu",
 ) -> dict:
     """Write every missing or damaged sample of ``spec`` under ``root``; return the metadata.
 
     ``workers`` > 1 computes samples in that many processes (one BLAS thread each). A run
     that fails before its first sample removes what it created (its metadata would make the
-    corrected command refuse the directory); finished samples are always kept.
+    corrected command refuse the directory); finished samples are always kept. ``device``
+    (auto, cpu or cuda) runs the solves; auto takes CUDA when there is one.
     """
     if workers < 1:
         raise ValueError(f"workers={workers}: must be >= 1")
     root = Path(root)
-    _check_resumable(root, spec)
+    spec = _resumable_spec(root, spec)
+    device = resolve_device(device)  # once here: workers on the CPU never import torch
     grid = make_grid(spec.grid, spec.height, spec.width)
     metadata = {
         "generator": spec.describe(),
@@ -261,7 +296,7 @@ def generate_dataset(
         todo = [
             s for s in sample_ids(spec.splits) if not _sample_is_intact(root, *s[:2], grid.shape)
         ]
-        samples = _samples(grid, spec, [index for _, _, index in todo], workers)
+        samples = _samples(grid, spec, [index for _, _, index in todo], workers, device)
         bar = tqdm(samples, total=len(todo), desc=f"generate {root}", disable=not progress)
         for (split, sample_id, _), (fields, gamma) in zip(todo, bar, strict=True):
             write_sample(root, split, sample_id, fields, gamma)
