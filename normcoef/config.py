@@ -18,8 +18,8 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.data.generation import GenerationSpec
-from normcoef.physics.solvers import DEVICES
 from normcoef.data.torch_dataset import TARGETS
+from normcoef.physics.solvers import DEVICES
 from normcoef.training.settings import LoopSettings
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"

@@ -210,6 +210,12 @@ def test_cuda_gives_the_cpus_randomization(coarse_global):
 # --- resuming across tolerances ----------------------------------------------------------
 
 
+@pytest.mark.reliability(
+    "generate",
+    "a data set made at a tighter tolerance than asked",
+    "warning",
+    "finished at its own tolerance (one tolerance per data set), with a one-line note",
+)
 def test_a_data_set_made_tighter_is_finished_at_its_own_tolerance(tmp_path, capsys):
     spec = tiny_spec(test=0)
     spec.splits = {"train": 1, "valid": 0}
@@ -225,6 +231,12 @@ def test_a_data_set_made_tighter_is_finished_at_its_own_tolerance(tmp_path, caps
     assert len(list((tmp_path / "train" / "Y").glob("*.npz"))) == 3
 
 
+@pytest.mark.reliability(
+    "generate",
+    "a data set made at a looser tolerance than asked",
+    "error",
+    "one line naming its parameters; nothing overwritten",
+)
 def test_a_data_set_made_looser_is_not_finished_tighter(tmp_path):
     looser = tiny_spec(test=0)
     looser.splits, looser.tolerance = {"train": 1, "valid": 0}, 1e-5
@@ -234,11 +246,3 @@ def test_a_data_set_made_looser_is_not_finished_tighter(tmp_path):
     with pytest.raises(DatasetError, match="made with other parameters"):
         generate_dataset(tmp_path, tiny_spec(test=0), progress=False)
     assert sorted(p.stat().st_mtime_ns for p in tmp_path.rglob("*.npz")) == before
-
-
-@pytest.mark.parametrize("device", ["gpu", "CUDA"])
-def test_generate_refuses_an_unknown_device_before_anything_runs(device):
-    from normcoef.config import validate
-
-    with pytest.raises(ValueError, match=f"device={device}: unknown; use one of auto, cpu, cuda"):
-        validate(compose_config("generate", f"device={device}"))

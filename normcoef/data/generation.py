@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import multiprocessing
 import signal
 import sys
@@ -130,18 +129,6 @@ def generate_sample(
     return fields, exact_normalization(op, spec.tolerance, device=device)
 
 
-@functools.lru_cache(maxsize=2)
-def _cached_grid(name: str, height: int | None, width: int | None) -> Grid:
-    return make_grid(name, height, width)
-
-
-def _generate_in_worker(
-    spec: GenerationSpec, device: str, index: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Worker-process entry: builds the grid once per process (the global one takes ~5 s)."""
-    return generate_sample(_cached_grid(spec.grid, spec.height, spec.width), spec, index, device)
-
-
 def _leave_interrupts_to_the_parent() -> None:
     """Worker initializer: Ctrl-C reaches the whole process group; the parent handles it
     (stopping the workers) rather than every worker printing a traceback."""
@@ -170,8 +157,14 @@ def _samples(
         initializer=_leave_interrupts_to_the_parent,
     )
     try:
+        # The parent's grid goes to the workers (a few hundred kB pickled): building the
+        # global one loads a 1 GB land mask, which each worker would otherwise hold too.
         yield from pool.map(
-            _generate_in_worker, [spec] * len(indices), [device] * len(indices), indices
+            generate_sample,
+            [grid] * len(indices),
+            [spec] * len(indices),
+            indices,
+            [device] * len(indices),
         )
     except BaseException:  # KeyboardInterrupt, a failed sample, or the consumer stopping
         pool.shutdown(wait=False, cancel_futures=True)

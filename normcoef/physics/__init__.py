@@ -1,4 +1,4 @@
-"""Diffusion operators and their normalization coefficients (no torch here)."""
+"""Diffusion operators and their normalization coefficients (torch only for CUDA solves)."""
 
 from normcoef.physics.diffusion import (
     DiffusionOperator,

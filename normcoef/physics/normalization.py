@@ -33,8 +33,9 @@ from normcoef.physics.solvers import (
 )
 
 DEFAULT_TOLERANCE = 1e-8
-# Colours per CPU solve: CHOLMOD's cost per right-hand side on the global grid was lowest at
-# 8 (1.2 ms; 1.6 ms at 64, whose (n, 64) blocks fall out of cache).
+# Right-hand sides per CPU solve: CHOLMOD's cost per column on the global grid was lowest
+# near 8 (1.2 ms, against 2.4 ms for one column and 1.6 ms for 64, whose blocks fall out of
+# cache).
 CPU_BATCH = 8
 # Randomization draws its samples in blocks of this many columns (its batch before CHOLMOD),
 # so that a seed keeps giving the numbers it gave.
@@ -48,7 +49,7 @@ def single_threaded_blas(function: _F) -> _F:
 
     SuperLU's multi-right-hand-side solves call BLAS; on a few shared cores threaded OpenBLAS
     was 2-8x slower than one thread (oversubscription). Data generation parallelizes over
-    samples instead.
+    samples instead. (CHOLMOD's solves, through cholespy, are single-threaded already.)
     """
 
     @functools.wraps(function)
@@ -267,21 +268,21 @@ def exact_normalization(
 
 @single_threaded_blas
 def brute_force_variance(
-    op: DiffusionOperator, cells: np.ndarray | None = None, batch: int = 128
+    op: DiffusionOperator, cells: np.ndarray | None = None, batch: int = CPU_BATCH
 ) -> np.ndarray:
     """diag(V) at ocean-vector indices ``cells`` (all by default), one column per cell."""
     cells = np.arange(op.n_ocean) if cells is None else np.asarray(cells)
+    solves = DeviceSolves.on(op)
     variance = np.empty(cells.size)
     for start in range(0, cells.size, batch):
         chunk = cells[start : start + batch]
         unit = np.zeros((op.n_ocean, chunk.size))
         unit[chunk, np.arange(chunk.size)] = 1.0
-        columns = op.apply_sqrt_transpose(unit)
-        variance[start : start + chunk.size] = np.sum(columns**2 / op.area[:, None], axis=0)
+        variance[start : start + chunk.size] = solves.squared_sqrt_transpose(unit).sum(axis=0)
     return variance
 
 
-def brute_force_normalization(op: DiffusionOperator, batch: int = 128) -> np.ndarray:
+def brute_force_normalization(op: DiffusionOperator, batch: int = CPU_BATCH) -> np.ndarray:
     """Γ on the (H, W) grid by the plain definition (one column per ocean cell)."""
     return _gamma(op, brute_force_variance(op, batch=batch))
 

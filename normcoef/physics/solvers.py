@@ -12,6 +12,7 @@ on numpy arrays (CPU) or torch tensors (CUDA), so one loop serves both devices.
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -32,7 +33,15 @@ class DeviceError(ValueError):
 
 
 def cuda_available() -> bool:
-    """Whether torch sees a CUDA device (False without torch)."""
+    """Whether torch sees a CUDA device (False without torch).
+
+    Looks for the CUDA driver first, so a machine without one never imports torch (hundreds
+    of MB in every generation process).
+    """
+    try:
+        ctypes.CDLL("libcuda.so.1")
+    except OSError:
+        return False
     try:
         import torch
     except ImportError:
