@@ -83,8 +83,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> Evaluation:
+def run(argv: list[str] | None = None) -> Evaluation:
+    """The command's work; returns the evaluation to Python callers."""
     args = parse_args(argv)
     # A checkpoint that is no local path was resolved as an MLflow run id: log to that run.
     run_id = args.log_to or (None if Path(args.checkpoint).exists() else args.checkpoint)
@@ -119,6 +119,13 @@ def main(argv: list[str] | None = None) -> Evaluation:
         log_evaluation(tracked, evaluation, args.split, trained.dataset.periodic_x)
         print(f"\nLogged to MLflow run {run_id}.")
     return evaluation
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """normcoef-evaluate: exits 0 when it succeeds (the console-script wrapper would take a
+    returned value for an exit status), 2 on a user error."""
+    run(argv)
 
 
 if __name__ == "__main__":

@@ -66,8 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> list[Path]:
+def run(argv: list[str] | None = None) -> list[Path]:
+    """The command's work; returns the files written to Python callers."""
     args = parse_args(argv)
     trained = load_from_arguments(args)
     if args.mask is not None:
@@ -89,6 +89,13 @@ def main(argv: list[str] | None = None) -> list[Path]:
     )
     print(f"Wrote {len(outputs)} file(s) to {args.output_dir}.")
     return outputs
+
+
+@exit_on_user_error
+def main(argv: list[str] | None = None) -> None:
+    """normcoef-predict: exits 0 when it succeeds (the console-script wrapper would take a
+    returned value for an exit status), 2 on a user error."""
+    run(argv)
 
 
 if __name__ == "__main__":

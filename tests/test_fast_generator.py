@@ -22,15 +22,17 @@ from normcoef.data.grids import global_grid, python_grid
 from normcoef.data.storage import DatasetError
 from normcoef.physics.diffusion import DiffusionOperator
 from normcoef.physics.normalization import (
+    DeviceSolves,
     ProbingColouring,
     _leakage,
     brute_force_normalization,
     decay_rates,
     exact_normalization,
+    probed_variance,
     probing_lattice,
     randomized_normalization,
 )
-from normcoef.physics.solvers import DeviceError, cuda_available, resolve_device
+from normcoef.physics.solvers import DeviceError, cuda_available, resolve_device, torch_backend
 
 GLOBAL_TOLERANCE = 2e-6  # conf/dataset/full_std.yaml and partial_std.yaml
 GUARANTEE = 1e-6  # the largest relative error on Γ those presets promise
@@ -191,6 +193,31 @@ def test_without_cuda_auto_runs_on_the_cpu_and_cuda_is_refused(coarse_global):
     assert resolve_device("auto") == "cpu"
     with pytest.raises(DeviceError, match="device=cuda: no CUDA device here"):
         exact_normalization(coarse_global, GLOBAL_TOLERANCE, device="cuda")
+
+
+def torch_solves_on_the_cpu(op: DiffusionOperator) -> DeviceSolves:
+    """The CUDA code path (torch tensors, torch's bincount) with the CPU's factor."""
+    import torch
+
+    def solve(x):
+        return torch.from_numpy(op.solve(x.numpy()))
+
+    ops = torch_backend("cpu")
+    return DeviceSolves(ops, solve, ops.put(op.area), op.half_steps, batch=16)
+
+
+def test_the_torch_code_path_gives_numpys_variance(coarse_global):
+    colouring = ProbingColouring.build(coarse_global, probing_lattice(coarse_global, 1e-6))
+    numpy_path = probed_variance(coarse_global, colouring, DeviceSolves.on(coarse_global))
+    torch_path = probed_variance(coarse_global, colouring, torch_solves_on_the_cpu(coarse_global))
+    np.testing.assert_allclose(torch_path, numpy_path, rtol=1e-12)
+
+
+def test_the_torch_code_path_applies_the_square_root_as_the_operator_does(coarse_global):
+    x = np.random.default_rng(2).standard_normal((coarse_global.n_ocean, 3))
+    solves = torch_solves_on_the_cpu(coarse_global)
+    got = solves.ops.get(solves.sqrt(solves.ops.put(x)))
+    np.testing.assert_allclose(got, coarse_global.apply_sqrt(x), rtol=1e-12)
 
 
 @needs_cuda

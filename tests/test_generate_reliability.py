@@ -386,7 +386,8 @@ def test_interrupting_a_parallel_run_stops_its_workers_and_keeps_finished_sample
         start_new_session=True,  # its own process group, as a terminal's foreground job
     )
     deadline = time.monotonic() + 240
-    while not list(root.glob("train/X/*.npz")) and process.poll() is None:
+    # A finished sample: its X renamed into place (``*.tmp.npz`` is one being written).
+    while not list_ids(root, "train") and process.poll() is None:
         assert time.monotonic() < deadline, "no sample written in time"
         time.sleep(0.1)
     workers = children(process.pid)

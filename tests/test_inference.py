@@ -80,7 +80,7 @@ def test_evaluating_the_checkpoint_reproduces_the_test_metrics_training_logged(
     trained: TrainedRun, capsys: pytest.CaptureFixture, tmp_path: Path
 ):
     out = tmp_path / "report"
-    result = evaluate.main(
+    result = evaluate.run(
         [str(trained.run_dir), "-n", str(RANDOMIZATION_SAMPLES), "--output-dir", str(out)]
     )
 
@@ -120,7 +120,7 @@ def test_a_sample_limit_applies_to_the_cnn_and_the_randomization_alike(trained: 
 
 
 def test_evaluating_an_mlflow_run_id_logs_metrics_and_table_to_that_run(trained: TrainedRun):
-    result = evaluate.main([trained.run_id, "--tracking-uri", trained.tracking_uri, "-n", "3"])
+    result = evaluate.run([trained.run_id, "--tracking-uri", trained.tracking_uri, "-n", "3"])
 
     client = MlflowClient(trained.tracking_uri)
     run = client.get_run(trained.run_id)
@@ -147,7 +147,7 @@ def test_logging_to_an_unknown_run_fails_before_evaluating(
 def test_predict_writes_the_models_physical_gamma_with_nan_exactly_on_land(
     trained: TrainedRun, tmp_path: Path
 ):
-    outputs = predict.main(
+    outputs = predict.run(
         [str(trained.run_dir), str(trained.root / "test" / "X"), "-o", str(tmp_path)]
     )
 
@@ -169,7 +169,7 @@ def test_predict_refuses_to_overwrite_unless_asked(
     trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
     sample = trained.root / "test" / "X" / "00000.npz"
-    (out,) = predict.main([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
+    (out,) = predict.run([str(trained.run_dir), str(sample), "-o", str(tmp_path)])
     out.write_bytes(b"kept")
 
     with pytest.raises(SystemExit, match="^2$"):
@@ -233,7 +233,7 @@ def test_nan_on_ocean_is_refused_but_nan_on_land_is_not(
     with pytest.raises(SystemExit, match="^2$"):
         predict.main([str(trained.run_dir), str(tmp_path / "ocean.npz"), "-o", str(tmp_path)])
     assert "ocean.npz: inputs hold NaN" in capsys.readouterr().err
-    (out,) = predict.main(
+    (out,) = predict.run(
         [str(trained.run_dir), str(tmp_path / "land.npz"), "-o", str(tmp_path / "out")]
     )
     with np.load(out) as written:

@@ -113,7 +113,7 @@ def test_zero_diffusivities_are_legal_closed_faces(
     assert (fields[:2][:, tiny.ocean] == 0).any(), "the generator closes faces touching land"
     fields[:2] = 0.0
 
-    (out,) = predict.main(
+    (out,) = predict.run(
         [str(tiny.run_dir), str(save(tmp_path / "closed.npz", fields)), "-o", str(tmp_path / "out")]
     )
 
@@ -141,7 +141,7 @@ def test_inputs_far_from_the_training_data_are_predicted_with_a_warning(
     fields[2] *= 1e6  # areas in another unit
     scaled = save(tmp_path / "scaled.npz", fields)
 
-    (out,) = predict.main([str(tiny.run_dir), str(scaled), "-o", str(tmp_path / "out")])
+    (out,) = predict.run([str(tiny.run_dir), str(scaled), "-o", str(tmp_path / "out")])
 
     (line,) = capsys.readouterr().err.splitlines()
     assert line.startswith(f"warning: {scaled}: W on ")
@@ -163,7 +163,7 @@ def test_another_resolution_is_predicted_with_a_warning_naming_both_shapes(
     sample = save(tmp_path / "fine.npz", make_fields(grid, FieldParameters(), 0, 0))
 
     argv = [str(tiny.run_dir), str(sample), "--mask", str(tmp_path / "grid.npz")]
-    (out,) = predict.main([*argv, "-o", str(tmp_path / "out")])
+    (out,) = predict.run([*argv, "-o", str(tmp_path / "out")])
 
     warnings = [line for line in capsys.readouterr().err.splitlines() if "training grid" in line]
     (line,) = warnings
@@ -248,7 +248,7 @@ def test_a_halo_that_differs_between_axes_but_is_symmetric_is_cropped(
     plain = save(tmp_path / "plain.npz", tiny.fields)
     padded = save(tmp_path / "padded.npz", np.pad(tiny.fields, ((0, 0), (0, 0), (2, 2)), "wrap"))
 
-    outputs = predict.main([str(tiny.run_dir), str(plain), str(padded), "-o", str(tmp_path)])
+    outputs = predict.run([str(tiny.run_dir), str(plain), str(padded), "-o", str(tmp_path)])
 
     with np.load(outputs[0]) as a, np.load(outputs[1]) as b:
         np.testing.assert_array_equal(a["gamma"], b["gamma"])
@@ -316,7 +316,7 @@ def test_overwriting_replaces_a_link_not_its_target(tiny: TinyRun, tmp_path: Pat
     (out_dir / "00000_norm_coeffs.npz").symlink_to(target)
     sample = str(tiny.root / "test" / "X" / "00000.npz")
 
-    (out,) = predict.main([str(tiny.run_dir), sample, "-o", str(out_dir), "--overwrite"])
+    (out,) = predict.run([str(tiny.run_dir), sample, "-o", str(out_dir), "--overwrite"])
 
     assert target.read_bytes() == b"precious"
     assert not out.is_symlink()
@@ -352,7 +352,7 @@ def test_an_interrupted_write_leaves_the_previous_output_and_no_partial_file(
 
 def test_outputs_are_readable_like_a_plainly_written_file(tiny: TinyRun, tmp_path: Path):
     sample = str(tiny.root / "test" / "X" / "00000.npz")
-    (out,) = predict.main([str(tiny.run_dir), sample, "-o", str(tmp_path)])
+    (out,) = predict.run([str(tiny.run_dir), sample, "-o", str(tmp_path)])
     plain = tmp_path / "plain"
     plain.write_bytes(b"")
     assert out.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777

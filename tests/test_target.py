@@ -191,10 +191,10 @@ def test_training_with_the_prior_residual_target_saves_a_model_that_predicts_gam
     # An untrained network's log-ratio is O(1) standardized units: γ within a factor 3.
     ratio = gamma_hat[ocean] / test.gamma[0][ocean]
     assert np.all(np.isfinite(ratio)) and 1 / 3 < np.median(ratio) < 3
-    result = evaluate.main([str(residual_run), "-n", "0", "--no-log"])
-    again = evaluate.main([str(residual_run), "-n", "0", "--no-log", "--tta"])
+    result = evaluate.run([str(residual_run), "-n", "0", "--no-log"])
+    again = evaluate.run([str(residual_run), "-n", "0", "--no-log", "--tta"])
     assert result.methods["CNN"]["eps_mean"] > 0 and again.methods["CNN"]["eps_mean"] > 0
-    (written,) = predict.main(
+    (written,) = predict.run(
         [str(residual_run), str(root / "test" / "X" / "00000.npz"), "-o", str(tmp_path / "out")]
         + ["--tta"]
     )

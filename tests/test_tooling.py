@@ -73,3 +73,39 @@ def test_make_without_a_target_lists_every_target_and_installs_nothing():
     assert phony is not None
     assert set(listed) == set(phony.group(1).split())
     assert all(len(line.split()) > 1 for line in listed.values()), "a target lacks its ## line"
+
+
+def run_console_script(script: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``script`` as pip's console-script wrapper runs it (``sys.exit(main())``)."""
+    module, _, name = SCRIPTS[script].partition(":")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    wrapper = WRAPPER.format(module=module, name=name, script=script)
+    return subprocess.run(
+        [sys.executable, "-c", wrapper, *argv],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.mark.slow
+def test_evaluate_and_predict_console_scripts_exit_0_when_they_succeed(train_tiny, tmp_path):
+    root, run_dir = train_tiny(tmp_path)
+
+    evaluated = run_console_script(
+        "normcoef-evaluate", str(run_dir), "-n", "0", "--no-log", cwd=tmp_path
+    )
+    predicted = run_console_script(
+        "normcoef-predict", str(run_dir), str(root / "test" / "X"), "-o", "out", cwd=tmp_path
+    )
+
+    for done in (evaluated, predicted):
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert done.stderr == "", "a returned value was printed as the exit status"
+    assert "| CNN |" in evaluated.stdout
+    assert len(list((tmp_path / "out").glob("*.npz"))) == 2

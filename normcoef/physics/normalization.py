@@ -250,9 +250,19 @@ def exact_normalization(
     sy, sx = probing_lattice(op, tol)
     if sy * sx >= op.n_ocean:  # small grids: one probe per cell is cheaper, and exact
         return brute_force_normalization(op)
-    solves = DeviceSolves.on(op, device)
-    ops, batch = solves.ops, batch or solves.batch
     colouring = ProbingColouring.build(op, (sy, sx))
+    return _gamma(op, probed_variance(op, colouring, DeviceSolves.on(op, device), batch))
+
+
+def probed_variance(
+    op: DiffusionOperator,
+    colouring: ProbingColouring,
+    solves: DeviceSolves,
+    batch: int | None = None,
+) -> np.ndarray:
+    """diag(V) on ocean cells by probing ``colouring``'s colours, ``batch`` at a time, with
+    ``solves`` (any device: the loop only uses its ``Backend``'s operations)."""
+    ops, batch = solves.ops, batch or solves.batch
     colours = ops.put(colouring.colours)
     n = op.n_ocean
     variance = np.zeros(n + 1)  # the last bin collects cells whose owner is not a probe
@@ -263,7 +273,7 @@ def exact_normalization(
         owners = ops.put(colouring.owners(chunk))
         sums = ops.bincount(owners.ravel(), weights=response.ravel(), minlength=n + 1)
         variance += ops.get(sums)
-    return _gamma(op, variance[:n])
+    return variance[:n]
 
 
 @single_threaded_blas

@@ -178,11 +178,16 @@ def backend(device: str) -> Backend:
             bincount=np.bincount,
             as_float=lambda x: x.astype(np.float64),
         )
+    return torch_backend("cuda")
+
+
+def torch_backend(device: str) -> Backend:
+    """Torch tensors on ``device`` (``cuda``; ``cpu`` lets tests run the CUDA code path)."""
     import torch
 
     return Backend(
-        "cuda",
-        put=lambda x: torch.from_numpy(np.ascontiguousarray(x)).cuda(),
+        device,
+        put=lambda x: torch.from_numpy(np.ascontiguousarray(x)).to(device),
         get=lambda x: x.cpu().numpy(),
         bincount=torch.bincount,
         as_float=lambda x: x.to(torch.float64),
