@@ -24,13 +24,14 @@ Land cells are decoupled from the ocean, so the operator is assembled on ocean c
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import functools
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 
-from normcoef.physics.solvers import factorize
+from normcoef.physics.solvers import check_solver, factorize
 
 
 class FieldError(ValueError):
@@ -126,7 +127,8 @@ def open_faces(
 
 @dataclass
 class DiffusionOperator:
-    """The operator T = W + K restricted to ocean cells, factorized once (on the CPU).
+    """The operator T = W + K restricted to ocean cells, factorized once on the CPU, at the
+    first CPU solve (a run on CUDA factorizes on the device only).
 
     ``steps`` is M (even). Vectors handled by the methods are ocean-cell vectors of shape
     (n_ocean,) or (n_ocean, k) in row-major order of ``mask``. ``solver`` is ``cholmod``
@@ -140,7 +142,6 @@ class DiffusionOperator:
     periodic_x: bool = True
     periodic_y: bool = False
     solver: str = "cholmod"
-    _factor: Any = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.fields, self.mask = check_fields(self.fields, self.mask)
@@ -149,7 +150,7 @@ class DiffusionOperator:
         self.half_steps = self.steps // 2
         self.area = self.fields[2][self.mask]
         self.tangent = (sp.diags(self.area) + self.laplacian()).tocsc()
-        self._factor = factorize(self.tangent, self.solver)
+        check_solver(self.solver)
 
     @property
     def n_ocean(self) -> int:
@@ -180,6 +181,10 @@ class DiffusionOperator:
     def solve(self, rhs: np.ndarray) -> np.ndarray:
         """T^{-1} rhs."""
         return self._factor.solve(rhs)
+
+    @functools.cached_property
+    def _factor(self) -> Any:
+        return factorize(self.tangent, self.solver)
 
     def _area(self, x: np.ndarray) -> np.ndarray:
         return self.area if x.ndim == 1 else self.area[:, None]

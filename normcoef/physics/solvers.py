@@ -143,10 +143,15 @@ class CudaCholmodFactor:
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
 
-def factorize(matrix: sp.spmatrix, solver: str = "cholmod", device: str = "cpu"):
-    """A factor of ``matrix`` with a ``solve(rhs)`` method, for ``solver`` on ``device``."""
+def check_solver(solver: str) -> None:
+    """Refuse an unknown solver name in one line."""
     if solver not in SOLVERS:
         raise DeviceError(f"solver={solver!r}: unknown; use one of {', '.join(SOLVERS)}")
+
+
+def factorize(matrix: sp.spmatrix, solver: str = "cholmod", device: str = "cpu"):
+    """A factor of ``matrix`` with a ``solve(rhs)`` method, for ``solver`` on ``device``."""
+    check_solver(solver)
     if device == "cuda":
         if solver != "cholmod":
             raise DeviceError(f"solver={solver} runs on the CPU only; use solver=cholmod")
