@@ -97,6 +97,7 @@ class EvaluationConfig:
     randomization_samples: int = 10_000
     randomization_seed: int = 0
     max_samples: int | None = None
+    randomization_max_samples: int | None = None  # randomization on the first K evaluated only
     tta: bool = False  # average γ² over the flips of each test input (normcoef.inference)
 
     def __post_init__(self) -> None:
@@ -108,6 +109,11 @@ class EvaluationConfig:
             raise ValueError(f"randomization_seed={self.randomization_seed}: must be >= 0")
         if self.max_samples is not None and self.max_samples < 1:
             raise ValueError(f"max_samples={self.max_samples}: must be >= 1, or null for all")
+        if self.randomization_max_samples is not None and self.randomization_max_samples < 1:
+            raise ValueError(
+                f"randomization_max_samples={self.randomization_max_samples}: must be >= 1, or "
+                "null for every evaluated sample"
+            )
 
 
 @dataclass

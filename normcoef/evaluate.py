@@ -1,9 +1,10 @@
 """Evaluate a trained network against the randomization estimator (report Table 8).
 
-    python -m normcoef.evaluate CHECKPOINT [--dataset ROOT] [--split test]
+    python -m normcoef.evaluate CHECKPOINT|--pretrained NAME [--dataset ROOT] [--split test]
         [--randomization-samples 10000] [--max-samples K] [--log-to RUN_ID] [--tta]
 
-CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id. The
+CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id;
+``--pretrained global`` scores the network shipped with the package instead. The
 inputs are standardized with the statistics stored in the checkpoint, not refitted, so the
 CNN's numbers on the training data set equal those training logged. Given an MLflow run id
 (or ``--log-to``), the metrics (``test/...``), the table (``test_metrics.md``) and the figures
@@ -26,7 +27,11 @@ from normcoef.evaluation import (
     evaluate_checkpoint,
     write_figures,
 )
-from normcoef.inference import add_checkpoint_arguments, load_from_arguments
+from normcoef.inference import (
+    add_checkpoint_arguments,
+    checkpoint_or_pretrained,
+    load_from_arguments,
+)
 from normcoef.tracking import ExistingRun
 
 
@@ -69,6 +74,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "evaluated)",
     )
     parser.add_argument(
+        "--randomization-max-samples",
+        type=bounded_int(1),
+        metavar="K",
+        help="run randomization on the first K of the evaluated samples only (minutes per "
+        "global sample), and score the CNN on the same K too (default: all of them)",
+    )
+    parser.add_argument(
         "--log-to",
         metavar="RUN_ID",
         help="log metrics, table and figures to this MLflow run (default: CHECKPOINT when it "
@@ -80,14 +92,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    checkpoint_or_pretrained(parser, args)
+    return args
 
 
 def run(argv: list[str] | None = None) -> Evaluation:
     """The command's work; returns the evaluation to Python callers."""
     args = parse_args(argv)
     # A checkpoint that is no local path was resolved as an MLflow run id: log to that run.
-    run_id = args.log_to or (None if Path(args.checkpoint).exists() else args.checkpoint)
+    local = args.pretrained is not None or Path(args.checkpoint).exists()
+    run_id = args.log_to or (None if local else args.checkpoint)
     trained = load_from_arguments(args)
     tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
@@ -108,6 +123,7 @@ def run(argv: list[str] | None = None) -> Evaluation:
         args.progress,
         args.tta,
         info,
+        args.randomization_max_samples,
     )
     table = evaluation.table()
     print(f"{args.split} metrics of {trained.path} (step {trained.step}) on {root}:\n\n{table}")

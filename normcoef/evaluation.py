@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -19,7 +20,12 @@ from normcoef.data.distance import signed_distance
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS, TARGET_SUFFIX, load_split
 from normcoef.data.torch_dataset import NormalizationDataset
-from normcoef.figures import plot_distance_histogram, plot_error_by_distance, plot_error_map
+from normcoef.figures import (
+    error_map_scale,
+    plot_distance_histogram,
+    plot_error_by_distance,
+    plot_error_map,
+)
 from normcoef.inference import TrainedModel
 from normcoef.losses import for_target
 from normcoef.metrics import (
@@ -44,15 +50,26 @@ def _mean_std(metrics: dict[str, float], key: str) -> str:
     return f"{metrics[key]:.3g}" if std is None else f"{metrics[key]:.3g} ± {std:.2g}"
 
 
+PRIOR_LABEL = "Prior alone (no network)"
+
+
 @dataclass
 class Evaluation:
-    """Aggregated metrics per method, and the CNN's |ε| maps for the figures."""
+    """Aggregated metrics per method (label -> metrics, ``keys`` label -> MLflow key part), and
+    the |ε| maps of the CNN and, for a network on the prior, of the prior alone."""
 
     methods: dict[str, dict[str, float]] = field(default_factory=dict)
+    keys: dict[str, str] = field(default_factory=dict)
     abs_eps_maps: np.ndarray | None = None
+    prior_abs_eps_maps: np.ndarray | None = None
     ocean: np.ndarray | None = None
     samples: int = 0
     split: str = "test"
+    note: str = ""
+
+    def add(self, label: str, key: str, metrics: dict[str, float]) -> None:
+        self.methods[label] = metrics
+        self.keys[label] = key
 
     def table(self) -> str:
         """Markdown table in the layout of the report's Table 8 (mean ± std over samples)."""
@@ -61,15 +78,17 @@ class Evaluation:
         for method, metrics in self.methods.items():
             cells = [_mean_std(metrics, key) for key, _ in COLUMNS]
             lines.append(f"| {method} | " + " | ".join(cells) + " |")
-        return "\n".join(lines) + f"\n\n{self.samples} {self.split} samples."
+        footer = f"{self.samples} {self.split} samples." + (f" {self.note}" if self.note else "")
+        return "\n".join(lines) + "\n\n" + footer
 
     def flat_metrics(self, prefix: str | None = None) -> dict[str, float]:
-        """``<split>/cnn/eps_q``, ``<split>/randomization/eps_q``, ... (MLflow keys)."""
+        """``<split>/cnn/eps_q``, ``<split>/randomization/eps_q``, ``<split>/prior/eps_q``, ...
+        (MLflow keys)."""
         prefix = prefix or self.split
         out = {}
         for method, metrics in self.methods.items():
-            tag = "cnn" if method == "CNN" else "randomization"
-            out.update({f"{prefix}/{tag}/{k}": v for k, v in metrics.items()})
+            key = self.keys.get(method, "cnn" if method == "CNN" else "randomization")
+            out.update({f"{prefix}/{key}/{k}": v for k, v in metrics.items()})
         return out
 
 
@@ -113,14 +132,25 @@ def tta_metrics(
     return aggregate(per_sample), predictions
 
 
-def check_limit(limit: int | None) -> None:
+def check_limit(limit: int | None, what: str = "evaluation.max_samples, --max-samples") -> None:
     """A sample limit is a count >= 1 or None (every sample): ``[:limit]`` would silently
     drop samples for a negative one and evaluate nothing for 0."""
     if limit is not None and limit < 1:
         raise ValueError(
-            "the number of samples to evaluate (evaluation.max_samples, --max-samples) must be "
-            f">= 1, or null for every sample; got {limit}"
+            f"the number of samples to evaluate ({what}) must be >= 1, or null for every "
+            f"sample; got {limit}"
         )
+
+
+def prior_metrics(dataset: NormalizationDataset) -> tuple[dict[str, float], list[np.ndarray]]:
+    """Metrics and |ε| maps of the physics prior alone (γ = γ_prior), for a standardizer on
+    the prior_residual target: what the network adds to it."""
+    split, per_sample, maps = dataset.split, [], []
+    for i in range(len(dataset)):
+        prior = cast(np.ndarray, dataset.prior(i))
+        per_sample.append(sample_metrics(prior, split.gamma[i], split.ocean[i]))
+        maps.append(np.abs(relative_error_map(prior, split.gamma[i], split.ocean[i])))
+    return aggregate(per_sample), maps
 
 
 def evaluate(
@@ -135,14 +165,19 @@ def evaluate(
     progress: bool = False,
     split: str = "test",
     tta: bool = False,
+    randomization_limit: int | None = None,
 ) -> Evaluation:
     """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
 
     ``info`` describes the data set (M and periodicity for the randomization estimator).
-    Both methods see the same samples: the first ``limit`` (>= 1) when given. ``tta``: the
-    CNN's γ² is averaged over flips of each input (``normcoef.inference.predict_gamma``).
+    Both methods see the same samples: the first ``limit`` (>= 1) when given. Randomization
+    costs minutes per global sample: ``randomization_limit`` runs it on the first K of those
+    only, and the CNN is then also scored on the same K (a like-for-like row). ``tta``: the
+    CNN's γ² is averaged over flips of each input (``normcoef.inference.predict_gamma``). A
+    network on the prior_residual target gets a row for the prior alone.
     """
     check_limit(limit)
+    check_limit(randomization_limit, "evaluation.randomization_max_samples")
     if len(dataset) == 0:
         raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
     test = dataset if limit is None else dataset.head(limit)
@@ -152,12 +187,38 @@ def evaluate(
         cnn, predictions = evaluate_split(model, loss_fn, test, device)
         cnn.pop("loss", None)
     result = Evaluation(samples=len(test), split=split)
+    subset = len(test) if randomization_limit is None else min(randomization_limit, len(test))
     if randomization_samples > 0:
         label = f"Randomization (N={randomization_samples})"
-        result.methods[label] = randomization_metrics(
-            test, randomization_samples, info, seed, progress
+        if subset < len(test):
+            label = f"Randomization (N={randomization_samples}), first {subset} samples"
+            result.note = f"Randomization and the CNN's second row: the first {subset} of them."
+        expected = np.sqrt(2 / randomization_samples)
+        result.note = (
+            f"{result.note} Randomization's expected RMSE(ε) is sqrt(2/N) = {expected:.3g}."
+        ).strip()
+        random_set = test.head(subset)
+        result.add(
+            label,
+            "randomization",
+            randomization_metrics(random_set, randomization_samples, info, seed, progress),
         )
-    result.methods["CNN"] = cnn
+        if subset < len(test):
+            same = [
+                sample_metrics(p, g, o)
+                for p, g, o in zip(
+                    predictions[:subset],
+                    random_set.split.gamma,
+                    random_set.split.ocean,
+                    strict=True,
+                )
+            ]
+            result.add(f"CNN, first {subset} samples", "cnn_subset", aggregate(same))
+    result.add("CNN", "cnn", cnn)
+    if test.standardizer.uses_prior:
+        prior, prior_maps = prior_metrics(test)
+        result.add(PRIOR_LABEL, "prior", prior)
+        result.prior_abs_eps_maps = np.stack(prior_maps)
     result.abs_eps_maps = np.abs(
         np.stack(
             [
@@ -171,17 +232,34 @@ def evaluate(
 
 
 def write_figures(evaluation: Evaluation, out_dir: Path, periodic_x: bool = True) -> list[Path]:
-    """Report Figs. 5, 6 and 11 for the CNN; skipped when test masks differ between samples."""
+    """Report Figs. 5, 6 and 11 for the CNN, with the prior alone beside it when there is one
+    (its own map, its curve in the distance figure, one colour scale for both maps); skipped
+    when test masks differ between samples."""
     maps, ocean = evaluation.abs_eps_maps, evaluation.ocean
     if maps is None or ocean is None or not np.all(np.isnan(maps) == ~ocean[None]):
         return []
     distance = signed_distance(ocean, "manhattan", periodic_x)
     distances, mean_abs, counts = error_by_distance(maps, distance, ocean)
+    curves = {"CNN": mean_abs}
+    cnn_map = mean_error_map(maps, ocean)
+    error_maps = {"mean_abs_error_map.png": ("CNN: mean |ε|", cnn_map)}
+    prior_maps = evaluation.prior_abs_eps_maps
+    if prior_maps is not None:
+        curves[PRIOR_LABEL] = error_by_distance(prior_maps, distance, ocean)[1]
+        error_maps["prior_mean_abs_error_map.png"] = (
+            f"{PRIOR_LABEL}: mean |ε|",
+            mean_error_map(prior_maps, ocean),
+        )
+    scale = error_map_scale(*(m for _, m in error_maps.values()))
     out_dir = Path(out_dir)
+    samples = f"over {evaluation.samples} {evaluation.split} samples"
     return [
-        plot_error_by_distance(distances, mean_abs, out_dir / "error_by_distance.png"),
+        plot_error_by_distance(distances, curves, out_dir / "error_by_distance.png"),
         plot_distance_histogram(distances, counts, out_dir / "ocean_cells_by_distance.png"),
-        plot_error_map(mean_error_map(maps, ocean), out_dir / "mean_abs_error_map.png"),
+        *(
+            plot_error_map(m, out_dir / name, f"{title} {samples}", scale)
+            for name, (title, m) in error_maps.items()
+        ),
     ]
 
 
@@ -207,8 +285,10 @@ def evaluate_checkpoint(
     progress: bool = False,
     tta: bool = False,
     info: DatasetInfo | None = None,
+    randomization_limit: int | None = None,
 ) -> Evaluation:
-    """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None).
+    """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None),
+    randomization on the first ``randomization_limit`` of those (``evaluate``).
 
     ``info``: the data set at ``root`` (read from it when None; M defaults to the training's).
     """
@@ -241,4 +321,5 @@ def evaluate_checkpoint(
         progress=progress,
         split=split,
         tta=tta,
+        randomization_limit=randomization_limit,
     )

@@ -36,6 +36,7 @@ from normcoef.data.storage import (
 )
 from normcoef.data.torch_dataset import Standardizer
 from normcoef.physics.diffusion import CHANNELS, field_violations
+from normcoef.pretrained import available, checkpoint_path, describe, grid_path
 from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
@@ -93,6 +94,13 @@ class TrainedModel:
     step: int
     path: Path
     device: torch.device
+    grid: Path | None = None
+    """The grid.npz it was trained on; None: its data set's (``training_grid``)."""
+
+    @property
+    def training_grid(self) -> Path:
+        """The training grid's grid.npz: a shipped network's own, else its data set's."""
+        return self.grid or Path(self.config.dataset.root) / GRID
 
     def predict(self, fields: np.ndarray, ocean: np.ndarray, tta: bool = False) -> np.ndarray:
         """Physical γ (H, W) float64 of (3, H, W) fields A_i, A_j, W on an (H, W) ocean mask.
@@ -185,7 +193,7 @@ def grid_differences(ocean: np.ndarray, mask_path: Path, trained: TrainedModel) 
 
     Periodicity is known only for a data set's grid.npz (its metadata.json beside it).
     """
-    train_path = Path(trained.config.dataset.root) / GRID
+    train_path = trained.training_grid
     if not train_path.is_file():
         return f"the training grid {train_path} is missing, so {mask_path} cannot be compared"
     train_ocean = load_mask(train_path)
@@ -279,10 +287,20 @@ def predict_files(
     return outputs
 
 
-def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
-    """The command-line arguments ``load_from_arguments`` reads, shared by the entry points."""
+CHECKPOINT_HELP = "a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id"
+
+
+def add_checkpoint_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
+    """The command-line arguments ``load_from_arguments`` reads, shared by the entry points;
+    without ``positional`` the caller adds CHECKPOINT itself (``checkpoint_or_pretrained``)."""
+    if positional:
+        parser.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP + " (or --pretrained)")
     parser.add_argument(
-        "checkpoint", help="a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id"
+        "--pretrained",
+        metavar="NAME",
+        help="a network shipped with normcoef instead of CHECKPOINT: "
+        + (", ".join(available()) or "none shipped")
+        + " (provenance: normcoef/pretrained/NAME.json)",
     )
     parser.add_argument(
         "--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})"
@@ -290,5 +308,24 @@ def add_checkpoint_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
 
 
+def checkpoint_or_pretrained(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """Exactly one of CHECKPOINT and --pretrained, or argparse's one-line usage error."""
+    if args.pretrained is not None and args.checkpoint is not None:
+        parser.error(f"give CHECKPOINT ({args.checkpoint}) or --pretrained, not both")
+    if args.pretrained is None and args.checkpoint is None:
+        parser.error(
+            "give a CHECKPOINT or --pretrained NAME ("
+            + (", ".join(available()) or "none shipped")
+            + ")"
+        )
+
+
 def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
+    """The network the arguments name: a shipped one (``--pretrained``, its grid with it)
+    or a checkpoint, run directory or MLflow run id."""
+    if args.pretrained is not None:
+        trained = load_trained_model(checkpoint_path(args.pretrained), args.device)
+        trained.grid = grid_path(args.pretrained)
+        print(f"Using {describe(args.pretrained)}.")
+        return trained
     return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)

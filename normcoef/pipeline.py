@@ -223,6 +223,7 @@ def _evaluate_and_log(
         ev.max_samples,
         cfg.trainer.progress,
         tta=ev.tta,
+        randomization_limit=ev.randomization_max_samples,
     )
     table = evaluation.table()
     print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")

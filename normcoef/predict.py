@@ -1,8 +1,11 @@
 """Predict normalization coefficients γ with a trained network.
 
     python -m normcoef.predict CHECKPOINT INPUT [INPUT ...] -o OUT_DIR [--mask grid.npz] [--tta]
+    python -m normcoef.predict --pretrained global INPUT [INPUT ...] -o OUT_DIR
 
-CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id. Each
+CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id;
+``--pretrained global`` uses the network shipped with the package (trained on the global
+292x360 grid, whose mask it brings; provenance in normcoef/pretrained/global.json). Each
 INPUT is an npz file holding one (3, H, W) array A_i, A_j, W (named ``arr_0`` or alone, as in
 a data set's ``X/<id>.npz``; an array with a halo, equally wide on both sides of each axis, is
 cropped to the mask), or a directory of them. Each gives ``OUT_DIR/<id>_norm_coeffs.npz`` with
@@ -11,10 +14,10 @@ cropped to the mask), or a directory of them. Each gives ``OUT_DIR/<id>_norm_coe
     with np.load("out/00000_norm_coeffs.npz") as f:
         gamma, ocean = f["gamma"], f["mask"]
 
-The mask is the training data set's ``grid.npz`` unless ``--mask`` gives another. The
-networks are fully convolutional, so another grid works when its mask is given (with a
-warning saying how it differs from the training grid); the distance channel is recomputed
-from that mask, the standardization statistics stay the training's.
+The mask is the training data set's ``grid.npz`` (a shipped network's own grid) unless
+``--mask`` gives another. The networks are fully convolutional, so another grid works when
+its mask is given (with a warning saying how it differs from the training grid); the distance
+channel is recomputed from that mask, the standardization statistics stay the training's.
 
 On ocean cells inputs must be what a diffusion operator can have (``physics.field_violations``,
 the rules of ``physics.check_fields``): finite, A_i and A_j >= 0 (0 closes a face, as on every
@@ -31,8 +34,9 @@ import argparse
 from pathlib import Path
 
 from normcoef.cli import exit_on_user_error, warn
-from normcoef.data.storage import GRID, input_files, load_mask
+from normcoef.data.storage import input_files, load_mask
 from normcoef.inference import (
+    CHECKPOINT_HELP,
     add_checkpoint_arguments,
     grid_differences,
     load_from_arguments,
@@ -44,10 +48,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m normcoef.predict",
         description="Write γ predicted by a trained CNN for input fields A_i, A_j, W.",
+        usage="%(prog)s (CHECKPOINT | --pretrained NAME) INPUT [INPUT ...] -o OUTPUT_DIR [options]",
     )
-    add_checkpoint_arguments(parser)
+    add_checkpoint_arguments(parser, positional=False)
     parser.add_argument(
-        "inputs", nargs="+", help="npz files of (3, H, W) fields, or directories of them"
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help=f"CHECKPOINT (not with --pretrained): {CHECKPOINT_HELP}; then npz files of "
+        "(3, H, W) fields, or directories of them",
     )
     parser.add_argument(
         "-o", "--output-dir", type=Path, required=True, help="where <id>_norm_coeffs.npz go"
@@ -63,7 +72,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    paths = list(args.paths)
+    args.checkpoint = None if args.pretrained is not None else paths.pop(0)
+    if not paths:
+        parser.error("give at least one INPUT after CHECKPOINT")
+    args.inputs = paths
+    return args
 
 
 def run(argv: list[str] | None = None) -> list[Path]:
@@ -73,7 +88,7 @@ def run(argv: list[str] | None = None) -> list[Path]:
     if args.mask is not None:
         mask_path, mask_source = Path(args.mask), str(args.mask)
     else:
-        mask_path = Path(trained.config.dataset.root) / GRID
+        mask_path = trained.training_grid
         mask_source = f"the training grid {mask_path}"
     ocean = load_mask(mask_path)
     if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):

@@ -33,6 +33,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "normcoef.evaluation",
             "normcoef.inference",
+            "normcoef.pretrained",
             "normcoef.figures",
             "normcoef.tracking",
             "normcoef.report",

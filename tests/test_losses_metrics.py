@@ -146,7 +146,7 @@ def test_mean_error_map_averages_samples_and_blanks_land():
 def test_figures_are_written_as_non_empty_pngs(tmp_path):
     distances, counts = np.arange(1, 6), np.array([50, 30, 10, 5, 5])
     paths = [
-        plot_error_by_distance(distances, 1e-2 / distances, tmp_path / "by_distance.png"),
+        plot_error_by_distance(distances, {"CNN": 1e-2 / distances}, tmp_path / "by_distance.png"),
         plot_distance_histogram(distances, counts, tmp_path / "histogram.png"),
         plot_error_map(np.where(OCEAN_D, 1e-3, np.nan), tmp_path / "sub" / "map.png"),
     ]
@@ -184,3 +184,14 @@ def test_losses_have_data_independent_shapes_so_a_gpu_step_needs_no_host_sync(lo
     ocean = OCEAN.expand_as(pred)
     scores = loss_fn.score(pred[ocean], target[ocean], MEAN, STD)
     torch.testing.assert_close(expected, scores.mean())
+
+
+def test_the_error_map_scale_is_not_set_by_one_coastal_cell():
+    from normcoef.figures import error_map_scale
+
+    cnn = np.full((20, 30), 1e-4)
+    cnn[0, 0] = 0.5  # one coastal outlier
+    prior = np.where(np.arange(30) < 15, np.nan, 1e-2) * np.ones((20, 1))
+    vmin, vmax = error_map_scale(cnn, prior)
+    assert vmin == pytest.approx(1e-4) and vmax == 0.5
+    assert error_map_scale(np.full((2, 2), np.nan)) == (1e-12, 1.0)

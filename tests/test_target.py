@@ -221,3 +221,55 @@ def test_a_prior_residual_checkpoint_without_its_steps_is_refused(
     torch.save(state, tmp_path / "damaged.pt")
     with pytest.raises(CheckpointError, match="damaged.pt: cannot build .* needs steps"):
         load_trained_model(tmp_path / "damaged.pt")
+
+
+@pytest.mark.slow
+def test_a_prior_network_is_scored_beside_the_prior_alone_with_both_maps(
+    residual_run: Path, tmp_path: Path
+):
+    from normcoef.metrics import sample_metrics
+
+    root = residual_run.parent / "data"
+    info = DatasetInfo.load(root)
+    out = tmp_path / "figures"
+    result = evaluate.run(
+        [str(residual_run), "-n", "0", "--no-log", "--output-dir", str(out), "--max-samples", "2"]
+    )
+    test = load_split(root, "test")
+    by_hand = [
+        sample_metrics(uniform_lattice_prior(f, o, info.steps, *info.periodicity), g, o)
+        for f, o, g in zip(test.fields[:2], test.ocean[:2], test.gamma[:2], strict=True)
+    ]
+    prior = result.methods["Prior alone (no network)"]
+    assert prior["eps_mean"] == pytest.approx(np.mean([m["eps_mean"] for m in by_hand]))
+    assert prior["eps_max"] == pytest.approx(np.mean([m["eps_max"] for m in by_hand]))
+    assert result.flat_metrics()["test/prior/eps_q"] == prior["eps_q"]
+    assert {p.name for p in out.glob("*.png")} == {
+        "error_by_distance.png",
+        "ocean_cells_by_distance.png",
+        "mean_abs_error_map.png",
+        "prior_mean_abs_error_map.png",
+    }
+    assert "| Prior alone (no network) |" in (out / "test_metrics.md").read_text()
+
+
+@pytest.mark.slow
+def test_randomization_on_the_first_samples_only_adds_a_like_for_like_cnn_row(
+    residual_run: Path,
+):
+    every = evaluate.run([str(residual_run), "-n", "3", "--no-log", "--max-samples", "2"])
+    first = evaluate.run([str(residual_run), "-n", "3", "--no-log", "--max-samples", "1"])
+    split = evaluate.run(
+        [str(residual_run), "-n", "3", "--no-log", "--max-samples", "2"]
+        + ["--randomization-max-samples", "1"]
+    )
+    assert split.samples == 2
+    assert split.methods["CNN"] == every.methods["CNN"]
+    assert (
+        split.methods["Randomization (N=3), first 1 samples"]
+        == (first.methods["Randomization (N=3)"])
+    )
+    assert split.methods["CNN, first 1 samples"] == first.methods["CNN"]
+    metrics = split.flat_metrics()
+    assert metrics["test/cnn_subset/eps_q"] == first.methods["CNN"]["eps_q"]
+    assert "the first 1 of them" in split.table()

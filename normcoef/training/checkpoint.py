@@ -48,6 +48,11 @@ def save_checkpoint(
         "best_step": int(best_step),
         **(extra or {}),
     }
+    save_checkpoint_state(path, state)
+
+
+def save_checkpoint_state(path: Path, state: dict) -> None:
+    """Write a checkpoint's state dict atomically (through a temporary file beside it)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
