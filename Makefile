@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data global-data train beat test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
+.PHONY: help install run data global-data global train beat test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -54,6 +54,12 @@ beat: install ## issue 10's recipe: its data, then experiment=beat_randomization
 GLOBAL_SPLITS := dataset.splits.train=10 dataset.splits.valid=1 dataset.splits.test=190
 global-data: install ## the report's global data set, 10/1/190 samples (WORKERS processes)
 	$(PY) -m normcoef.generate dataset=full_std $(GLOBAL_SPLITS) workers=$(WORKERS) $(DATA_ARGS)
+
+# Issue 17's runs (docs/results.md "The global grid"): the data, experiment=global_cpu on
+# Full_std and Partial_std, the test evaluation (190 samples; randomization on 4), the skip
+# ordering with 3 seeds. ~4 h on 2 CPU cores; STEP=gpu trains experiment=global instead.
+global: install ## the report's main result on its global grid (benchmarks/global.sh)
+	PY=$(PY) bash benchmarks/global.sh $(ARGS)
 
 # The type check first (~30 s): CI runs this target (.ci/run).
 test: install typecheck ## type check, then every test

@@ -148,7 +148,26 @@ class GenerateSchema:
             raise ValueError(f"device={self.device}: unknown; use one of {', '.join(DEVICES)}")
 
 
+CONFIG_GROUPS_RESOLVER = "config_groups"
+
+
+def group_options(group: str) -> list[str]:
+    """Every option of a config group of conf/, nested folders included (``smoke/activation``,
+    which Hydra's own lists leave out); never the schemas, which are no option."""
+    root = CONF_DIR / group
+    return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
+
+
+def config_groups() -> str:
+    """``group: option, ...`` per line, for ``--help`` (``${config_groups:}`` in conf/train.yaml):
+    Hydra's $APP_CONFIG_GROUPS lists each group's schema as an option (``dataset=schema``
+    composes nothing usable) and lists nested options apart."""
+    groups = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "hydra")
+    return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in groups)
+
+
 def register_configs() -> None:
+    OmegaConf.register_new_resolver(CONFIG_GROUPS_RESOLVER, config_groups, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainSchema)
     cs.store(name="generate_schema", node=GenerateSchema)

@@ -17,9 +17,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-from normcoef.cli import bounded_int, exit_on_user_error
+from normcoef.cli import bounded_int, exit_on_user_error, warn
 from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import SPLITS
+from normcoef.data.storage import SPLITS, load_split
 from normcoef.evaluation import (
     DEFAULT_RANDOMIZATION_SAMPLES,
     Evaluation,
@@ -28,8 +28,11 @@ from normcoef.evaluation import (
     write_figures,
 )
 from normcoef.inference import (
+    FAR_FROM_TRAINING,
+    TrainedModel,
     add_checkpoint_arguments,
     checkpoint_or_pretrained,
+    far_from_training,
     load_from_arguments,
 )
 from normcoef.tracking import ExistingRun
@@ -44,6 +47,28 @@ def log_evaluation(
     run.log_text(evaluation.table(), f"{split}_metrics.md")
     with tempfile.TemporaryDirectory() as tmp:
         run.log_artifacts(write_figures(evaluation, Path(tmp), periodic_x), "figures")
+
+
+def warn_if_unlike_training(
+    trained: TrainedModel, root: Path, split: str, info: DatasetInfo
+) -> None:
+    """A data set on another grid, or whose inputs lie far from the training statistics (other
+    units, another resolution), is evaluated with a warning saying so: the metrics are right,
+    but they measure an extrapolation."""
+    shape, trained_shape = info.shape, trained.dataset.shape
+    if shape is not None and trained_shape is not None and shape != trained_shape:
+        warn(
+            f"{root} is a {shape[0]}x{shape[1]} grid, the network was trained on "
+            f"{trained_shape[0]}x{trained_shape[1]}: it is fully convolutional but learned one "
+            "resolution, so expect larger errors"
+        )
+    first = load_split(root, split, 1)
+    if len(first) and (far := far_from_training(first.fields[0], first.ocean[0], trained)):
+        warn(
+            f"{root / split} (first sample): {far} lie more than {FAR_FROM_TRAINING:g} standard "
+            "deviations from "
+            "the training data's mean (other units or resolution?); the network extrapolates"
+        )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -107,6 +132,7 @@ def run(argv: list[str] | None = None) -> Evaluation:
     tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
     info = DatasetInfo.load(root, trained.dataset.steps)
+    warn_if_unlike_training(trained, root, args.split, info)
     limit = args.max_samples
     if limit is None:
         limit = default_limit(trained, root, args.split, info)

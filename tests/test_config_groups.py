@@ -150,7 +150,10 @@ def test_the_logger_options_start_their_tracker_with_the_runs_name_and_tags(
 
 @pytest.mark.slow
 @pytest.mark.reliability(
-    "sweep", "misspelt group on the command line", "error", "Could not find, exit 1"
+    "sweep",
+    "misspelt group on the command line",
+    "error",
+    "one error: line with the options, exit 2",
 )
 @pytest.mark.parametrize(
     "command",
@@ -167,11 +170,10 @@ def test_the_command_line_refuses_a_misspelt_group_before_anything_runs(
         text=True,
         timeout=300,
     )
-    assert done.returncode == 1
-    assert "Could not find" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "outputs").exists()
-    assert not (tmp_path / "multirun").exists()
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
+    assert "has no such option; choose one of" in done.stderr
+    assert list(tmp_path.iterdir()) == []  # no outputs/, multirun/ or mlflow.db
 
 
 # --- one run, one folder -------------------------------------------------------------------
@@ -231,3 +233,52 @@ def test_a_sweep_job_folder_fits_a_file_name_and_stays_unique():
 def test_a_short_job_folder_is_the_number_and_the_overrides():
     assert job_dir_name(3, "activation=elu,trainer.seed=1") == "3_activation=elu,trainer.seed=1"
     assert job_dir_name(0, "") == "0_"
+
+
+@pytest.mark.reliability(
+    "train",
+    "misspelt option, key or value on the command line",
+    "error",
+    "one line naming the override (options listed, smoke/* too), exit 2, nothing run",
+)
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["experiment=quickstrat"], "experiment=quickstrat: conf/experiment has no such option"),
+        (["-m", "model=cnn,skipp"], "model=skipp: conf/model has no such option; choose one of "),
+        (["trainer.stepz=3"], "Could not override 'trainer.stepz'; To append to your config"),
+        (["trainer.steps=abc"], "Error merging override trainer.steps=abc; Value 'abc'"),
+        (["dataset=schema"], "dataset=schema: the schema checks the options of conf/dataset"),
+    ],
+)
+def test_a_command_line_hydra_cannot_compose_is_one_line(arguments: list[str], message: str):
+    from normcoef.train import composition_error
+
+    problem = composition_error(arguments)
+    assert problem is not None and problem.startswith(message), problem
+    assert "\n" not in problem
+
+
+def test_the_option_list_of_a_misspelt_experiment_names_the_smoke_presets_too():
+    from normcoef.train import composition_error
+
+    problem = composition_error(["experiment=quickstrat"])
+    assert "quickstart" in problem and "smoke/activation" in problem
+
+
+def test_a_sweep_of_good_values_composes():
+    from normcoef.train import composition_error
+
+    assert composition_error(["-m", "model=cnn,skip_add", "trainer.seed=1,2"]) is None
+    assert composition_error(["hparams_search=optuna_smoke", "experiment=smoke/activation"]) is None
+
+
+def test_help_says_what_the_command_does_and_lists_no_schema():
+    from normcoef.config import config_groups
+
+    groups = config_groups()
+    assert "schema" not in groups
+    assert "experiment: activation," in groups and "smoke/activation" in groups
+    help_cfg = train_config().hydra.help
+    assert help_cfg.header.startswith("normcoef-train (python -m normcoef.train): train a CNN")
+    assert "${config_groups:}" in OmegaConf.to_container(help_cfg)["template"]

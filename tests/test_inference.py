@@ -257,3 +257,35 @@ def test_predict_runs_as_a_module_with_a_given_mask(trained: TrainedRun, tmp_pat
     done = subprocess.run(command, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (tmp_path / "00001_norm_coeffs.npz").exists()
+
+
+@pytest.mark.reliability(
+    "evaluate",
+    "a data set of another resolution",
+    "warning",
+    "says HxW vs HxW; evaluates",
+)
+def test_evaluating_on_another_resolution_warns_naming_both_shapes(
+    trained: TrainedRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    from normcoef.data.generation import GenerationSpec, generate_dataset
+
+    spec = GenerationSpec(grid="python", height=20, width=28, splits={"train": 1, "test": 1})
+    generate_dataset(tmp_path / "fine", spec, progress=False)
+
+    result = evaluate.run(
+        [str(trained.run_dir), "--dataset", str(tmp_path / "fine"), "-n", "0", "--no-log"]
+    )
+
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "grid" in line]
+    (line,) = warnings
+    assert line.startswith(f"warning: {tmp_path / 'fine'} is a 20x28 grid")
+    assert "trained on 16x24" in line
+    assert result.samples == 1
+
+
+def test_evaluating_on_the_training_data_set_warns_of_nothing(
+    trained: TrainedRun, capsys: pytest.CaptureFixture
+):
+    evaluate.run([str(trained.run_dir), "-n", "0", "--no-log"])
+    assert "warning" not in capsys.readouterr().err

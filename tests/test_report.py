@@ -45,8 +45,9 @@ def test_the_best_row_is_the_lowest_validation_eps_q_even_where_test_ranks_other
     rows = group_runs([relu, elu], ["activation"])
     assert best_row(rows).values == {"activation": "elu"}
     table = format_table(rows, ["activation"])
-    assert "| **elu** (best) | **5.00e-02** |" in table  # its test metrics, reported
-    assert "| relu | 1.00e-02 |" in table
+    # The validation ε_Q that chose, then the test metrics reported.
+    assert "| **elu** (best) | 2.00e-02 | **5.00e-02** |" in table
+    assert "| relu | 9.00e-02 | 1.00e-02 |" in table
     assert "Best chosen on validation ε_Q" in table
     assert "test metrics reported" in table
     assert "Best (lowest validation ε_Q, 2.00e-02): activation=elu." in table
@@ -240,5 +241,5 @@ def test_a_job_whose_run_has_only_structured_override_tags_is_not_missing(
     job_run(store, {OVERRIDE_TAG + "activation": "elu", "normcoef.sweep": str(sweep)}, values)
     main([*EXPERIMENT, f"logger.tracking_uri={store}", f"sweep={sweep}", "log=false"])
     printed = capsys.readouterr().out
-    assert "| CNN | 1.00e-01 | 2.00e-01 | 1.00e-02 | 1 (val) |" in printed
+    assert "| CNN | 1.00e-01 | 1.00e-01 | 2.00e-01 | 1.00e-02 | 1 (val) |" in printed
     assert "failed" not in printed  # the job's folder is matched to its run, not "missing"

@@ -96,8 +96,8 @@ def test_rows_are_the_varied_values_with_seeds_averaged_and_lowest_eps_q_marked_
     assert rows[0].summary["eps_q"] == pytest.approx(0.08)
     assert rows[0].summary["eps_q_std"] == pytest.approx(0.01)
     table = format_table(rows, keys)
-    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in table
-    assert "| **elu** (best) | **5.50e-02** ± 5.0e-03 |" in table
+    assert "| activation | val ε_Q (chooses) | ε_Q | ε_max | ε_mean | runs |" in table
+    assert "| **elu** (best) | 5.50e-02 ± 5.0e-03 | **5.50e-02** ± 5.0e-03 |" in table
     assert "Best (lowest validation ε_Q, 5.50e-02): activation=elu." in table
 
 
@@ -108,7 +108,7 @@ def test_failed_runs_are_listed_as_failed_and_never_best():
     ]
     runs[1].failure = "layers - 2 = 5 hidden layers must be a positive multiple of 2"
     table = format_table(group_runs(runs, ["model.layers"]), ["model.layers"])
-    assert "| 7 | failed | failed | failed | 0 + 1 failed |" in table
+    assert "| 7 | – | failed | failed | failed | 0 + 1 failed |" in table
     assert "| **6** (best) |" in table
     assert "- `model.layers=7`: layers - 2 = 5 hidden layers" in table
 
@@ -134,7 +134,7 @@ def test_two_value_sweep_gives_two_runs_and_a_report_table_logged_in_mlflow(
     monkeypatch.chdir(workdir)
     main(["experiment=smoke/activation", f"logger.tracking_uri={uri}"])
     printed = capsys.readouterr().out
-    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in printed
+    assert "| activation | val ε_Q (chooses) | ε_Q | ε_max | ε_mean | runs |" in printed
     assert printed.count("(best)") == 1
     assert "| Randomization (N=50) |" in printed
 
@@ -144,7 +144,7 @@ def test_two_value_sweep_gives_two_runs_and_a_report_table_logged_in_mlflow(
     )
     assert len(summary) == 1
     logged = mlflow.artifacts.load_text(f"{summary[0].info.artifact_uri}/ablation_table.md")
-    assert "| activation | ε_Q | ε_max | ε_mean | runs |" in logged
+    assert "| activation | val ε_Q (chooses) | ε_Q | ε_max | ε_mean | runs |" in logged
     children = {client.get_run(run.info.run_id).data.tags["mlflow.parentRunId"] for run in runs}
     assert children == {summary[0].info.run_id}
 
@@ -200,7 +200,7 @@ def test_failing_trial_is_recorded_as_fail_and_the_study_goes_on(
     main([*study, "log=false"])
     printed = capsys.readouterr().out
     failed = sum(trial.state.name == "FAIL" for trial in trials)  # as the sampler drew them
-    assert f"| 5 | failed | failed | failed | 0 + {failed} failed |" in printed
+    assert f"| 5 | – | failed | failed | failed | 0 + {failed} failed |" in printed
     assert f"3 trials, {3 - failed} COMPLETE, {failed} FAIL" in printed
 
 

@@ -11,6 +11,8 @@ from normcoef.tracking import short_value
 
 METRICS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"))
 SELECT_ON = "eps_q"  # the validation metric that chooses the best configuration
+VALIDATION_LABEL = "val ε_Q (chooses)"
+"""The column of the metric the best row was chosen on, beside the test metrics reported."""
 SEED_KEY = "trainer.seed"
 
 
@@ -99,8 +101,10 @@ def format_table(rows: Sequence[Row], keys: Sequence[str]) -> str:
     best = best_row(rows)
     header = list(keys) or ["Method"]
     lines = [
-        "| " + " | ".join([*header, *(label for _, label in METRICS), "runs"]) + " |",
-        "|" + "---|" * (len(header) + len(METRICS) + 1),
+        "| "
+        + " | ".join([*header, VALIDATION_LABEL, *(label for _, label in METRICS), "runs"])
+        + " |",
+        "|" + "---|" * (len(header) + len(METRICS) + 2),
     ]
     for row in rows:
         labels = [short_value(value) for value in row.values.values()] or ["CNN"]
@@ -111,12 +115,13 @@ def format_table(rows: Sequence[Row], keys: Sequence[str]) -> str:
             cells = [_cell(row.summary, key, is_best) for key, _ in METRICS]
         else:
             cells = ["failed"] * len(METRICS)
+        chooses = _cell(row.validation, SELECT_ON) if SELECT_ON in row.validation else "–"
         count = f"{len(row.completed)}"
         if row.failed:
             count += f" + {len(row.failed)} failed"
         if row.completed and row.completed[0].split == "val":
             count += " (val)"
-        lines.append("| " + " | ".join([*labels, *cells, count]) + " |")
+        lines.append("| " + " | ".join([*labels, chooses, *cells, count]) + " |")
     lines += _baseline_lines(rows, len(header))
     lines.append("")
     lines.append(_legend(rows, best))
@@ -135,14 +140,15 @@ def _baseline_lines(rows: Sequence[Row], key_columns: int) -> list[str]:
     summary = aggregate([run.baseline for run in runs])
     labels = [runs[0].baseline_label] + [""] * (key_columns - 1)
     cells = [_cell(summary, key) for key, _ in METRICS]
-    return ["| " + " | ".join([*labels, *cells, "baseline"]) + " |"]
+    return ["| " + " | ".join([*labels, "–", *cells, "baseline"]) + " |"]
 
 
 def _legend(rows: Sequence[Row], best: Row | None) -> str:
     seeds = any(len(row.completed) > 1 for row in rows)
     text = (
-        "Best chosen on validation ε_Q (`best/val/eps_q`, the best checkpoint's); test "
-        "metrics reported: the test split of the best checkpoint (`test/cnn/*`)"
+        "Best chosen on validation ε_Q (`best/val/eps_q`, the best checkpoint's: the "
+        f"\"{VALIDATION_LABEL}\" column); test metrics reported: the test split of the best "
+        "checkpoint (`test/cnn/*`)"
     )
     if any(run.split == "val" for row in rows for run in row.completed):
         text += "; rows marked (val): best validation metrics (`val/*`), no test metrics"

@@ -1,0 +1,91 @@
+"""Ship a trained run as a pretrained network of the package (normcoef/pretrained/NAME.*).
+
+    python benchmarks/ship_pretrained.py RUN_ID --name global --hardware "..." [--tracking-uri URI]
+
+Reads the run from MLflow: its best checkpoint, its commit, command and data set, its best
+validation metrics (``best/val/*``) and its test metrics (``test/cnn/*`` and the sample count
+of ``test_metrics.md``: evaluate it on the whole test split first), and writes the weights
+without optimizer state, the grid and the provenance (``normcoef.pretrained.write_pretrained``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from pathlib import Path
+
+import mlflow
+from mlflow import MlflowClient
+
+from normcoef import pretrained
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import GRID
+from normcoef.inference import load_trained_model, resolve_checkpoint
+from normcoef.tracking import DEFAULT_TRACKING_URI
+
+METRICS = ("eps_q", "eps_max", "eps_mean", "rmse")
+
+
+def provenance(run_id: str, uri: str, hardware: str, wall_s: float | None) -> dict:
+    client = MlflowClient(uri)
+    run = client.get_run(run_id)
+    tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
+    table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/test_metrics.md")
+    samples = re.search(r"(\d+) test samples\.", table)
+    if samples is None or any(f"test/cnn/{key}" not in metrics for key in METRICS):
+        raise SystemExit(f"run {run_id} has no test evaluation: run normcoef.evaluate on it")
+    trained = load_trained_model(resolve_checkpoint(run_id, uri))
+    root = Path(trained.config.dataset.root)
+    info = DatasetInfo.load(root)
+    return {
+        "mlflow_run_id": run_id,
+        "run_name": run.info.run_name,
+        "commit": tags.get("mlflow.source.git.commit", "unknown"),
+        "recipe": tags.get("normcoef.preset", "?"),
+        "command": "python -m normcoef.train "
+        + " ".join(tags.get("normcoef.overrides", "").split(",")),
+        "hardware": hardware,
+        "training": {
+            "steps": int(params.get("trainer.steps", 0)),
+            "best_step": trained.step,
+            "monitor": params.get("trainer.monitor"),
+            "wall_s": wall_s,
+        },
+        "data": {
+            "grid": params.get("dataset.grid"),
+            "shape": list(info.shape or ()),
+            "seed": int(params.get("dataset.seed", 0)),
+            "splits": {s: int(params[f"dataset.splits.{s}"]) for s in ("train", "valid", "test")},
+            "tolerance": float(params.get("dataset.tolerance", "nan")),
+            "steps_M": info.steps,
+            "standardization": params.get("dataset.standardization"),
+        },
+        "validation": {key: metrics[f"best/val/{key}"] for key in METRICS},
+        "test": {
+            **{key: metrics[f"test/cnn/{key}"] for key in METRICS},
+            **{f"{key}_std": metrics[f"test/cnn/{key}_std"] for key in METRICS},
+            "samples": int(samples.group(1)),
+        },
+        "test_prior_alone": {
+            key: metrics[f"test/prior/{key}"] for key in METRICS if f"test/prior/{key}" in metrics
+        },
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_id")
+    parser.add_argument("--name", required=True)
+    parser.add_argument("--hardware", required=True, help="where it trained, in words")
+    parser.add_argument("--wall-s", type=float, help="training wall time in seconds")
+    parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
+    args = parser.parse_args()
+    details = provenance(args.run_id, args.tracking_uri, args.hardware, args.wall_s)
+    checkpoint = resolve_checkpoint(args.run_id, args.tracking_uri)
+    root = Path(load_trained_model(checkpoint).config.dataset.root)
+    path = pretrained.write_pretrained(checkpoint, root / GRID, args.name, details)
+    print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its provenance.")
+
+
+if __name__ == "__main__":
+    main()
