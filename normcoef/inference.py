@@ -27,6 +27,7 @@ from normcoef.data.storage import (
     GRID,
     METADATA,
     DatasetError,
+    check_input_channels,
     check_outputs,
     crop_halo,
     load_array,
@@ -35,7 +36,7 @@ from normcoef.data.storage import (
     write_npz_atomically,
 )
 from normcoef.data.torch_dataset import Standardizer
-from normcoef.physics.diffusion import CHANNELS, field_violations
+from normcoef.physics.diffusion import CHANNELS, field_violations, open_faces
 from normcoef.pretrained import available, checkpoint_path, describe, grid_path
 from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
@@ -226,17 +227,15 @@ def far_from_training(fields: np.ndarray, ocean: np.ndarray, trained: TrainedMod
     return ", ".join(parts) + f" of {int(ocean.sum())} ocean cells" if parts else None
 
 
-def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> np.ndarray:
+def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> tuple[np.ndarray, str | None]:
     """(3, H, W) fields A_i, A_j, W of an input file, checked against the (H, W) mask: refused
     where no diffusion operator can have them on ocean cells (``physics.field_violations``),
-    naming the channel and the first bad cell."""
+    naming the channel and the first bad cell. Also says, when it did, how it cropped a halo."""
     fields = load_array(path)
-    if fields.ndim != 3 or fields.shape[0] < 3:
-        raise DatasetError(
-            f"{path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}"
-        )
+    check_input_channels(fields, path)
+    have = fields.shape[1:]
     try:
-        fields = crop_halo(fields[:3], ocean.shape, path)
+        fields = crop_halo(fields, ocean.shape, path)
     except DatasetError as error:
         raise DatasetError(
             f"{error}; for inputs on another grid than {mask_source}, give its mask with --mask"
@@ -248,7 +247,31 @@ def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> np.ndarray:
             f"({bad.cells} cell(s), first at row {row}, column {column}); "
             f"{bad.channel} must be finite and {bad.rule} on ocean cells"
         )
-    return np.where(np.isfinite(fields), fields, 0.0)
+    cropped = None
+    if have != ocean.shape:
+        rows, columns = (np.subtract(have, ocean.shape) // 2).tolist()
+        cropped = (
+            f"inputs {have[0]}x{have[1]} were cropped to the {ocean.shape[0]}x{ocean.shape[1]} of "
+            f"{mask_source} (a halo of {rows} row(s) and {columns} column(s) on each side)"
+        )
+    return np.where(np.isfinite(fields), fields, 0.0), cropped
+
+
+def flux_through_land(fields: np.ndarray, ocean: np.ndarray, trained: TrainedModel) -> str | None:
+    """Faces the mask closes (touching land) where the inputs' A_i or A_j are not 0, as every
+    input made on that grid has them: the inputs' coastline is not the mask's (None: it is)."""
+    north, east = open_faces(ocean, *trained.dataset.periodicity)
+    faces = int(np.count_nonzero(fields[0][~north])) + int(np.count_nonzero(fields[1][~east]))
+    if not faces:
+        return None
+    return f"A_i or A_j are nonzero on {faces} face(s) that the mask closes (touching land)"
+
+
+def warn_once(found: list[tuple[Path, str]], advice: str) -> None:
+    """One warning for a finding shared by several files: the first file, and how many more."""
+    if found:
+        others = f" (and {len(found) - 1} other file(s))" if len(found) > 1 else ""
+        warn(f"{found[0][0]}{others}: {found[0][1]}{advice}")
 
 
 def predict_files(
@@ -267,19 +290,29 @@ def predict_files(
     if len(set(outputs)) < len(outputs):
         raise ValueError("two inputs share an id (file name up to the first dot)")
     check_outputs(outputs, overwrite)
-    fields = [read_inputs(path, ocean, mask_source) for path in inputs]
-    far = [
-        (path, text)
-        for path, sample in zip(inputs, fields, strict=True)
-        if (text := far_from_training(sample, ocean, trained))
-    ]
-    if far:
-        others = f" (and {len(far) - 1} other file(s))" if len(far) > 1 else ""
-        warn(
-            f"{far[0][0]}{others}: {far[0][1]} lie more than {FAR_FROM_TRAINING:g} standard "
-            "deviations from the training data's mean (other units or resolution?); the "
-            "network extrapolates there"
-        )
+    read = [read_inputs(path, ocean, mask_source) for path in inputs]
+    fields = [sample for sample, _ in read]
+    warn_once(
+        [(path, text) for path, (_, text) in zip(inputs, read, strict=True) if text],
+        "; if they are on another grid, give its mask with --mask",
+    )
+    warn_once(
+        [
+            (path, f"{text} lie more than {FAR_FROM_TRAINING:g} standard deviations")
+            for path, sample in zip(inputs, fields, strict=True)
+            if (text := far_from_training(sample, ocean, trained))
+        ],
+        " from the training data's mean (other units or resolution?); the network "
+        "extrapolates there",
+    )
+    warn_once(
+        [
+            (path, text)
+            for path, sample in zip(inputs, fields, strict=True)
+            if (text := flux_through_land(sample, ocean, trained))
+        ],
+        f"; their coastline is not that of {mask_source}: give the inputs' own mask with --mask",
+    )
     out_dir.mkdir(parents=True, exist_ok=True)
     for sample, out in zip(fields, outputs, strict=True):
         gamma = np.where(ocean, trained.predict(sample, ocean, tta), np.nan)

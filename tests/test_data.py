@@ -576,3 +576,29 @@ def test_generate_entry_point_rejects_a_misspelt_key(tmp_path):
     assert result.returncode != 0
     assert "heigth" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.reliability(
+    "train",
+    "training inputs with 5 channels (or 4: the original's distance map)",
+    "error",
+    "names the file and the shape; says to convert",
+)
+@pytest.mark.parametrize("channels", [4, 5])
+def test_inputs_with_other_than_three_channels_are_refused_not_cut(
+    tiny_dataset: TinyDataset, tmp_path: Path, channels: int
+):
+    from normcoef.data.storage import DatasetError, load_split
+
+    root = tiny_dataset(test=2, into=tmp_path / "data")
+    x_path = root / "train" / "X" / "00001.npz"
+    with np.load(x_path) as stored:
+        fields = stored["arr_0"]
+    extra = np.ones((channels - 3, *fields.shape[1:]))
+    np.savez(x_path, arr_0=np.concatenate([fields, extra]))
+
+    with pytest.raises(DatasetError) as error:
+        load_split(root, "train")
+    message = str(error.value)
+    assert message.startswith(f"{x_path}: inputs must be (3, H, W) with channels A_i, A_j, W")
+    assert f"got ({channels}, 16, 24)" in message and "normcoef.convert" in message

@@ -197,9 +197,47 @@ def test_another_mask_of_the_same_shape_is_predicted_with_a_warning_counting_cel
         ]
     )
 
-    err = capsys.readouterr().err
-    assert err.startswith("warning: ") and err.count("\n") == 1
-    assert f"5 of {mask.size} mask cells differ" in err
+    grid_line, coast_line = capsys.readouterr().err.splitlines()
+    assert grid_line.startswith("warning: ") and f"5 of {mask.size} mask cells differ" in grid_line
+    # The inputs were made on the training grid: their faces into the new islands are open.
+    assert coast_line.startswith(f"warning: {sample}: A_i or A_j are nonzero on ")
+    assert "face(s) that the mask closes (touching land); their coastline is not" in coast_line
+
+
+@pytest.mark.reliability(
+    "predict",
+    "inputs larger than the mask (a halo, or another grid)",
+    "warning",
+    "says both shapes and the halo it cropped; predicts",
+)
+def test_inputs_cropped_to_a_smaller_mask_are_predicted_with_a_warning(
+    tiny: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    np.savez(tmp_path / "small.npz", mask=tiny.ocean[1:-1, 2:-2])
+    sample = save(tmp_path / "in.npz", tiny.fields)
+
+    (out,) = predict.run(
+        [str(tiny.run_dir), str(sample), "--mask", str(tmp_path / "small.npz")]
+        + ["-o", str(tmp_path / "out")]
+    )
+
+    lines = capsys.readouterr().err.splitlines()
+    cropped = [line for line in lines if "were cropped" in line]
+    assert cropped == [
+        f"warning: {sample}: inputs 16x24 were cropped to the 14x20 of {tmp_path / 'small.npz'} "
+        "(a halo of 1 row(s) and 2 column(s) on each side); if they are on another grid, give "
+        "its mask with --mask"
+    ]
+    with np.load(out) as written:
+        assert written["gamma"].shape == (14, 20)
+
+
+def test_inputs_made_on_the_training_grid_get_no_coastline_warning(
+    tiny: TinyRun, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    sample = str(tiny.root / "test" / "X" / "00000.npz")
+    predict.run([str(tiny.run_dir), sample, "-o", str(tmp_path / "out")])
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.reliability(

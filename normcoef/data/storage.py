@@ -173,16 +173,25 @@ def crop_halo(array: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarr
     return array[..., top : top + want[0], left : left + want[1]]
 
 
+def check_input_channels(fields: np.ndarray, path: Path) -> None:
+    """Inputs are (3, H, W): A_i, A_j, W. Any other layout is refused rather than cut to its
+    first three channels (a 4th, the original code's distance map, or two more of anything
+    would be silently dropped, and the original's faces and scaling are not this package's)."""
+    if fields.ndim != 3 or fields.shape[0] != 3:
+        raise DatasetError(
+            f"{path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}; "
+            "files of the report's code (scaled, south/west faces, a distance channel) need "
+            "`python -m normcoef.convert` first (docs/original-data.md)"
+        )
+
+
 def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.ndarray]:
     """(fields (C, H, W), γ (H, W)); inputs stored with a symmetric halo are cropped to γ."""
     x_path, y_path = sample_paths(root, split, sample_id)
     fields, gamma = load_array(x_path), load_array(y_path)
     if gamma.ndim != 2:
         raise DatasetError(f"{y_path}: γ must be 2-D (H, W); got shape {gamma.shape}")
-    if fields.ndim != 3 or fields.shape[0] < 3:
-        raise DatasetError(
-            f"{x_path}: inputs must be (3, H, W) with channels A_i, A_j, W; got {fields.shape}"
-        )
+    check_input_channels(fields, x_path)
     if fields.shape[1] < gamma.shape[0] or fields.shape[2] < gamma.shape[1]:
         raise DatasetError(
             f"{x_path}: inputs {fields.shape[1:]} are smaller than γ {gamma.shape} in {y_path}"

@@ -147,7 +147,7 @@ def _legend(rows: Sequence[Row], best: Row | None) -> str:
     seeds = any(len(row.completed) > 1 for row in rows)
     text = (
         "Best chosen on validation ε_Q (`best/val/eps_q`, the best checkpoint's: the "
-        f"\"{VALIDATION_LABEL}\" column); test metrics reported: the test split of the best "
+        f'"{VALIDATION_LABEL}" column); test metrics reported: the test split of the best '
         "checkpoint (`test/cnn/*`)"
     )
     if any(run.split == "val" for row in rows for run in row.completed):
