@@ -43,7 +43,7 @@ from normcoef.training.factory import (
     resolve_device,
     scheduler_factory,
 )
-from normcoef.training.loop import DivergenceError, TrainResult, train_model
+from normcoef.training.loop import DivergenceError, TrainResult, check_can_train, train_model
 from normcoef.training.settings import LoopSettings
 
 
@@ -135,6 +135,9 @@ def run_training(
         if cfg.trainer.resume
         else None
     )
+    settings = loop_settings(cfg.trainer)
+    # The loop's refusals before the MLflow run opens: a refused run leaves no FAILED run.
+    check_can_train(model, data, settings, None if run_dir is None else Path(run_dir), resume)
     parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
     parent_id = parent["run_id"] if parent else None
     tags = run_tags(cfg.experiment_name, job, overrides, sweep_dir, parent_id)
@@ -162,7 +165,7 @@ def run_training(
             model,
             loss_fn,
             data,
-            loop_settings(cfg.trainer),
+            settings,
             run_dir,
             device,
             make_optimizer,

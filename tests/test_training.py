@@ -369,3 +369,46 @@ def test_a_torchrun_launch_with_several_processes_is_refused_with_advice():
     refuse_data_parallel({"WORLD_SIZE": "1"})
     with pytest.raises(RuntimeError, match="WORLD_SIZE=2.*one process per GPU"):
         refuse_data_parallel({"WORLD_SIZE": "2"})
+
+
+@pytest.mark.reliability(
+    "train",
+    "trainer.resume of another network (other channels)",
+    "error",
+    "one line: which tensor differs, resume with its config; no MLflow run opened",
+)
+def test_resuming_another_network_is_refused_before_any_run_opens(
+    workdir: Path, interrupted, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from normcoef.training.checkpoint import CheckpointError
+
+    out, _, _, stopped = interrupted
+    last = out / "stopped" / stopped.info.run_id / "last.pt"
+    monkeypatch.chdir(tmp_path)
+    uri = new_store(workdir, tmp_path)
+    cfg = config(
+        workdir,
+        tmp_path / "wider",
+        *RESUMABLE,
+        f"trainer.resume={last}",
+        "model.channels=8",
+        uri=uri,
+    )
+    with pytest.raises(CheckpointError, match=f"^cannot resume from {last}: it holds another"):
+        run_training(cfg)
+    assert every_run(uri) == []
+
+
+def test_a_misspelt_monitor_is_refused_before_any_run_opens(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.chdir(tmp_path)
+    uri = new_store(workdir, tmp_path)
+    with pytest.raises(ValueError, match="trainer.monitor='val/epsq' is not a logged metric"):
+        run_training(config(workdir, tmp_path / "out", "trainer.monitor=val/epsq", uri=uri))
+    assert every_run(uri) == []
+
+
+def every_run(uri: str) -> list:
+    client = MlflowClient(uri)
+    return client.search_runs([e.experiment_id for e in client.search_experiments()])

@@ -87,6 +87,23 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return state
 
 
+def check_resumable(model: nn.Module, state: dict, path: Path) -> None:
+    """A checkpoint resumes only the network it was saved from: same tensors, same shapes
+    (torch's load_state_dict would fail later with a multi-line RuntimeError)."""
+    expected = {key: tuple(value.shape) for key, value in model.state_dict().items()}
+    found = {key: tuple(value.shape) for key, value in state["model"].items()}
+    if expected == found:
+        return
+    differ = sorted(set(expected) ^ set(found)) or sorted(
+        key for key in expected if expected[key] != found[key]
+    )
+    raise CheckpointError(
+        f"cannot resume from {path}: it holds another network than this config builds "
+        f"({len(differ)} tensor(s) differ, e.g. {differ[0]}); resume with the config it was "
+        "trained with (config.yaml beside its run), or train anew without trainer.resume"
+    )
+
+
 def _unsafe(path: Path, name: str) -> CheckpointError:
     if name.startswith("numpy."):
         return CheckpointError(

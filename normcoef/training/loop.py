@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
 from normcoef.training.batches import batch_indices, device_batches
-from normcoef.training.checkpoint import load_checkpoint, save_checkpoint
+from normcoef.training.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from normcoef.training.crops import crop_sampler
 from normcoef.training.factory import OptimizerFactory, SchedulerFactory
 from normcoef.training.forward import evaluate_split
@@ -91,6 +91,41 @@ def train_step(
     return loss.detach()
 
 
+def check_can_train(
+    model: nn.Module,
+    data: PreparedData,
+    settings: LoopSettings,
+    run_dir: Path | None,
+    resume_from: Path | None = None,
+) -> None:
+    """Every refusal of ``train_model``, callable before a run is opened (``run_training``
+    calls it before its MLflow run starts, so a refused run leaves no FAILED run behind);
+    ``run_dir`` None: the folder is not known yet, and not checked."""
+    if len(data.train) == 0:
+        raise ValueError("the training split is empty")
+    if settings.monitor not in MONITORS:
+        raise ValueError(
+            f"trainer.monitor={settings.monitor!r} is not a logged metric; choose one of "
+            f"{', '.join(MONITORS)}"
+        )
+    if settings.monitor.startswith("val/") and len(data.valid) == 0:
+        raise ValueError(
+            f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
+        )
+    used = run_dir is not None and run_dir.is_dir() and any(run_dir.iterdir())
+    if (
+        run_dir is not None
+        and used
+        and (resume_from is None or Path(resume_from).resolve().parent != run_dir.resolve())
+    ):
+        raise FileExistsError(
+            f"checkpoint folder {run_dir} already holds a run: resume it with "
+            f"trainer.resume={run_dir / 'last.pt'}, or train into another folder"
+        )
+    if resume_from is not None:
+        check_resumable(model, load_checkpoint(resume_from), resume_from)
+
+
 def train_model(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -113,24 +148,8 @@ def train_model(
     ``on_checkpoint(path)`` each checkpoint as soon as it is written, so that a tracker holds
     the latest one even if the process dies later.
     """
-    if len(data.train) == 0:
-        raise ValueError("the training split is empty")
-    if settings.monitor not in MONITORS:
-        raise ValueError(
-            f"trainer.monitor={settings.monitor!r} is not a logged metric; choose one of "
-            f"{', '.join(MONITORS)}"
-        )
-    if settings.monitor.startswith("val/") and len(data.valid) == 0:
-        raise ValueError(
-            f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
-        )
     run_dir = Path(run_dir)
-    used = run_dir.is_dir() and any(run_dir.iterdir())
-    if used and (resume_from is None or Path(resume_from).resolve().parent != run_dir.resolve()):
-        raise FileExistsError(
-            f"checkpoint folder {run_dir} already holds a run: resume it with "
-            f"trainer.resume={run_dir / 'last.pt'}, or train into another folder"
-        )
+    check_can_train(model, data, settings, run_dir, resume_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs omit it
