@@ -157,8 +157,9 @@ def test_optuna_study_resumes_from_its_sqlite_storage(workdir: Path):
         "hydra.sweeper.study_name=resumed",
         f"logger.tracking_uri=sqlite:///{workdir}/optuna_runs.db",
     ]
-    train(workdir, *study)
+    done = train(workdir, *study)
     assert len(optuna.load_study(study_name="resumed", storage=storage).trials) == 3
+    assert "A new study created" in done.stderr and "\x1b[" not in done.stderr  # no colours
 
     # n_trials is the study's target of COMPLETE trials: 5 resumes the study for 2 more.
     train(workdir, *study, "hydra.sweeper.n_trials=5")

@@ -320,8 +320,9 @@ def cli(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 def test_cli_refuses_a_misspelt_key_naming_it_without_a_traceback(tmp_path: Path):
     done = cli(tmp_path, "trainer.stepz=3")
-    assert done.returncode == 1
-    assert "Could not override 'trainer.stepz'" in done.stderr
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: Could not override 'trainer.stepz'")
+    assert done.stderr.count("\n") == 1
     assert "Key 'stepz' not in 'TrainerConfig'" in done.stderr
     assert "Traceback" not in done.stderr
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -192,6 +193,19 @@ def trial_values(ret: JobReturn, n_objectives: int) -> list[float]:
     return values
 
 
+PLAIN_OPTUNA_FORMAT = "[%(levelname)1.1s %(asctime)s] %(message)s"
+"""Optuna's own line layout, without colorlog's colour codes."""
+
+
+def plain_optuna_logs_off_a_terminal() -> None:
+    """Optuna colours its log lines with ANSI codes whatever its stream is: they end up as
+    escape sequences in log files and CI output. Colours are kept for a terminal only."""
+    if sys.stderr.isatty():
+        return
+    for handler in logging.getLogger("optuna").handlers:
+        handler.setFormatter(logging.Formatter(PLAIN_OPTUNA_FORMAT))
+
+
 class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
     """``OptunaSweeperImpl`` with the loop of this module's docstring.
 
@@ -223,6 +237,7 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
+        plain_optuna_logs_off_a_terminal()
         self._process_searchspace_config()
         space, fixed = create_params_from_overrides(
             [*self._parse_sweeper_params_config(), *arguments]
