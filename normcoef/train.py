@@ -17,14 +17,14 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from normcoef.cli import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
 from normcoef.config import CONF_DIR, group_options, register_configs
 from normcoef.pipeline import run_training
 from normcoef.sweeps.naming import register_resolvers
-from normcoef.tracking import job_context
+from normcoef.tracking import flatten, job_context
 
 register_configs()
 register_resolvers()
@@ -76,8 +76,10 @@ def composition_error(arguments: list[str]) -> str | None:
                     f"one; choose one of {', '.join(group_options(group))}"
                 )
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            for job in jobs:
+            first = compose("train", overrides=jobs[0], return_hydra_config=True)
+            for job in jobs[1:]:
                 compose("train", overrides=job)
+            return missing_data(first)
     except MissingConfigException as error:
         group, _, name = (error.missing_cfg_file or "").rpartition("/")
         top, _, nested = group.partition("/")
@@ -90,6 +92,30 @@ def composition_error(arguments: list[str]) -> str | None:
     except (HydraException, OmegaConfBaseException) as error:
         return one_line_hydra(error)
     return None
+
+
+def missing_data(cfg: DictConfig) -> str | None:
+    """The data set a command would train on, when it is not there: the command that
+    generates it, with every dataset key that differs from its option's defaults (a sweep's
+    jobs all fail on it, and the loader's hint cannot know the sizes). None: it is there."""
+    from hydra import compose
+
+    root = Path(cfg.dataset.root)
+    if root.exists():
+        return None
+    choice = cfg.hydra.runtime.choices.get("dataset")
+    wanted = OmegaConf.to_container(cfg.dataset, resolve=True)
+    defaults = OmegaConf.to_container(
+        compose("generate", overrides=[f"dataset={choice}"]).dataset, resolve=True
+    )
+    assert isinstance(wanted, dict) and isinstance(defaults, dict)
+    changed = [
+        f"dataset.{key}={value}".replace(" ", "")
+        for key, value in flatten(wanted).items()
+        if key != "standardization" and flatten(defaults).get(key) != value
+    ]
+    command = " ".join(["python -m normcoef.generate", f"dataset={choice}", *changed])
+    return f"dataset.root={root} does not exist; generate it first: {command}"
 
 
 def one_line_hydra(error: BaseException) -> str:

@@ -282,3 +282,31 @@ def test_help_says_what_the_command_does_and_lists_no_schema():
     help_cfg = train_config().hydra.help
     assert help_cfg.header.startswith("normcoef-train (python -m normcoef.train): train a CNN")
     assert "${config_groups:}" in OmegaConf.to_container(help_cfg)["template"]
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
+    "a smoke sweep before its data set exists",
+    "error",
+    "one line with the generate command for that data set; nothing launched",
+)
+def test_a_missing_data_set_is_named_with_the_command_that_generates_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from normcoef.train import composition_error
+
+    monkeypatch.chdir(tmp_path)
+    problem = composition_error(["-m", "experiment=smoke/activation"])
+    prefix = "dataset.root=data/python-16x24-seed0 does not exist; generate it first: "
+    assert problem is not None and problem.startswith(prefix), problem
+    command = problem.removeprefix(prefix).split()
+    assert command[:3] == ["python", "-m", "normcoef.generate"]
+    assert "dataset.height=16" in command and "dataset.splits.train=3" in command
+
+    done = subprocess.run(
+        [sys.executable, *command[1:], "progress=false"], capture_output=True, text=True
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert composition_error(["-m", "experiment=smoke/activation"]) is None
+    assert (tmp_path / "data" / "python-16x24-seed0" / "train").is_dir()
