@@ -124,6 +124,7 @@ search: install ## a hyperparameter search (SEARCH: optuna)
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
 ui: install ## the MLflow UI on MLFLOW_HOST:MLFLOW_PORT
+	@echo "Starting the MLflow UI over ./mlflow.db: http://$(MLFLOW_HOST):$(MLFLOW_PORT) in ~10-40 s (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
 

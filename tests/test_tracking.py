@@ -100,6 +100,12 @@ def test_metrics_are_written_in_batches_and_all_are_in_mlflow_once_the_run_ends(
     assert MlflowClient(store).get_run(tracker.run_id).info.status == status
 
 
+def test_the_experiment_opens_on_mlflows_model_training_view(store: str):
+    MLflowTracker("normcoef", "first", store).finish()
+    experiment = MlflowClient(store).get_experiment_by_name("normcoef")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+
+
 def test_one_sample_has_no_std_to_log():
     assert aggregate([{"eps_q": 0.5}]) == {"eps_q": 0.5}
     assert aggregate([{"eps_q": 0.5}, {"eps_q": 1.5}]) == {"eps_q": 1.0, "eps_q_std": 0.5}

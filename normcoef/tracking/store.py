@@ -75,6 +75,12 @@ def is_database_locked(error: Exception) -> bool:
     )
 
 
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING = "custom_model_development"
+"""The experiment tag the MLflow UI (3.x) reads to open an experiment on its model-training
+view (runs, metrics, charts) rather than the GenAI one (traces, evaluations)."""
+
+
 def prepare_tracking_store(uri: str, experiment: str) -> str:
     """Point MLflow at ``uri``, create its schema and ``experiment`` if new; the experiment id.
 
@@ -91,7 +97,12 @@ def prepare_tracking_store(uri: str, experiment: str) -> str:
     while True:
         try:
             with sqlite_file_lock(uri):
-                return mlflow.set_experiment(experiment).experiment_id
+                found = mlflow.set_experiment(experiment)
+                if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
+                    mlflow.MlflowClient(uri).set_experiment_tag(
+                        found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING
+                    )
+                return found.experiment_id
         except Exception as error:
             if attempt == LOCKED_RETRIES or not is_database_locked(error):
                 raise
