@@ -378,3 +378,25 @@ def test_statistics_of_another_data_set_are_refused(ours, tmp_path, capsys):
     assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
     assert "another data set's statistics" in one_line_error(capsys)
     assert not dst.exists()
+
+
+@pytest.mark.reliability(
+    "train",
+    "dataset.root= a folder still in the original layout",
+    "error",
+    "refused before training, says to convert it first",
+)
+@pytest.mark.parametrize("scaling", ["standardize", "minmax"])
+def test_training_on_the_original_layout_is_refused_naming_convert(ours, tmp_path, scaling):
+    from helpers import compose_config, tiny_overrides
+
+    from normcoef.data.storage import DatasetError
+    from normcoef.pipeline import run_training
+
+    src = write_original(ours, tmp_path / "original", scaling)
+    cfg = compose_config(
+        "train", f"dataset.root={src}", *tiny_overrides(), "logger=none", "evaluate=false"
+    )
+    with pytest.raises(DatasetError, match=rf"^{src} holds dict_.*convert it first: python -m"):
+        run_training(cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()

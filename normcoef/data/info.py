@@ -68,6 +68,7 @@ class DatasetInfo:
         path = Path(root) / METADATA
         meta = read_json(path)
         if meta is None:
+            refuse_original_layout(Path(root))
             return cls(steps=default_steps)
         try:
             return cls.from_metadata(meta, default_steps)
@@ -110,3 +111,18 @@ class DatasetInfo:
             raise TypeError(f"a data set description is a dict; got {type(data).__name__}")
         known = set(cls.__dataclass_fields__)
         return cls(**{key: value for key, value in data.items() if key in known})
+
+
+def refuse_original_layout(root: Path) -> None:
+    """A folder of the report's code, recognised by its scaling statistics: read as it is, its
+    inputs are scaled and its faces south/west (training on it "works", wrongly), so every
+    reader of data sets refuses it and names the conversion."""
+    from normcoef.data.original import STATISTICS_FILES
+
+    for mode, (name, _) in STATISTICS_FILES.items():
+        if (root / name).is_file():
+            raise DatasetError(
+                f"{root} holds {name}: it is in the original code's layout ({mode} scaled, faces "
+                f"south/west); convert it first: python -m normcoef.convert {root} NEW_DIR "
+                "(docs/original-data.md)"
+            )

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from normcoef.data.info import DatasetInfo
-from normcoef.data.original import STATISTICS_FILES, faces_to_ours
+from normcoef.data.original import faces_to_ours
 from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split
 from normcoef.physics import DiffusionOperator, exact_normalization
 
@@ -151,13 +151,7 @@ def likely_causes(
 
 def dataset_settings(root: Path, steps: int | None, periodic_x: bool | None) -> Settings:
     """M and periodicity from ``metadata.json``, overridden by the arguments given."""
-    for mode, (name, _) in STATISTICS_FILES.items():
-        if (root / name).is_file():
-            raise DatasetError(
-                f"{root} holds {name}: it is in the original code's layout ({mode} scaled, faces "
-                f"south/west); convert it first: python -m normcoef.convert {root} NEW_DIR"
-            )
-    info = DatasetInfo.load(root)
+    info = DatasetInfo.load(root)  # refuses the original code's layout (convert it first)
     steps = steps if steps is not None else info.steps
     if steps is None:
         raise DatasetError(
