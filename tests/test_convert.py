@@ -400,3 +400,35 @@ def test_training_on_the_original_layout_is_refused_naming_convert(ours, tmp_pat
     with pytest.raises(DatasetError, match=rf"^{src} holds dict_.*convert it first: python -m"):
         run_training(cfg, run_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_column_halo_that_is_a_shifted_periodic_copy_is_refused_on_an_x_periodic_grid():
+    from normcoef.data.original import check_periodic_halo
+
+    core = np.arange(2 * 4 * 10, dtype=float).reshape(2, 4, 10)
+    shifted = np.take(core, np.arange(-4, 12) % 10, axis=-1)  # 4 columns before, 2 after
+    error, note = check_periodic_halo(shifted, core, (0, 3), periodic_x=True, periodic_y=False)
+    assert error is not None and "(4 columns before the grid, 2 after" in error and note is None
+    centred = np.take(core, np.arange(-3, 13) % 10, axis=-1)
+    assert check_periodic_halo(centred, core, (0, 3), True, False) == (None, None)
+
+
+@pytest.mark.reliability(
+    "convert",
+    "a halo that is no periodic copy of the grid (the original's demo)",
+    "warning",
+    "converted; a one-line note says the halo is cropped and unused",
+)
+def test_a_halo_that_is_no_periodic_copy_is_converted_with_a_note(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    for x_path in src.glob("*/X/*.npz"):
+        with np.load(x_path) as stored:
+            x = stored["arr_0"]
+        x[..., :HALO] = x[..., HALO + 5 : 2 * HALO + 5]  # another part of the grid
+        x[..., -HALO:] = x[..., HALO + 1 : 2 * HALO + 1]
+        np.savez_compressed(x_path, x)
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == 0
+    out = capsys.readouterr().out + capsys.readouterr().err
+    assert f"({HALO} columns each side) is not a periodic copy of the grid; it is cropped" in out
+    assert (dst / "metadata.json").exists()

@@ -172,31 +172,49 @@ def halo_widths(x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> tuple[int
     return (x_shape[-2] - y_shape[-2]) // 2, (x_shape[-1] - y_shape[-1]) // 2
 
 
-def check_periodic_halo(
-    padded: np.ndarray, core: np.ndarray, halo: tuple[int, int], periodic: tuple[bool, bool]
-) -> str | None:
-    """Why the halo of a periodic axis is not the core's periodic copy (None: it is).
+def periodic_copy_shift(padded: np.ndarray, core: np.ndarray, halo: int, axis: int) -> int | None:
+    """The shift s for which ``padded`` is ``core`` wrapped with ``halo + s`` cells before and
+    ``halo - s`` after along ``axis`` (s = 0: centred); None when it is no periodic copy."""
+    size = core.shape[axis]
+    for shift in sorted(range(-halo, halo + 1), key=abs):
+        index = np.arange(-(halo + shift), size + halo - shift) % size
+        if np.array_equal(padded, np.take(core, index, axis=axis)):
+            return shift
+    return None
 
-    An even total halo split unevenly (say 30 and 50 columns) passes the shape check but would
-    shift every field against its grid; the copy check catches it.
+
+def check_periodic_halo(
+    padded: np.ndarray, core: np.ndarray, halo: tuple[int, int], periodic_x: bool, periodic_y: bool
+) -> tuple[str | None, str | None]:
+    """(error, note) about the halo of each periodic axis.
+
+    An even total halo split unevenly (say 30 and 50 columns) of periodic copies passes the
+    shape check but would shift every field against its grid: an error. A halo that is no
+    periodic copy at all (the original's demo data: its columns are another part of the grid)
+    is cropped and never used, the grid's own wrap is: a note, not a refusal.
     """
     hy, hx = halo
-    expected = core
-    if periodic[1] and hx:
-        expected = np.concatenate([expected[..., -hx:], expected, expected[..., :hx]], axis=-1)
-    else:
-        padded = padded[..., hx : padded.shape[-1] - hx]
-    if periodic[0] and hy:
-        expected = np.concatenate([expected[..., -hy:, :], expected, expected[..., :hy, :]], -2)
-    else:
-        padded = padded[..., hy : padded.shape[-2] - hy, :]
-    if np.array_equal(padded, expected):
-        return None
-    return (
-        f"its halo ({hy} rows, {hx} columns each side) is not a periodic copy of the grid: the "
-        "halo is asymmetric (the crop would shift the fields) or the grid is not periodic "
-        "(pass --no-periodic-x)"
+    # Each axis is compared on the other axis's core: a halo of rows is checked apart.
+    axes = (
+        (-1, hx, periodic_x, "columns", (..., slice(hy, padded.shape[-2] - hy), slice(None))),
+        (-2, hy, periodic_y, "rows", (..., slice(None), slice(hx, padded.shape[-1] - hx))),
     )
+    for axis, width, periodic, name, core_of_other in axes:
+        if not (periodic and width):
+            continue
+        shift = periodic_copy_shift(padded[core_of_other], core, width, axis)
+        if shift is None:
+            return None, (
+                f"its halo ({width} {name} each side) is not a periodic copy of the grid; it is "
+                "cropped and not used (the network and the operator wrap the grid itself)"
+            )
+        if shift:
+            before, after = width + shift, width - shift
+            return (
+                f"its halo is asymmetric ({before} {name} before the grid, {after} after: a "
+                "periodic copy split unevenly); pad both sides equally"
+            ), None
+    return None, None
 
 
 def faces_on_land(
@@ -248,6 +266,7 @@ class RawSample:
     x_path: Path
     y_path: Path
     halo: tuple[int, int]
+    halo_note: str | None = None  # the halo is no periodic copy: cropped, unused
 
 
 def original_ids(src: Path, split: str, note: Log) -> list[str]:
@@ -277,15 +296,14 @@ def read_original_sample(
     padded = padded[:3]
     fields = crop_halo(padded, gamma.shape, x_path)
     halo = halo_widths(padded.shape, gamma.shape)
-    problem = check_periodic_halo(padded, fields, halo, periodic) or misplaced_halo(
-        padded, gamma, halo, periodic
-    )
+    problem, halo_note = check_periodic_halo(padded, fields, halo, *periodic)
+    problem = problem or misplaced_halo(padded, gamma, halo, periodic)
     if problem:
         raise DatasetError(f"{x_path}: {problem}")
     for name, array, path in (("inputs", fields, x_path), ("γ", gamma, y_path)):
         if not np.isfinite(array).all():
             raise DatasetError(f"{path}: {name} contain NaN or infinite values")
-    return RawSample(split, sample_id, fields, gamma, x_path, y_path, halo)
+    return RawSample(split, sample_id, fields, gamma, x_path, y_path, halo, halo_note)
 
 
 def scaled_evidence(samples: list[RawSample]) -> str | None:
@@ -435,6 +453,10 @@ def read_all(src: Path, periodic: tuple[bool, bool], note: Log) -> list[RawSampl
             continue
         ids = original_ids(src, split, note)
         samples += [read_original_sample(src, split, i, periodic) for i in ids]
+    odd = [s for s in samples if s.halo_note]
+    if odd:
+        others = f" (and {len(odd) - 1} other sample(s))" if len(odd) > 1 else ""
+        note(f"{odd[0].x_path}{others}: {odd[0].halo_note}")
     if not any(s.split == "train" for s in samples):
         raise DatasetError(
             f"{src} holds no training sample (train/X/<id>.npz with train/Y/<id>_norm_coeffs.npz)"
