@@ -8,6 +8,7 @@ files), converted back, and compared with what the generator wrote.
 from __future__ import annotations
 
 import ast
+import os
 import shutil
 from pathlib import Path
 
@@ -432,3 +433,20 @@ def test_a_halo_that_is_no_periodic_copy_is_converted_with_a_note(ours, tmp_path
     out = capsys.readouterr().out + capsys.readouterr().err
     assert f"({HALO} columns each side) is not a periodic copy of the grid; it is cropped" in out
     assert (dst / "metadata.json").exists()
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["new", "empty destination"])
+def test_a_converted_data_set_gets_the_usual_permissions_not_owner_only(
+    ours, tmp_path, existing: bool
+):
+    src = write_original(ours, tmp_path / "original")
+    dst = tmp_path / "converted"
+    if existing:
+        dst.mkdir()
+        dst.chmod(0o751)
+    old = os.umask(0o022)
+    try:
+        assert run(convert.main, src, dst, "--steps", STEPS) == 0
+    finally:
+        os.umask(old)
+    assert dst.stat().st_mode & 0o777 == (0o751 if existing else 0o755)

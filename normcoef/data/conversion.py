@@ -32,6 +32,7 @@ from normcoef.data.storage import (
     METADATA,
     STATISTICS,
     DatasetError,
+    new_directory_mode,
     save_npz,
     write_json,
     write_sample,
@@ -149,6 +150,7 @@ def convert_dataset(
                     "(nothing was written; --verify 0 skips this check)"
                 )
             note(f"verified: {report.verdict()}")
+        os.chmod(tmp, new_directory_mode(dst))  # mkdtemp's 0700 would be the data set's
         os.replace(tmp, dst)  # POSIX: replaces an empty directory, atomically
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -319,11 +319,23 @@ def check_outputs(outputs: list[Path], overwrite: bool) -> None:
         )
 
 
-def _new_file_mode() -> int:
-    """The permissions ``open`` would give a new file (mkstemp's are owner-only)."""
+def _umask() -> int:
     umask = os.umask(0o022)
     os.umask(umask)
-    return 0o666 & ~umask
+    return umask
+
+
+def _new_file_mode() -> int:
+    """The permissions ``open`` would give a new file (mkstemp's are owner-only)."""
+    return 0o666 & ~_umask()
+
+
+def new_directory_mode(existing: Path | None = None) -> int:
+    """The permissions for a directory renamed into place: an existing one's own (the empty
+    destination it replaces), else what ``mkdir`` would give (mkdtemp's are owner-only)."""
+    if existing is not None and existing.is_dir():
+        return existing.stat().st_mode & 0o7777
+    return 0o777 & ~_umask()
 
 
 def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
