@@ -148,6 +148,8 @@ def run_training(
     if resume is not None and not Path(cfg.trainer.resume).exists():
         tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
     run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
+    if not info.is_generated:
+        describe_data_as_read(cfg, info)
     container = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     tracker.log_params(flatten(container))
     tracker.log_params(job.choices)  # model=skip_add: the group options, not their _target_
@@ -176,12 +178,7 @@ def run_training(
             on_checkpoint=lambda path: tracker.log_artifact(path, "checkpoints"),
         )
         if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
-            print(
-                f"\nEvaluation skipped: {Path(cfg.dataset.root) / 'test'} holds no sample "
-                f"(dataset.splits.test={cfg.dataset.splits.get('test', 0)}); to add some, set "
-                "dataset.splits.test=N and regenerate the data set (python -m normcoef.generate "
-                "dataset=<name> dataset.splits.test=N).\n"
-            )
+            print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
         elif cfg.evaluate and result.last_step == cfg.trainer.steps:
             _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
     except DivergenceError as error:
@@ -198,7 +195,38 @@ def run_training(
     best = {"best/" + key: value for key, value in result.best_metrics.items()}
     tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
     tracker.finish()
+    where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
+    print(f"Checkpoints: {run_dir} (best.pt, step {result.best_step}){where}")
     return result.best_value
+
+
+def describe_data_as_read(cfg: DictConfig, info: DatasetInfo) -> None:
+    """A converted or foreign data set is used whole, whatever the preset's sizes: the config
+    that is logged and stored in checkpoints gets its real grid shape and split sizes (it
+    claimed the preset's 64x128 and 8/2/4). The root is fixed first: it may interpolate the
+    sizes."""
+    cfg.dataset.root = str(cfg.dataset.root)
+    if info.shape is not None:
+        cfg.dataset.height, cfg.dataset.width = info.shape
+    if info.splits:
+        cfg.dataset.splits = {split: info.splits.get(split, 0) for split in SPLITS}
+
+
+def no_test_split(cfg: DictConfig, info: DatasetInfo) -> str:
+    """Why there was nothing to evaluate, and what to do: generated data sets grow a test
+    split; converted or foreign ones cannot, so their network is evaluated on another set."""
+    test = Path(cfg.dataset.root) / "test"
+    if info.is_generated:
+        return (
+            f"{test} holds no sample (dataset.splits.test={cfg.dataset.splits.get('test', 0)}); "
+            "to add some, set dataset.splits.test=N and run python -m normcoef.generate with "
+            "the same dataset settings (it adds the missing samples)"
+        )
+    return (
+        f"{test} holds no sample ({info.provenance} data set: the original code kept none); "
+        "evaluate the network on a data set with test samples: python -m normcoef.evaluate "
+        "<checkpoints> --dataset <a generated data set of the same grid>"
+    )
 
 
 def _evaluate_and_log(

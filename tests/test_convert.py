@@ -450,3 +450,36 @@ def test_a_converted_data_set_gets_the_usual_permissions_not_owner_only(
     finally:
         os.umask(old)
     assert dst.stat().st_mode & 0o777 == (0o751 if existing else 0o755)
+
+
+@pytest.mark.reliability(
+    "train",
+    "a converted data set (no test split)",
+    "handled",
+    "config logged with its real grid and splits; says where checkpoints went and how to evaluate",
+)
+def test_training_on_converted_data_describes_them_and_says_where_it_went(
+    ours, tmp_path, capsys
+):
+    from helpers import compose_config, tiny_overrides
+
+    from normcoef.inference import load_trained_model
+    from normcoef.pipeline import run_training
+
+    src = write_original(ours, tmp_path / "original")
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == 0
+    overrides = [o for o in tiny_overrides() if not o.startswith("dataset.")]
+    cfg = compose_config(
+        "train", f"dataset.root={dst}", *overrides, "logger=none", f"dataset.fields.steps={STEPS}"
+    )
+    run_training(cfg, run_dir=tmp_path / "run")
+
+    out = capsys.readouterr().out
+    assert "Evaluation skipped" in out and "normcoef.generate" not in out.split("skipped")[1]
+    assert "python -m normcoef.evaluate <checkpoints> --dataset" in out
+    assert f"Checkpoints: {tmp_path / 'run'} (best.pt, step" in out
+    stored = load_trained_model(tmp_path / "run" / "best.pt").config.dataset
+    assert (stored.height, stored.width) == (16, 24)
+    assert dict(stored.splits) == {"train": 3, "valid": 1, "test": 0}
+    assert stored.root == str(dst)

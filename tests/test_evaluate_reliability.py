@@ -122,7 +122,7 @@ def test_a_sample_limit_below_one_is_refused_rather_than_sliced(
 def test_training_says_when_an_empty_test_split_skips_evaluation(empty_test: EmptyTestRun):
     (line,) = [line for line in empty_test.printed.splitlines() if "Evaluation" in line]
     assert line.startswith(f"Evaluation skipped: {empty_test.root / 'test'} holds no sample")
-    assert "dataset.splits.test=N" in line and "regenerate" in line
+    assert "dataset.splits.test=N" in line and "python -m normcoef.generate" in line
     assert (empty_test.run_dir / "best.pt").exists()
 
 
