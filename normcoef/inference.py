@@ -65,10 +65,14 @@ def resolve_checkpoint(
     if path.is_file():
         return path
     if path.is_dir():
-        for name in names:
-            if (path / name).is_file():
-                return path / name
-        raise FileNotFoundError(f"run directory {path} holds none of {', '.join(names)}")
+        # A checkpoint folder, or the Hydra run folder above it (trainer.output_dir's default).
+        for folder in (path, path / "checkpoints"):
+            for name in names:
+                if (folder / name).is_file():
+                    return folder / name
+        raise FileNotFoundError(
+            f"run directory {path} holds none of {', '.join(names)}, nor does its checkpoints/"
+        )
     if not _RUN_ID.fullmatch(str(source)):
         raise FileNotFoundError(
             f"no checkpoint at {source}; give a .pt file, a run directory holding "

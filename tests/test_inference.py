@@ -76,6 +76,18 @@ def test_a_run_directory_resolves_to_its_best_checkpoint(trained: TrainedRun):
     assert (trained.run_dir / "last.pt").exists()
 
 
+def test_a_hydra_run_folder_resolves_to_the_best_checkpoint_in_its_checkpoints(
+    trained: TrainedRun, tmp_path: Path
+):
+    import shutil
+
+    shutil.copytree(trained.run_dir, tmp_path / "outputs" / "checkpoints")
+    found = resolve_checkpoint(tmp_path / "outputs")
+    assert found == tmp_path / "outputs" / "checkpoints" / "best.pt"
+    with pytest.raises(FileNotFoundError, match="holds none of best.pt, last.pt, nor does its"):
+        resolve_checkpoint(tmp_path)
+
+
 def test_evaluating_the_checkpoint_reproduces_the_test_metrics_training_logged(
     trained: TrainedRun, capsys: pytest.CaptureFixture, tmp_path: Path
 ):
