@@ -76,10 +76,10 @@ def composition_error(arguments: list[str]) -> str | None:
                     f"one; choose one of {', '.join(group_options(group))}"
                 )
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            first = compose("train", overrides=jobs[0], return_hydra_config=True)
-            for job in jobs[1:]:
-                compose("train", overrides=job)
-            return missing_data(first)
+            for job in jobs:
+                problem = missing_data(compose("train", overrides=job, return_hydra_config=True))
+                if problem is not None:
+                    return problem
     except MissingConfigException as error:
         group, _, name = (error.missing_cfg_file or "").rpartition("/")
         top, _, nested = group.partition("/")

@@ -208,25 +208,47 @@ def train(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
 
 @pytest.mark.slow
 @pytest.mark.reliability(
-    "sweep", "data set missing for one job", "error", "others run, failed job listed, exit 3"
+    "sweep",
+    "data set missing for one job",
+    "error",
+    "refused before any job runs, one line, exit 2",
 )
-def test_a_grid_sweep_with_a_failing_job_runs_the_others_and_exits_non_zero(
+def test_a_grid_sweep_with_a_missing_data_set_is_refused_before_any_job_runs(
     data: Path, tmp_path: Path
 ):
     missing = tmp_path / "nodata"
-    done = train(tmp_path, "-m", *TINY, f"dataset.root={missing},{data}", "hydra.sweep.dir=sweep")
+    done = train(tmp_path, "-m", *TINY, f"dataset.root={data},{missing}", "hydra.sweep.dir=sweep")
 
-    assert done.returncode == EXIT_SOME_JOBS_FAILED, done.stdout[-3000:] + done.stderr[-3000:]
-    summary = done.stderr[done.stderr.index("1 of 2 jobs of the sweep in sweep failed:") :]
-    [line] = summary.splitlines()[1:]
-    assert line.startswith(f"  job 0 (dataset.root={missing},")
-    assert line.endswith(
-        f"data set directory {missing} does not exist; generate it with "
-        "`python -m normcoef.generate dataset=<name>` or set dataset.root"
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stderr.startswith(f"error: dataset.root={missing} does not exist; generate it")
+    assert done.stderr.count("\n") == 1
+    assert not (tmp_path / "sweep").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
+    "every job fails before training (a bad value)",
+    "error",
+    "jobs listed, exit 4; the report says no job started training, not 'sweep it first'",
+)
+def test_a_sweep_whose_jobs_all_fail_before_training_says_so(data: Path, tmp_path: Path):
+    tracked = [override for override in TINY if override != "logger=none"]
+    done = train(
+        tmp_path,
+        "-m",
+        *tracked,
+        f"dataset.root={data}",
+        "trainer.batch_size=0,-1",
+        "hydra.sweep.dir=sweep",
+        f"logger.tracking_uri=sqlite:///{tmp_path}/runs.db",
     )
-    assert "Traceback" not in done.stderr
-    [finished] = (tmp_path / "sweep").glob("1_*/**/checkpoints/last.pt")
-    assert load_checkpoint(finished)["step"] == 2
+    assert done.returncode == 4, done.stdout[-3000:] + done.stderr[-3000:]
+    printed = done.stdout + done.stderr
+    assert "no MLflow run of the sweep sweep" in printed
+    assert "its jobs ended before training started" in printed
+    assert "sweep it first" not in printed
+    assert "2 of 2 jobs of the sweep in sweep failed:" in done.stderr
 
 
 @pytest.mark.slow
@@ -242,9 +264,10 @@ def test_a_sweep_whose_jobs_all_succeed_exits_zero(data: Path, tmp_path: Path):
 def test_a_single_run_on_missing_data_fails_in_one_line(tmp_path: Path):
     done = train(tmp_path, *TINY, f"dataset.root={tmp_path / 'nodata'}")
     assert done.returncode == 2
-    assert done.stderr.strip().splitlines()[-1] == (
-        f"error: data set directory {tmp_path / 'nodata'} does not exist; generate it with "
-        "`python -m normcoef.generate dataset=<name>` or set dataset.root"
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(
+        f"error: dataset.root={tmp_path / 'nodata'} does not exist; generate it first: "
+        "python -m normcoef.generate dataset=python dataset.height=16 dataset.width=24"
     )
     assert "Traceback" not in done.stderr
 

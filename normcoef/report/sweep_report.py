@@ -30,6 +30,12 @@ def report(
     if experiment_id is None:
         raise LookupError(f"no MLflow experiment {mlflow_experiment!r} in {uri}")
     runs = store.job_runs(experiment_id, experiment)
+    if not runs and sweep != "latest":
+        raise LookupError(
+            f"no MLflow run of the sweep {sweep} in {uri}: its jobs ended before training "
+            "started (each job's error is listed when the sweep ends), or logged elsewhere "
+            "(logger.tracking_uri)"
+        )
     if not runs:
         raise LookupError(
             f"no run of experiment {experiment!r} in {uri}; sweep it first: "
