@@ -193,6 +193,10 @@ def run_training(
         raise
     # The validation metrics of the best checkpoint: what sweeps and reports select on.
     best = {"best/" + key: value for key, value in result.best_metrics.items()}
+    tracker.log_network(
+        result.best_path if result.best_path.exists() else result.last_path,
+        model_example(data),
+    )
     tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
     tracker.finish()
     where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
@@ -210,6 +214,23 @@ def describe_data_as_read(cfg: DictConfig, info: DatasetInfo) -> None:
         cfg.dataset.height, cfg.dataset.width = info.shape
     if info.splits:
         cfg.dataset.splits = {split: info.splits.get(split, 0) for split in SPLITS}
+
+
+MODEL_EXAMPLE_CELLS = 32
+"""Side of the window of a training sample stored as the MLflow model's input example: the
+networks take any grid, and a whole global grid would be megabytes of JSON."""
+
+
+def model_example(data: PreparedData) -> dict[str, np.ndarray]:
+    """The MLflow model's input example: the central window of the first training sample."""
+    split = data.train.split
+    height, width = split.ocean.shape[1:]
+    rows = slice(max(0, height // 2 - MODEL_EXAMPLE_CELLS // 2), None)
+    columns = slice(max(0, width // 2 - MODEL_EXAMPLE_CELLS // 2), None)
+    window = (slice(0, 1), slice(None), rows, columns)
+    fields = split.fields[window][..., :MODEL_EXAMPLE_CELLS, :MODEL_EXAMPLE_CELLS]
+    mask = split.ocean[0:1, rows, columns][..., :MODEL_EXAMPLE_CELLS, :MODEL_EXAMPLE_CELLS]
+    return {"fields": np.ascontiguousarray(fields), "mask": np.ascontiguousarray(mask)}
 
 
 def no_test_split(cfg: DictConfig, info: DatasetInfo) -> str:

@@ -288,3 +288,30 @@ def test_a_killed_run_is_resumed_from_its_mlflow_checkpoint_and_marked_killed(
     assert [m.step for m in losses] == [3, 4]  # resumed after the step-2 checkpoint
     stored = {a.path for a in client.list_artifacts(new_id, "checkpoints")}
     assert {"checkpoints/best.pt", "checkpoints/last.pt"} <= stored
+
+
+def test_the_best_network_is_an_mlflow_model_loaded_from_code_that_predicts_gamma(
+    workdir: Path, store: str, tmp_path: Path
+):
+    import mlflow
+    import numpy as np
+
+    from normcoef.data.storage import load_split
+    from normcoef.inference import load_trained_model
+
+    run_training(config(workdir, tmp_path, store))
+    run = only_run(store)
+    mlflow.set_tracking_uri(store)
+    uri = f"runs:/{run.info.run_id}/network"
+    model = mlflow.pyfunc.load_model(uri)
+    test = load_split(workdir / "data", "test")
+
+    gamma = model.predict({"fields": test.fields, "mask": test.ocean})
+
+    best = load_trained_model(tmp_path / run.info.run_id / "best.pt")
+    expected = np.where(test.ocean[0], best.predict(test.fields[0], test.ocean[0]), np.nan)
+    np.testing.assert_array_equal(gamma[0], expected)
+    local = Path(mlflow.artifacts.download_artifacts(uri))
+    assert not list(local.rglob("*.pkl"))  # from code: no pickled Python object
+    assert (local / "input_example.json").exists()
+    assert model.metadata.signature.inputs.input_names() == ["fields", "mask"]

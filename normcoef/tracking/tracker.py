@@ -13,9 +13,13 @@ The jobs of a sweep nest under one parent run whose id the sweep directory holds
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+import warnings
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from normcoef.tracking.store import DEFAULT_TRACKING_URI, prepare_tracking_store
 from normcoef.tracking.tags import RESUMED_BY_TAG, RESUMED_FROM_TAG
@@ -24,6 +28,11 @@ MLFLOW_TRACKER = "normcoef.tracking.MLflowTracker"
 """``conf/logger/mlflow.yaml``'s ``_target_``: the runs of a sweep that tracks reach MLflow."""
 BATCH_METRICS = 1000  # MLflow's cap on the metrics of one log_batch
 FLUSH_SECONDS = 10.0  # how stale the UI's curves may get during training
+NETWORK_MODEL = "network"
+"""The name of the run's MLflow model (``log_network``): ``runs:/<run id>/network``."""
+MODEL_REQUIREMENTS = ["normcoef", "torch", "numpy", "scipy", "omegaconf", "hydra-core"]
+"""What loading the model needs (normcoef from this repository); given, not inferred: MLflow's
+inference imports and runs the model, seconds at the end of every run."""
 
 
 class NullTracker:
@@ -45,6 +54,8 @@ class NullTracker:
     def set_tags(self, tags: dict[str, str]) -> None: ...
 
     def mark_resumed(self, old_run_id: str) -> None: ...
+
+    def log_network(self, checkpoint: Path, example: dict[str, np.ndarray]) -> None: ...
 
     def finish(self, status: str = "FINISHED") -> None: ...
 
@@ -100,6 +111,35 @@ class MLflowTracker(NullTracker):
     def set_tags(self, tags: dict[str, str]) -> None:
         self._mlflow.set_tags(tags)
 
+    def log_network(self, checkpoint: Path, example: dict[str, np.ndarray]) -> None:
+        """The network of ``checkpoint`` as an MLflow model of this run (the runs table's Models
+        column; registrable), from code (``network_model.py``), with its signature and
+        ``example`` as input example ({"fields": (1, 3, H, W), "mask": (1, H, W)})."""
+        from mlflow.models import ModelSignature
+        from mlflow.types import Schema, TensorSpec
+
+        # Any number of samples of any grid: the networks are fully convolutional.
+        signature = ModelSignature(
+            inputs=Schema(
+                [
+                    TensorSpec(np.dtype(np.float64), (-1, 3, -1, -1), "fields"),
+                    TensorSpec(np.dtype(bool), (-1, -1, -1), "mask"),
+                ]
+            ),
+            outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1), "gamma")]),
+        )
+        with quiet_untyped_predict():
+            from normcoef.tracking import network_model
+
+            self._mlflow.pyfunc.log_model(
+                name=NETWORK_MODEL,
+                python_model=network_model.__file__,
+                artifacts={"checkpoint": str(checkpoint)},
+                signature=signature,
+                input_example=example,
+                pip_requirements=MODEL_REQUIREMENTS,
+            )
+
     def mark_resumed(self, old_run_id: str) -> None:
         """Link the run this one resumes, and close it if a crash left it RUNNING."""
         self._client.set_tag(old_run_id, RESUMED_BY_TAG, self.run_id)
@@ -110,6 +150,27 @@ class MLflowTracker(NullTracker):
     def finish(self, status: str = "FINISHED") -> None:
         self.flush()
         self._mlflow.end_run(status=status)
+
+
+UNTYPED_PREDICT = "Add type hints to the `predict` method"
+"""MLflow's warning for a PythonModel whose predict has no type hint (``network_model``'s
+on purpose), issued when the class is defined and when the model is logged."""
+
+
+@contextmanager
+def quiet_untyped_predict() -> Iterator[None]:
+    """Hide that one warning: MLflow forces it to show once, over any warnings filter."""
+    shown = warnings.showwarning
+
+    def show(message, category, *args, **kwargs):
+        if UNTYPED_PREDICT not in str(message):
+            shown(message, category, *args, **kwargs)
+
+    warnings.showwarning = show
+    try:
+        yield
+    finally:
+        warnings.showwarning = shown
 
 
 def tracks_to_mlflow(logger: Mapping[str, Any]) -> bool:
