@@ -59,14 +59,19 @@ def plot_distance_histogram(
     return _save(fig, path)
 
 
+ROBUST_PERCENTILES = (1.0, 99.5)
+"""The colour scale of error maps spans these percentiles of the values (beyond: the end
+colours): a few coastal cells, 100x the open ocean's error, would set a linear or full range."""
+
+
 def error_map_scale(*error_maps: np.ndarray) -> tuple[float, float]:
-    """(vmin, vmax) of a log colour scale shared by maps: from the 1st percentile of the
-    positive values to the largest, so one coastal cell does not darken the rest."""
+    """(vmin, vmax) of a log colour scale shared by maps: ``ROBUST_PERCENTILES`` of their
+    positive values, at least a decade apart."""
     values = np.concatenate([np.asarray(m)[np.isfinite(m)].ravel() for m in error_maps])
     values = values[values > 0]
     if values.size == 0:
         return 1e-12, 1.0
-    low, high = float(np.percentile(values, 1)), float(values.max())
+    low, high = (float(v) for v in np.percentile(values, ROBUST_PERCENTILES))
     return low, max(high, low * 10)
 
 
@@ -95,5 +100,5 @@ def plot_error_map(
     ax.set_title(title)
     ax.set_xlabel("grid column (west → east)")
     ax.set_ylabel("grid row (south → north)")
-    fig.colorbar(image, ax=ax, label="mean |ε| (log scale; land grey)")
+    fig.colorbar(image, ax=ax, label="mean |ε| (log scale; land grey)", extend="both")
     return _save(fig, path)
