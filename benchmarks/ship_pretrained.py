@@ -26,7 +26,9 @@ from normcoef.tracking import DEFAULT_TRACKING_URI
 METRICS = ("eps_q", "eps_max", "eps_mean", "rmse")
 
 
-def provenance(run_id: str, uri: str, hardware: str, wall_s: float | None) -> dict:
+def provenance(
+    run_id: str, uri: str, hardware: str, wall_s: float | None, note: str | None = None
+) -> dict:
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
@@ -45,6 +47,7 @@ def provenance(run_id: str, uri: str, hardware: str, wall_s: float | None) -> di
         "command": "python -m normcoef.train "
         + " ".join(tags.get("normcoef.overrides", "").split(",")),
         "hardware": hardware,
+        "note": note,
         "training": {
             "steps": int(params.get("trainer.steps", 0)),
             "best_step": trained.step,
@@ -79,8 +82,9 @@ def main() -> None:
     parser.add_argument("--hardware", required=True, help="where it trained, in words")
     parser.add_argument("--wall-s", type=float, help="training wall time in seconds")
     parser.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI)
+    parser.add_argument("--note", help="anything else a user should know, in words")
     args = parser.parse_args()
-    details = provenance(args.run_id, args.tracking_uri, args.hardware, args.wall_s)
+    details = provenance(args.run_id, args.tracking_uri, args.hardware, args.wall_s, args.note)
     checkpoint = resolve_checkpoint(args.run_id, args.tracking_uri)
     root = Path(load_trained_model(checkpoint).config.dataset.root)
     path = pretrained.write_pretrained(checkpoint, root / GRID, args.name, details)
