@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from normcoef.cli import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
-from normcoef.config import CONF_DIR, group_options, register_configs
+from normcoef.config import CONF_DIR, group_options, register_configs, validate
 from normcoef.pipeline import run_training
 from normcoef.sweeps.naming import register_resolvers
 from normcoef.tracking import flatten, job_context
@@ -76,8 +76,11 @@ def composition_error(arguments: list[str]) -> str | None:
                     f"one; choose one of {', '.join(group_options(group))}"
                 )
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
-            for job in jobs:
-                problem = missing_data(compose("train", overrides=job, return_hydra_config=True))
+            composed = [compose("train", overrides=job, return_hydra_config=True) for job in jobs]
+            for cfg in composed:  # values out of range first, then data sets that are missing
+                validate(OmegaConf.masked_copy(cfg, [str(key) for key in cfg if key != "hydra"]))
+            for cfg in composed:
+                problem = missing_data(cfg)
                 if problem is not None:
                     return problem
     except MissingConfigException as error:
@@ -91,6 +94,8 @@ def composition_error(arguments: list[str]) -> str | None:
         return one_line_hydra(error)
     except (HydraException, OmegaConfBaseException) as error:
         return one_line_hydra(error)
+    except ValueError as error:  # validate: a value out of range, named with its key
+        return str(error)
     return None
 
 

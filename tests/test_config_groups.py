@@ -266,11 +266,22 @@ def test_the_option_list_of_a_misspelt_experiment_names_the_smoke_presets_too():
     assert "quickstart" in problem and "smoke/activation" in problem
 
 
-def test_a_sweep_of_good_values_composes():
+def test_a_sweep_of_good_values_on_existing_data_composes(tmp_path: Path):
     from normcoef.train import composition_error
 
-    assert composition_error(["-m", "model=cnn,skip_add", "trainer.seed=1,2"]) is None
-    assert composition_error(["hparams_search=optuna_smoke", "experiment=smoke/activation"]) is None
+    data = f"dataset.root={tmp_path}"
+    assert composition_error(["-m", "model=cnn,skip_add", "trainer.seed=1,2", data]) is None
+    smoke = ["hparams_search=optuna_smoke", "experiment=smoke/activation", data]
+    assert composition_error(smoke) is None
+
+
+def test_a_value_out_of_range_is_named_before_a_missing_data_set(tmp_path: Path):
+    from normcoef.train import composition_error
+
+    missing = f"dataset.root={tmp_path / 'none'}"
+    assert composition_error(["trainer.batch_size=0", missing]) == (
+        "trainer.batch_size=0: must be >= 1"
+    )
 
 
 def test_help_says_what_the_command_does_and_lists_no_schema():

@@ -458,9 +458,7 @@ def test_a_converted_data_set_gets_the_usual_permissions_not_owner_only(
     "handled",
     "config logged with its real grid and splits; says where checkpoints went and how to evaluate",
 )
-def test_training_on_converted_data_describes_them_and_says_where_it_went(
-    ours, tmp_path, capsys
-):
+def test_training_on_converted_data_describes_them_and_says_where_it_went(ours, tmp_path, capsys):
     from helpers import compose_config, tiny_overrides
 
     from normcoef.inference import load_trained_model
