@@ -181,6 +181,11 @@ def run_training(
             print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
         elif cfg.evaluate and result.last_step == cfg.trainer.steps:
             _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
+        # Inside the try: an interrupted or failed model logging still ends the run.
+        tracker.log_network(
+            result.best_path if result.best_path.exists() else result.last_path,
+            model_example(data),
+        )
     except DivergenceError as error:
         tracker.set_tags({FAILURE_TAG: str(error)})
         tracker.finish("FAILED")
@@ -193,10 +198,6 @@ def run_training(
         raise
     # The validation metrics of the best checkpoint: what sweeps and reports select on.
     best = {"best/" + key: value for key, value in result.best_metrics.items()}
-    tracker.log_network(
-        result.best_path if result.best_path.exists() else result.last_path,
-        model_example(data),
-    )
     tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
     tracker.finish()
     where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(shutil.which("git") is None or not (REPO / ".git").exists(), reason="no git")
-@pytest.mark.parametrize("name", ["mlflow.db.lock", "orderings.db.lock", "mlflow.db", "mlruns"])
+@pytest.mark.parametrize("name", ["mlflow.db.lock", "orderings.db.lock", "mlflow.db"])
 def test_files_the_tools_write_in_the_project_are_git_ignored(name: str):
     done = subprocess.run(
         ["git", "check-ignore", "-q", name], cwd=REPO, capture_output=True, check=False

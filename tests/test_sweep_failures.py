@@ -228,7 +228,7 @@ def test_a_grid_sweep_with_a_missing_data_set_is_refused_before_any_job_runs(
 @pytest.mark.slow
 @pytest.mark.reliability(
     "sweep",
-    "every job fails before training (a bad value)",
+    "every job fails before training (a misspelt monitor)",
     "error",
     "jobs listed, exit 4; the report says no job started training, not 'sweep it first'",
 )
@@ -239,7 +239,7 @@ def test_a_sweep_whose_jobs_all_fail_before_training_says_so(data: Path, tmp_pat
         "-m",
         *tracked,
         f"dataset.root={data}",
-        "trainer.batch_size=0,-1",
+        "trainer.monitor=val/epsq,val/epsmax",
         "hydra.sweep.dir=sweep",
         f"logger.tracking_uri=sqlite:///{tmp_path}/runs.db",
     )

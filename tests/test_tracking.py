@@ -299,7 +299,7 @@ def test_the_best_network_is_an_mlflow_model_loaded_from_code_that_predicts_gamm
     from normcoef.data.storage import load_split
     from normcoef.inference import load_trained_model
 
-    run_training(config(workdir, tmp_path, store))
+    run_training(config(workdir, tmp_path, store, "logger.log_model=true"))
     run = only_run(store)
     mlflow.set_tracking_uri(store)
     uri = f"runs:/{run.info.run_id}/network"

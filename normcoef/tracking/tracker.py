@@ -69,9 +69,11 @@ class MLflowTracker(NullTracker):
         run_name: str | None = None,
         tracking_uri: str | None = None,
         tags: dict[str, str] | None = None,
+        log_model: bool = False,
     ) -> None:
         import mlflow
 
+        self.log_model = log_model  # log_network: the best network as an MLflow model
         self._mlflow = mlflow
         prepare_tracking_store(tracking_uri or DEFAULT_TRACKING_URI, experiment)
         self._run = mlflow.start_run(run_name=run_name, tags=tags or {})
@@ -114,7 +116,11 @@ class MLflowTracker(NullTracker):
     def log_network(self, checkpoint: Path, example: dict[str, np.ndarray]) -> None:
         """The network of ``checkpoint`` as an MLflow model of this run (the runs table's Models
         column; registrable), from code (``network_model.py``), with its signature and
-        ``example`` as input example ({"fields": (1, 3, H, W), "mask": (1, H, W)})."""
+        ``example`` as input example ({"fields": (1, 3, H, W), "mask": (1, H, W)}). Only
+        with ``logger.log_model=true``: MLflow's model logging loads and runs the model, seconds
+        per run, in which an interrupt was seen lost."""
+        if not self.log_model:
+            return
         from mlflow.models import ModelSignature
         from mlflow.types import Schema, TensorSpec
 
