@@ -158,6 +158,20 @@ def group_options(group: str) -> list[str]:
     return sorted(str(path.relative_to(root).with_suffix("")) for path in root.rglob("*.yaml"))
 
 
+def dataset_choice_label(option: str, dataset: DictConfig) -> str:
+    """The dataset group's option as a run records it: its name, and the grid the run really
+    used when an experiment changed it (``partial_std on python 16x24`` for a smoke run), so
+    that a param never claims the global grid for a run on the toy one."""
+    path = CONF_DIR / "dataset" / f"{option}.yaml"
+    if not path.exists():
+        return option
+    own = OmegaConf.load(path)
+    keys = ("grid", "height", "width")
+    if all(own.get(key) == dataset.get(key) for key in keys):
+        return option
+    return f"{option} on {dataset.grid} {dataset.height}x{dataset.width}"
+
+
 def config_groups() -> str:
     """``group: option, ...`` per line, for ``--help`` (``${config_groups:}`` in conf/train.yaml):
     Hydra's $APP_CONFIG_GROUPS lists each group's schema as an option (``dataset=schema``

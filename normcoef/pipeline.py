@@ -17,7 +17,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.config import validate
+from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
@@ -152,7 +152,11 @@ def run_training(
         describe_data_as_read(cfg, info)
     container = cast(dict, OmegaConf.to_container(cfg, resolve=True))
     tracker.log_params(flatten(container))
-    tracker.log_params(job.choices)  # model=skip_add: the group options, not their _target_
+    # model=skip_add: the group options, not their _target_; the dataset's with its real grid.
+    choices = dict(job.choices)
+    if "dataset" in choices:
+        choices["dataset"] = dataset_choice_label(choices["dataset"], cfg.dataset)
+    tracker.log_params(choices)
     tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})

@@ -17,6 +17,7 @@ from hydra.errors import MissingConfigException
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
 
+from normcoef.config import CONF_DIR, dataset_choice_label
 from normcoef.pipeline import start_tracker
 from normcoef.sweeps.naming import (
     MAX_JOB_DIR_BYTES,
@@ -321,3 +322,10 @@ def test_a_missing_data_set_is_named_with_the_command_that_generates_it(
     assert done.returncode == 0, done.stderr[-2000:]
     assert composition_error(["-m", "experiment=smoke/activation"]) is None
     assert (tmp_path / "data" / "python-16x24-seed0" / "train").is_dir()
+
+
+def test_a_dataset_option_is_recorded_with_the_grid_an_experiment_gave_it():
+    own = OmegaConf.load(CONF_DIR / "dataset" / "partial_std.yaml")
+    assert dataset_choice_label("partial_std", own) == "partial_std"
+    shrunk = OmegaConf.merge(own, {"grid": "python", "height": 16, "width": 24})
+    assert dataset_choice_label("partial_std", shrunk) == "partial_std on python 16x24"

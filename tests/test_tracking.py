@@ -185,7 +185,12 @@ def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_repo
 
     job = JobContext(
         {"experiment": "smoke/activation", "activation": "elu"},
-        {"experiment": "smoke/activation", "activation": "elu", "model": "cnn"},
+        {
+            "experiment": "smoke/activation",
+            "activation": "elu",
+            "model": "cnn",
+            "dataset": "partial_std",
+        },
     )
     cfg = config(workdir, tmp_path, store, "experiment=smoke/activation", "activation=elu")
     run_training(cfg, "activation=elu,experiment=smoke/activation", str(sweep_dir), job=job)
@@ -195,6 +200,11 @@ def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_repo
     assert child.data.tags["normcoef.preset"] == "experiment=smoke/activation"
     assert child.data.tags["normcoef.override.activation"] == "elu"
     assert child.data.params["model"] == "cnn"
+    # The smoke experiment keeps partial_std's standardization on the python grid: the param
+    # says so instead of claiming the global grid.
+    grid = f"{cfg.dataset.grid} {cfg.dataset.height}x{cfg.dataset.width}"
+    assert grid.startswith("python ")
+    assert child.data.params["dataset"] == f"partial_std on {grid}"
 
     callback.on_multirun_end(sweep)
     closed = client.get_run(parent["run_id"])
