@@ -43,8 +43,9 @@ def log_evaluation(
 ) -> None:
     """Metrics ``<split>/...``, the table ``<split>_metrics.md`` and figures, into an existing
     MLflow run; its status stays as it is."""
-    run.log_metrics(evaluation.flat_metrics(split))
+    run.log_metrics(evaluation.charted_metrics(split))
     run.log_text(evaluation.table(), f"{split}_metrics.md")
+    run.log_text(evaluation.to_json(), f"{split}_metrics.json")
     with tempfile.TemporaryDirectory() as tmp:
         run.log_artifacts(write_figures(evaluation, Path(tmp), periodic_x), "figures")
 

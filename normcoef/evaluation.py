@@ -7,6 +7,7 @@ Metrics are per sample on ocean cells of physical γ, then averaged (report sect
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import cast
@@ -51,6 +52,8 @@ def _mean_std(metrics: dict[str, float], key: str) -> str:
 
 
 PRIOR_LABEL = "Prior alone (no network)"
+CHARTED_METHODS = ("cnn", "randomization")
+"""The methods whose metrics a run logs as MLflow metrics (``Evaluation.charted_metrics``)."""
 
 
 @dataclass
@@ -90,6 +93,26 @@ class Evaluation:
             key = self.keys.get(method, "cnn" if method == "CNN" else "randomization")
             out.update({f"{prefix}/{key}/{k}": v for k, v in metrics.items()})
         return out
+
+    def charted_metrics(self, prefix: str | None = None) -> dict[str, float]:
+        """What a run logs as MLflow metrics: the means of the CNN and of randomization, the
+        runs table's columns and what ``normcoef.report`` compares. The spreads, the prior
+        alone and the first-K-samples row are in ``to_json`` instead: as metrics they were
+        ~25 single-value bar charts ahead of the training curves on the run's page."""
+        return {
+            key: value
+            for key, value in self.flat_metrics(prefix).items()
+            if key.split("/")[1] in CHARTED_METHODS and not key.endswith("_std")
+        }
+
+    def to_json(self) -> str:
+        """Every method's metrics with their spreads over samples: the table as data."""
+        methods = {
+            label: {"key": self.keys.get(label, ""), **metrics}
+            for label, metrics in self.methods.items()
+        }
+        summary = {"split": self.split, "samples": self.samples, "note": self.note}
+        return json.dumps({**summary, "methods": methods}, indent=2)
 
 
 def randomization_metrics(

@@ -284,8 +284,9 @@ def _evaluate_and_log(
     )
     table = evaluation.table()
     print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
-    tracker.log_metrics(evaluation.flat_metrics())
+    tracker.log_metrics(evaluation.charted_metrics())
     tracker.log_text(table, "test_metrics.md")
+    tracker.log_text(evaluation.to_json(), "test_metrics.json")
     with tempfile.TemporaryDirectory() as tmp:
         for path in write_figures(evaluation, Path(tmp), info.periodic_x):
             tracker.log_artifact(path, "figures")

@@ -6,6 +6,7 @@ once with ``run_training`` into its own SQLite MLflow store; every test reads it
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -97,8 +98,8 @@ def test_evaluating_the_checkpoint_reproduces_the_test_metrics_training_logged(
     )
 
     logged = {k: v for k, v in trained.logged.items() if k.startswith("test/")}
-    assert set(logged) == set(result.flat_metrics())
-    for key, value in result.flat_metrics().items():
+    assert set(logged) == set(result.charted_metrics())
+    for key, value in result.charted_metrics().items():
         assert value == pytest.approx(logged[key], rel=1e-6, abs=1e-12), key
     printed = capsys.readouterr().out
     assert "| CNN |" in printed
@@ -301,3 +302,25 @@ def test_evaluating_on_the_training_data_set_warns_of_nothing(
 ):
     evaluate.run([str(trained.run_dir), "-n", "0", "--no-log"])
     assert "warning" not in capsys.readouterr().err
+
+
+def test_a_run_charts_the_means_and_keeps_spreads_and_the_prior_in_a_table_artifact(
+    trained: TrainedRun, tmp_path: Path
+):
+    """One MLflow metric is one chart on the run's page: only the CNN's and randomization's
+    means are metrics; the spreads over the 2 test samples (and a prior's row) are data."""
+    test_keys = {key for key in trained.logged if key.startswith("test/")}
+    assert test_keys == {
+        f"test/{method}/{metric}"
+        for method in ("cnn", "randomization")
+        for metric in ("eps_q", "eps_max", "eps_mean", "rmse")
+    }
+    path = MlflowClient(trained.tracking_uri).download_artifacts(
+        trained.run_id, "test_metrics.json", str(tmp_path)
+    )
+    table = json.loads(Path(path).read_text())
+    assert table["samples"] == 2
+    cnn = table["methods"]["CNN"]
+    assert cnn["key"] == "cnn"
+    assert cnn["eps_q"] == pytest.approx(trained.logged["test/cnn/eps_q"])
+    assert cnn["eps_q_std"] >= 0.0

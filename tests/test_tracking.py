@@ -129,9 +129,20 @@ def test_a_finished_run_logs_the_best_checkpoints_validation_metrics(
 
 def test_run_names_lead_with_what_the_sweep_varies_and_leave_presets_out():
     overrides = {"experiment": "smoke/activation", "dataset.root": "data", "activation": "elu"}
-    assert run_name(overrides, ["activation"]) == "activation=elu,dataset.root=data"
-    assert run_name({"trainer.lr": "0.0015930522616241021"}) == "trainer.lr=0.00159"
+    assert run_name(overrides, ["activation"]) == "elu,root=data"
+    assert run_name({"trainer.lr": "0.0015930522616241021"}) == "lr=0.00159"
     assert run_name({"experiment": "quickstart"}) is None
+
+
+def test_the_runs_of_a_sweep_differ_within_the_characters_the_runs_table_shows():
+    shown = 18  # MLflow's runs table cuts a name at about 20 characters with an ellipsis
+    for varied, values in {
+        "model": ["skip_add", "skip_concat", "cnn"],
+        "loss": ["rel_sq", "mse", "eps_sq"],
+        "optimizer.lr": ["0.0015930522616241021", "0.0015123", "0.001"],
+    }.items():
+        names = [run_name({varied: v, "model.layers": "10"}, [varied]) for v in values]
+        assert len({name[:shown] for name in names if name}) == len(values), names
 
 
 def test_job_context_holds_the_overrides_less_excluded_keys_and_the_group_choices():
@@ -196,7 +207,7 @@ def test_a_sweeps_jobs_nest_as_they_start_under_a_parent_that_ends_with_the_repo
     run_training(cfg, "activation=elu,experiment=smoke/activation", str(sweep_dir), job=job)
     child = only_run(store)
     assert child.data.tags["mlflow.parentRunId"] == parent["run_id"]
-    assert child.info.run_name == "activation=elu"
+    assert child.info.run_name == "elu"
     assert child.data.tags["normcoef.preset"] == "experiment=smoke/activation"
     assert child.data.tags["normcoef.override.activation"] == "elu"
     assert child.data.params["model"] == "cnn"

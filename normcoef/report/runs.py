@@ -20,6 +20,7 @@ from normcoef.tracking import (
     SWEEP_TAG,
     RunStore,
     run_overrides,
+    sweep_run_name,
 )
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def parent_run(store: RunStore, experiment_id: str, experiment: str, sweep: str)
     if found is not None:
         return found
     tags = {SUMMARY_TAG: "true", EXPERIMENT_TAG: experiment, SWEEP_TAG: sweep}
-    return store.create_run(experiment_id, tags, f"{experiment} sweep")
+    return store.create_run(experiment_id, tags, sweep_run_name(experiment))
 
 
 def log_summary(

@@ -32,6 +32,7 @@ from normcoef.tracking import (
     SWEEP_TAG,
     RunStore,
     read_sweep_parent,
+    sweep_run_name,
     tracks_to_mlflow,
     write_sweep_parent,
 )
@@ -102,7 +103,7 @@ class ParentRun(Callback):
             write_sweep_parent(sweep_dir, uri, known["run_id"], varied)
             return
         run_id = store.create_run(
-            experiment_id, sweep_tags(config, varied), f"{config.experiment_name} sweep"
+            experiment_id, sweep_tags(config, varied), sweep_run_name(config.experiment_name)
         )
         write_sweep_parent(sweep_dir, uri, run_id, varied)
         log.info("MLflow parent run of the sweep: %s", run_id)

@@ -19,6 +19,7 @@ from normcoef.tracking.job import (
     job_context,
     run_name,
     short_value,
+    sweep_run_name,
 )
 from normcoef.tracking.runs import ExistingRun, RunStore, download_checkpoint
 from normcoef.tracking.store import (
@@ -92,6 +93,7 @@ __all__ = [
     "run_overrides",
     "run_tags",
     "short_value",
+    "sweep_run_name",
     "sqlite_file_lock",
     "sqlite_path",
     "store_exists",

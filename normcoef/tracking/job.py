@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from omegaconf import DictConfig
@@ -61,10 +62,25 @@ def short_value(value: str) -> str:
     return f"{number:.3g}" if "." in value and len(value) > 8 else value
 
 
+def name_part(key: str, value: str) -> str:
+    """One choice as a run name shows it: a config group's option alone (``skip_add``), a
+    value with the last part of its key (``lr=0.00159``)."""
+    value = short_value(value)
+    return value if "." not in key else f"{key.rsplit('.', 1)[-1]}={value}"
+
+
 def run_name(overrides: dict[str, str], leading: Sequence[str] = ()) -> str | None:
-    """``key=value`` of the overrides, the ``leading`` keys (what a sweep varies) first,
-    presets left out and long floats shortened, so that a sweep's runs differ in the first
-    characters shown (the exact values are tags)."""
+    """The overrides as short as they stay clear, the ``leading`` keys (what a sweep varies)
+    first, presets left out: the UI's runs table cuts names at ~20 characters, so a sweep's
+    runs must differ in their first ones (``skip_add`` and ``skip_concat``, not
+    ``model=skip_ad…`` twice). The exact keys and values are tags."""
     keys = [k for k in leading if k in overrides]
     keys += [k for k in overrides if k not in keys and k not in PRESET_GROUPS]
-    return ",".join(f"{k}={short_value(overrides[k])}" for k in keys) or None
+    return ",".join(name_part(k, overrides[k]) for k in keys) or None
+
+
+def sweep_run_name(experiment: str, started: datetime | None = None) -> str:
+    """The parent run of a sweep: its start time first, so that sweeps of one experiment
+    differ in what the runs table shows (``14:05 activation_smoke``, not ``activation_smoke
+    s…`` three times); the experiment and the sweep folder are tags."""
+    return f"{(started or datetime.now()):%H:%M} {experiment}"
