@@ -305,6 +305,36 @@ def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_tw
 @pytest.mark.slow
 @pytest.mark.reliability(
     "sweep",
+    "an Optuna search killed, then run again at once (within the grace period)",
+    "handled",
+    "waits for the killed trial's heartbeat to go stale, fails it, reaches n_trials COMPLETE",
+)
+def test_a_search_resumed_at_once_after_a_kill_leaves_no_trial_running(workdir: Path):
+    """The resumed process cannot tell a killed trial from one running elsewhere until its
+    heartbeat is older than the grace period; it waits for that instead of ending with the
+    killed trial RUNNING and the study short of its target."""
+    # A grace period longer than the resumed process takes to start: the heartbeat is fresh.
+    heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]
+    storage = f"sqlite:///{workdir}/at_once.db"
+    process = search(workdir, "at_once", 2, *heartbeat)
+    killed = running_trial(workdir, "at_once", process)
+    process.send_signal(signal.SIGKILL)
+    process.communicate()
+
+    finished(search(workdir, "at_once", 2, *heartbeat))  # no sleep: the heartbeat is fresh
+
+    states = {
+        t.number: t.state
+        for t in optuna.load_study(study_name="at_once", storage=storage).get_trials()
+    }
+    assert states[killed] == TrialState.FAIL
+    assert TrialState.RUNNING not in states.values()
+    assert sum(state == TrialState.COMPLETE for state in states.values()) == 2
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "sweep",
     "Ctrl-C during a trial of an Optuna search",
     "handled",
     "the interrupted trial is marked FAIL at once",

@@ -30,6 +30,7 @@ import logging
 import os
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 # Seconds a SQLite study waits on a file another process is writing before "database is
 # locked" (Python's default is 5 s; a few processes finishing trials at once can exceed it).
 SQLITE_BUSY_TIMEOUT_S = 60
+WAIT_POLL_S = 5
+"""Seconds between looks at trials RUNNING elsewhere (at most the heartbeat interval)."""
 
 
 class TrialSeededSampler(BaseSampler):
@@ -172,6 +175,13 @@ def open_storage(storage: Any, heartbeat_interval: int, grace_period: int | None
         )
 
 
+def effective_grace_period(storage: RDBStorage) -> int:
+    """Seconds without a heartbeat after which Optuna takes a trial's process for dead: the
+    storage's ``grace_period``, by default twice its heartbeat interval (as Optuna does)."""
+    interval = storage.get_heartbeat_interval() or 0
+    return storage.grace_period or 2 * interval
+
+
 def fail_stale_trials(study: Study) -> None:
     """Mark FAIL the trials of processes that stopped beating (killed, lost their host)."""
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
@@ -259,13 +269,29 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         log.info("Study %s in %s, %s", study.study_name, self.storage, type(study.sampler).__name__)
         beating = storage if isinstance(storage, RDBStorage) else None
 
-        asked = 0
+        asked, waited = 0, False
         while True:
             fail_stale_trials(study)
             counted = study.get_trials(
                 deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
             )
             batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
+            if batch <= 0 and beating is not None and asked < self.n_trials:
+                # Trials RUNNING in another process, or in a killed one whose heartbeat has
+                # not yet outlived the grace period: wait for their end (done, or marked FAIL
+                # above and replaced) rather than leave the study short of its target.
+                running = [t.number for t in counted if t.state == TrialState.RUNNING]
+                if running:
+                    if not waited:
+                        log.info(
+                            "waiting for trial(s) %s: RUNNING elsewhere, or killed (then marked"
+                            " FAIL once their heartbeat is %s s old, and run again here)",
+                            running,
+                            effective_grace_period(beating),
+                        )
+                        waited = True
+                    time.sleep(min(self.heartbeat_interval, WAIT_POLL_S))
+                    continue
             if batch <= 0:
                 break
             trials = [study.ask() for _ in range(batch)]
