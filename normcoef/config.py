@@ -89,7 +89,10 @@ class TrainerConfig(LoopSettings):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.num_threads is not None and self.num_threads < 1:
-            raise ValueError(f"num_threads={self.num_threads}: must be >= 1, or null for torch's")
+            raise ValueError(
+                f"num_threads={self.num_threads}: must be >= 1, or null for this process's share"
+                " of the cores"
+            )
 
 
 @dataclass

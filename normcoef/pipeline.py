@@ -45,6 +45,7 @@ from normcoef.training.factory import (
 )
 from normcoef.training.loop import DivergenceError, TrainResult, check_can_train, train_model
 from normcoef.training.settings import LoopSettings
+from normcoef.training.threads import thread_share
 
 
 def seed_everything(seed: int) -> None:
@@ -120,8 +121,8 @@ def run_training(
     validate(cfg)  # a value out of range fails here, naming its key, before anything runs
     job = job or JobContext()
     refuse_data_parallel()
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
+    threads = cfg.trainer.num_threads or thread_share(job.parallel_jobs)
+    torch.set_num_threads(threads)  # torch's default, every core, stalls beside other jobs
     seed_everything(cfg.trainer.seed)
     info = dataset_info(cfg)
     data = load_data(cfg, info)
@@ -158,6 +159,7 @@ def run_training(
         choices["dataset"] = dataset_choice_label(choices["dataset"], cfg.dataset)
     tracker.log_params(choices)
     tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
+    tracker.log_params({"threads": threads})
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")

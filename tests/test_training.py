@@ -25,6 +25,7 @@ from normcoef.pipeline import load_data, refuse_data_parallel, run_training
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_model
 from normcoef.training.loop import DivergenceError
+from normcoef.training.threads import usable_cores
 
 TINY = [
     *tiny_overrides(test=2, layers=3, steps=4, eval_every=2),
@@ -125,6 +126,7 @@ def test_finished_run_logs_the_flattened_config_and_the_model_size(finished):
     assert params["model.parameters"] == "313"
     assert params["data.train_samples"] == "3"
     assert params["device"] == "cpu"
+    assert params["threads"] == str(usable_cores())  # one run alone: every usable core
 
 
 def test_finished_run_logs_loss_per_step_and_cnn_and_randomization_test_metrics(finished):

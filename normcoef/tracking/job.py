@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from hydra.types import RunMode
 from omegaconf import DictConfig
 
 # Config groups that choose a whole preset: a tag, not the lead of every run name of a sweep.
@@ -20,6 +22,7 @@ class JobContext:
 
     overrides: dict[str, str] = field(default_factory=dict)  # key -> value, as typed
     choices: dict[str, str] = field(default_factory=dict)  # config group -> option
+    parallel_jobs: int = 1  # jobs of its sweep running at once on this host (joblib's n_jobs)
 
 
 def job_context(hydra_cfg: DictConfig) -> JobContext:
@@ -36,7 +39,19 @@ def job_context(hydra_cfg: DictConfig) -> JobContext:
         for group, option in hydra_cfg.runtime.choices.items()
         if option is not None and not group.startswith("hydra/")
     }
-    return JobContext(overrides, choices)
+    return JobContext(overrides, choices, parallel_jobs(hydra_cfg))
+
+
+def parallel_jobs(hydra_cfg: DictConfig) -> int:
+    """How many jobs of a sweep run at once on this host: a local parallel launcher's
+    ``n_jobs`` (joblib's -1, all cores, counts as one job per core); 1 for a single run, a
+    sequential launcher or SLURM (whose job has its own cores)."""
+    if hydra_cfg.get("mode") != RunMode.MULTIRUN:
+        return 1
+    n_jobs = hydra_cfg.get("launcher", {}).get("n_jobs")
+    if n_jobs is None:
+        return 1
+    return int(n_jobs) if int(n_jobs) > 0 else os.cpu_count() or 1
 
 
 def flatten(config: dict, prefix: str = "") -> dict[str, Any]:
