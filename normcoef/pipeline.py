@@ -142,7 +142,7 @@ def run_training(
     parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
     parent_id = parent["run_id"] if parent else None
     tags = run_tags(cfg.experiment_name, job, overrides, sweep_dir, parent_id)
-    name = run_name(job.overrides, parent["varied"] if parent else ())
+    name = run_name(job.overrides, parent["varied"] if parent else (), job.trial)
     tracker = start_tracker(
         cfg.logger, cfg.logger.get("run_name") or name or cfg.experiment_name, tags
     )

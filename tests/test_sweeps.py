@@ -167,6 +167,9 @@ def test_optuna_study_resumes_from_its_sqlite_storage(workdir: Path):
     trials = optuna.load_study(study_name="resumed", storage=storage).trials
     assert [trial.number for trial in trials] == [0, 1, 2, 3, 4]
     assert {trial.state for trial in trials} == {optuna.trial.TrialState.COMPLETE}
+    # Each trial's MLflow run leads with its trial number, which the study and folder share.
+    names = [run.info.run_name for run in runs_of(study[-1].split("=", 1)[1], "optuna_smoke")]
+    assert sorted(name.split(" ")[0] for name in names) == ["#0", "#1", "#2", "#3", "#4"]
     assert (workdir / "multirun/optuna_smoke/resumed/optimization_results.yaml").exists()
 
 

@@ -8,6 +8,7 @@ networks and a few CPU steps; each test gets its own copy of one SQLite store.
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -104,6 +105,10 @@ def test_the_experiment_opens_on_mlflows_model_training_view(store: str):
     MLflowTracker("normcoef", "first", store).finish()
     experiment = MlflowClient(store).get_experiment_by_name("normcoef")
     assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    # The review view (?viewStateShareKey=normcoef) shows the test metrics as columns.
+    view = json.loads(experiment.tags["mlflow.sharedViewState.normcoef"])
+    assert "metrics.`test/cnn/eps_max`" in view["selectedColumns"]
+    assert "params.`model`" in view["selectedColumns"]
 
 
 def test_one_sample_has_no_std_to_log():
@@ -132,6 +137,9 @@ def test_run_names_lead_with_what_the_sweep_varies_and_leave_presets_out():
     assert run_name(overrides, ["activation"]) == "elu,root=data"
     assert run_name({"trainer.lr": "0.0015930522616241021"}) == "lr=0.00159"
     assert run_name({"experiment": "quickstart"}) is None
+    # Trials of an Optuna search share most choices: the trial number leads.
+    trial = {"model": "skip_add", "model.layers": "4", "optimizer.lr": "0.0015930522616241021"}
+    assert run_name(trial, list(trial), 2) == "#2 skip_add,layers=4,lr=0.00159"
 
 
 def test_the_runs_of_a_sweep_differ_within_the_characters_the_runs_table_shows():

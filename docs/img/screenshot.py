@@ -3,8 +3,9 @@
     python docs/img/screenshot.py http://127.0.0.1:5055 docs/img [--experiment normcoef]
 
 Finds the sweep's parent run (tag ``normcoef.summary``) and its best run through the REST API,
-then shoots three pages with headless Chromium: the runs table with the sweep expanded, the
-parent's ``ablation_table.md`` and the best run's error figure. Chromium is driven over
+then shoots five pages with headless Chromium, as a reviewer first opens them: the runs
+table with the sweep expanded, the parent run's overview (its description holds the table)
+and ``ablation_table.md``, the best run's charts and its error figure. Chromium is driven over
 ``--remote-debugging-pipe`` (standard library only) because a plain ``chromium --screenshot``
 cannot click the parent run's expander. See docs/reviewing.md.
 """
@@ -24,8 +25,6 @@ from typing import Any
 
 CLOSE_ASSISTANT = '[data-component-id="mlflow.assistant.chat_panel.close"]'
 EXPAND_RUN = '[data-component-id$="runnamecellrenderer.tsx_46"]'
-# The UI opens in its GenAI layout unless told; a training project wants the runs table.
-TRAINING_VIEW = "workflowType=machine_learning"
 
 
 class Browser:
@@ -124,14 +123,18 @@ def review_pages(base: str, experiment: str) -> list[tuple[str, str, list[str]]]
     parent = summaries[0]
     tags = {tag["key"]: tag["value"] for tag in parent["data"].get("tags", [])}
     runs = f"{base}/#/experiments/{parent['info']['experiment_id']}/runs"
+    # No view parameter in the URLs: the pages as a reviewer first opens them (the experiment's
+    # tag mlflow.experimentKind picks the training layout, not the GenAI one).
     pages = [
-        ("mlflow-ui.png", f"{runs}?{TRAINING_VIEW}", [EXPAND_RUN]),
-        ("mlflow-ui-table.png", f"{runs}/{parent['info']['run_id']}/artifacts/ablation_table.md"
-         f"?{TRAINING_VIEW}", []),
+        ("mlflow-ui.png", runs, [EXPAND_RUN]),
+        ("mlflow-ui-parent.png", f"{runs}/{parent['info']['run_id']}", []),
+        ("mlflow-ui-table.png", f"{runs}/{parent['info']['run_id']}/artifacts/ablation_table.md",
+         []),
     ]  # fmt: skip
     if "normcoef.best_run" in tags:
-        figure = f"{runs}/{tags['normcoef.best_run']}/artifacts/figures/error_by_distance.png"
-        pages.append(("mlflow-ui-figures.png", f"{figure}?{TRAINING_VIEW}", []))
+        best = f"{runs}/{tags['normcoef.best_run']}"
+        pages.append(("mlflow-ui-run-charts.png", f"{best}/model-metrics", []))
+        pages.append(("mlflow-ui-figures.png", f"{best}/artifacts/figures/error_by_distance.png", []))
     return pages
 
 

@@ -7,7 +7,10 @@ from pathlib import Path
 from normcoef.report.runs import TABLE_FILE, log_summary, run_result, select_sweep
 from normcoef.report.sweep_dir import missing_jobs, optuna_summary
 from normcoef.report.table import best_row, best_run, format_table, group_runs, varied_keys
-from normcoef.tracking import SWEEP_TAG, RunStore
+from normcoef.tracking import SWEEP_TAG, RunStore, review_url
+
+LOCAL_UI = "http://127.0.0.1:5000"
+"""Where ``make ui`` serves ./mlflow.db (MLFLOW_HOST, MLFLOW_PORT)."""
 
 
 def report(
@@ -64,4 +67,7 @@ def report(
     if log:
         run_id = log_summary(store, experiment_id, experiment, sweep, table, rows)
         table += f"\n\nLogged as {TABLE_FILE} on MLflow run {run_id}, the sweep's parent run."
+        ui = uri if uri.startswith(("http://", "https://")) else LOCAL_UI
+        link = review_url(ui, experiment_id)
+        table += f"\nReview it in the MLflow UI (`make ui` over ./mlflow.db): {link}"
     return table

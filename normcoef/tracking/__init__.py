@@ -25,6 +25,7 @@ from normcoef.tracking.runs import ExistingRun, RunStore, download_checkpoint
 from normcoef.tracking.store import (
     DEFAULT_TRACKING_URI,
     prepare_tracking_store,
+    review_url,
     sqlite_file_lock,
     sqlite_path,
     store_exists,
@@ -88,6 +89,7 @@ __all__ = [
     "tracks_to_mlflow",
     "parse_override_dirname",
     "prepare_tracking_store",
+    "review_url",
     "read_sweep_parent",
     "run_name",
     "run_overrides",

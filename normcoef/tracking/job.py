@@ -23,6 +23,7 @@ class JobContext:
     overrides: dict[str, str] = field(default_factory=dict)  # key -> value, as typed
     choices: dict[str, str] = field(default_factory=dict)  # config group -> option
     parallel_jobs: int = 1  # jobs of its sweep running at once on this host (joblib's n_jobs)
+    trial: int | None = None  # the Optuna trial number of a search's job (its Hydra job number)
 
 
 def job_context(hydra_cfg: DictConfig) -> JobContext:
@@ -39,7 +40,18 @@ def job_context(hydra_cfg: DictConfig) -> JobContext:
         for group, option in hydra_cfg.runtime.choices.items()
         if option is not None and not group.startswith("hydra/")
     }
-    return JobContext(overrides, choices, parallel_jobs(hydra_cfg))
+    return JobContext(overrides, choices, parallel_jobs(hydra_cfg), optuna_trial(hydra_cfg))
+
+
+def optuna_trial(hydra_cfg: DictConfig) -> int | None:
+    """The trial number of a job of an Optuna search: normcoef's sweeper numbers its Hydra
+    jobs by trial (normcoef/sweeps/optuna.py); None outside a search."""
+    if hydra_cfg.get("mode") != RunMode.MULTIRUN:
+        return None
+    if "optuna" not in str(hydra_cfg.get("sweeper", {}).get("_target_", "")).lower():
+        return None
+    number = hydra_cfg.get("job", {}).get("num")
+    return None if number is None else int(number)
 
 
 def parallel_jobs(hydra_cfg: DictConfig) -> int:
@@ -84,14 +96,20 @@ def name_part(key: str, value: str) -> str:
     return value if "." not in key else f"{key.rsplit('.', 1)[-1]}={value}"
 
 
-def run_name(overrides: dict[str, str], leading: Sequence[str] = ()) -> str | None:
+def run_name(
+    overrides: dict[str, str], leading: Sequence[str] = (), trial: int | None = None
+) -> str | None:
     """The overrides as short as they stay clear, the ``leading`` keys (what a sweep varies)
-    first, presets left out: the UI's runs table cuts names at ~20 characters, so a sweep's
-    runs must differ in their first ones (``skip_add`` and ``skip_concat``, not
-    ``model=skip_ad…`` twice). The exact keys and values are tags."""
+    first, presets left out: the UI's runs table cuts names at ~15-20 characters, so a
+    sweep's runs must differ in their first ones (``skip_add`` and ``skip_concat``, not
+    ``model=skip_ad…`` twice). An Optuna trial leads with its number (``#2 skip_add,…``):
+    trials share most choices. The exact keys and values are tags."""
     keys = [k for k in leading if k in overrides]
     keys += [k for k in overrides if k not in keys and k not in PRESET_GROUPS]
-    return ",".join(name_part(k, overrides[k]) for k in keys) or None
+    name = ",".join(name_part(k, overrides[k]) for k in keys)
+    if trial is not None:
+        return f"#{trial} {name}".strip()
+    return name or None
 
 
 def sweep_run_name(experiment: str, started: datetime | None = None) -> str:

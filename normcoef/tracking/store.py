@@ -17,6 +17,7 @@ the schema while the others wait and then find it. SQLite on one host with a loc
 from __future__ import annotations
 
 import fcntl
+import json
 import logging
 import time
 from collections.abc import Iterator
@@ -81,6 +82,46 @@ MODEL_TRAINING = "custom_model_development"
 view (runs, metrics, charts) rather than the GenAI one (traces, evaluations)."""
 
 
+REVIEW_VIEW_KEY = "normcoef"
+"""The share key of the experiment's review view: ``<UI>/#/experiments/<id>/runs?
+viewStateShareKey=normcoef`` opens the runs table with the columns below. The MLflow UI shows
+no metric or param column by default and keeps a user's columns in their browser only; a view
+shared through an experiment tag is the one server-side way to open it with numbers."""
+REVIEW_COLUMNS = (
+    "attributes.`Duration`",
+    *(
+        f"metrics.`{key}`"
+        for key in (
+            "best/val/eps_q",
+            "test/cnn/eps_q",
+            "test/cnn/eps_max",
+            "test/cnn/eps_mean",
+            "test/randomization/eps_q",
+        )
+    ),
+    *(
+        f"params.`{key}`"
+        for key in ("model", "activation", "loss", "target", "model.layers", "optimizer.lr")
+    ),
+)
+REVIEW_VIEW_TAG = f"mlflow.sharedViewState.{REVIEW_VIEW_KEY}"
+REVIEW_VIEW = json.dumps({"selectedColumns": list(REVIEW_COLUMNS)})
+
+
+def experiment_tags_to_set(tags: dict[str, str]) -> dict[str, str]:
+    """The experiment tags normcoef sets that ``tags`` lacks or holds otherwise: the
+    model-training layout and the review view."""
+    wanted = {EXPERIMENT_KIND_TAG: MODEL_TRAINING, REVIEW_VIEW_TAG: REVIEW_VIEW}
+    return {key: value for key, value in wanted.items() if tags.get(key) != value}
+
+
+def review_url(ui: str, experiment_id: str) -> str:
+    """The runs table of the experiment in the MLflow UI at ``ui``, with the review columns."""
+    return (
+        f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={REVIEW_VIEW_KEY}"
+    )
+
+
 def prepare_tracking_store(uri: str, experiment: str) -> str:
     """Point MLflow at ``uri``, create its schema and ``experiment`` if new; the experiment id.
 
@@ -98,10 +139,8 @@ def prepare_tracking_store(uri: str, experiment: str) -> str:
         try:
             with sqlite_file_lock(uri):
                 found = mlflow.set_experiment(experiment)
-                if found.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING:
-                    mlflow.MlflowClient(uri).set_experiment_tag(
-                        found.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING
-                    )
+                for key, value in experiment_tags_to_set(found.tags).items():
+                    mlflow.MlflowClient(uri).set_experiment_tag(found.experiment_id, key, value)
                 return found.experiment_id
         except Exception as error:
             if attempt == LOCKED_RETRIES or not is_database_locked(error):
