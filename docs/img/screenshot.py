@@ -3,9 +3,10 @@
     python docs/img/screenshot.py http://127.0.0.1:5055 docs/img [--experiment normcoef]
 
 Finds the sweep's parent run (tag ``normcoef.summary``) and its best run through the REST API,
-then shoots five pages with headless Chromium, as a reviewer first opens them: the runs
-table with the sweep expanded, the parent run's overview (its description holds the table)
-and ``ablation_table.md``, the best run's charts and its error figure. Chromium is driven over
+then shoots five pages with headless Chromium, as a reviewer first opens them: the review
+view a sweep links to (runs table, test metrics as columns) with the sweep expanded, the parent
+run's overview (its description holds the table) and ``ablation_table.md``, the best run's
+charts and its error figure. Chromium is driven over
 ``--remote-debugging-pipe`` (standard library only) because a plain ``chromium --screenshot``
 cannot click the parent run's expander. See docs/reviewing.md.
 """
@@ -25,6 +26,10 @@ from typing import Any
 
 CLOSE_ASSISTANT = '[data-component-id="mlflow.assistant.chat_panel.close"]'
 EXPAND_RUN = '[data-component-id$="runnamecellrenderer.tsx_46"]'
+# The link a sweep prints (normcoef.tracking.review_url), and the run pages as a reviewer
+# reaches them from it, in the model-training layout.
+TRAINING_VIEW = "workflowType=machine_learning"
+REVIEW_VIEW = f"viewStateShareKey=normcoef&{TRAINING_VIEW}"
 
 
 class Browser:
@@ -123,18 +128,17 @@ def review_pages(base: str, experiment: str) -> list[tuple[str, str, list[str]]]
     parent = summaries[0]
     tags = {tag["key"]: tag["value"] for tag in parent["data"].get("tags", [])}
     runs = f"{base}/#/experiments/{parent['info']['experiment_id']}/runs"
-    # No view parameter in the URLs: the pages as a reviewer first opens them (the experiment's
-    # tag mlflow.experimentKind picks the training layout, not the GenAI one).
     pages = [
-        ("mlflow-ui.png", runs, [EXPAND_RUN]),
-        ("mlflow-ui-parent.png", f"{runs}/{parent['info']['run_id']}", []),
-        ("mlflow-ui-table.png", f"{runs}/{parent['info']['run_id']}/artifacts/ablation_table.md",
-         []),
+        ("mlflow-ui.png", f"{runs}?{REVIEW_VIEW}", [EXPAND_RUN]),
+        ("mlflow-ui-parent.png", f"{runs}/{parent['info']['run_id']}?{TRAINING_VIEW}", []),
+        ("mlflow-ui-table.png", f"{runs}/{parent['info']['run_id']}/artifacts/ablation_table.md"
+         f"?{TRAINING_VIEW}", []),
     ]  # fmt: skip
     if "normcoef.best_run" in tags:
         best = f"{runs}/{tags['normcoef.best_run']}"
-        pages.append(("mlflow-ui-run-charts.png", f"{best}/model-metrics", []))
-        pages.append(("mlflow-ui-figures.png", f"{best}/artifacts/figures/error_by_distance.png", []))
+        pages.append(("mlflow-ui-run-charts.png", f"{best}/model-metrics?{TRAINING_VIEW}", []))
+        figure = f"{best}/artifacts/figures/error_by_distance.png?{TRAINING_VIEW}"
+        pages.append(("mlflow-ui-figures.png", figure, []))
     return pages
 
 

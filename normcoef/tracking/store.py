@@ -117,9 +117,10 @@ def experiment_tags_to_set(tags: dict[str, str]) -> dict[str, str]:
 
 def review_url(ui: str, experiment_id: str) -> str:
     """The runs table of the experiment in the MLflow UI at ``ui``, with the review columns."""
-    return (
-        f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs?viewStateShareKey={REVIEW_VIEW_KEY}"
-    )
+    runs = f"{ui.rstrip('/')}/#/experiments/{experiment_id}/runs"
+    # workflowType: the model-training layout (sidebar and run pages), which the UI otherwise
+    # sets only when the experiment is opened from the experiments list.
+    return f"{runs}?viewStateShareKey={REVIEW_VIEW_KEY}&workflowType=machine_learning"
 
 
 def prepare_tracking_store(uri: str, experiment: str) -> str:
