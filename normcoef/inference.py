@@ -23,6 +23,7 @@ from torch import nn
 
 from normcoef.cli import one_line, warn
 from normcoef.data.info import DatasetInfo
+from normcoef.data.original_inputs import OriginalInputs
 from normcoef.data.storage import (
     GRID,
     METADATA,
@@ -231,14 +232,20 @@ def far_from_training(fields: np.ndarray, ocean: np.ndarray, trained: TrainedMod
     return ", ".join(parts) + f" of {int(ocean.sum())} ocean cells" if parts else None
 
 
-def read_inputs(path: Path, ocean: np.ndarray, mask_source: str) -> tuple[np.ndarray, str | None]:
+def read_inputs(
+    path: Path, ocean: np.ndarray, mask_source: str, original: OriginalInputs | None = None
+) -> tuple[np.ndarray, str | None]:
     """(3, H, W) fields A_i, A_j, W of an input file, checked against the (H, W) mask: refused
     where no diffusion operator can have them on ocean cells (``physics.field_violations``),
-    naming the channel and the first bad cell. Also says, when it did, how it cropped a halo."""
+    naming the channel and the first bad cell. Also says, when it did, how it cropped a halo.
+    ``original``: the file is in the original code's layout, read as ``OriginalInputs`` says."""
     fields = load_array(path)
-    check_input_channels(fields, path)
+    if original is None:
+        check_input_channels(fields, path)
     have = fields.shape[1:]
     try:
+        if original is not None:
+            fields = original.fields(fields, ocean, path)
         fields = crop_halo(fields, ocean.shape, path)
     except DatasetError as error:
         raise DatasetError(
@@ -286,15 +293,17 @@ def predict_files(
     overwrite: bool = False,
     mask_source: str = "the mask",
     tta: bool = False,
+    original: OriginalInputs | None = None,
 ) -> list[Path]:
     """Write γ of every input; check every input and output first, so that a bad one
-    leaves nothing written. ``tta``: see ``normcoef.inference.predict_gamma``."""
+    leaves nothing written. ``tta``: see ``normcoef.inference.predict_gamma``; ``original``:
+    see ``read_inputs``."""
     out_dir = Path(out_dir)
     outputs = [output_path(out_dir, path) for path in inputs]
     if len(set(outputs)) < len(outputs):
         raise ValueError("two inputs share an id (file name up to the first dot)")
     check_outputs(outputs, overwrite)
-    read = [read_inputs(path, ocean, mask_source) for path in inputs]
+    read = [read_inputs(path, ocean, mask_source, original) for path in inputs]
     fields = [sample for sample, _ in read]
     warn_once(
         [(path, text) for path, (_, text) in zip(inputs, read, strict=True) if text],

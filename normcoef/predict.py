@@ -2,6 +2,8 @@
 
     python -m normcoef.predict CHECKPOINT INPUT [INPUT ...] -o OUT_DIR [--mask grid.npz] [--tta]
     python -m normcoef.predict --pretrained global INPUT [INPUT ...] -o OUT_DIR
+    python -m normcoef.predict CHECKPOINT --original [--statistics dict_std_mean.txt] \
+        original/valid/X -o OUT_DIR --mask grid.npz
 
 CHECKPOINT is a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id;
 ``--pretrained global`` uses the network shipped with the package (trained on the global
@@ -23,8 +25,10 @@ On ocean cells inputs must be what a diffusion operator can have (``physics.fiel
 the rules of ``physics.check_fields``): finite, A_i and A_j >= 0 (0 closes a face, as on every
 face touching land) and W > 0; anything else is refused. Values far outside the training
 statistics get a warning. Non-finite land values are set to 0 (the generator's closed land
-faces), as with "full" standardization land values reach the network. Outputs are written
-atomically and never through a link: an existing output, a link included, is replaced only
+faces), as with "full" standardization land values reach the network. With ``--original`` each
+INPUT is an X file of the original code (``normcoef.data.original_inputs``): halo cropped,
+the scaling of ``--statistics`` undone, faces moved from south/west to north/east. Outputs are
+written atomically and never through a link: an existing output, a link included, is replaced only
 with ``--overwrite``.
 """
 
@@ -34,7 +38,9 @@ import argparse
 from pathlib import Path
 
 from normcoef.cli import exit_on_user_error, warn
-from normcoef.data.storage import input_files, load_mask
+from normcoef.data.original import SCALINGS
+from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
+from normcoef.data.storage import input_files, load_array, load_mask
 from normcoef.inference import (
     CHECKPOINT_HELP,
     add_checkpoint_arguments,
@@ -72,7 +78,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
     )
+    original = parser.add_argument_group(
+        "inputs in the original code's layout (FolkeKS/DL-normalization; docs/original-data.md)"
+    )
+    original.add_argument(
+        "--original",
+        action="store_true",
+        help="each INPUT is an original X/<id>.npz (halo, faces south/west, maybe scaled)",
+    )
+    original.add_argument(
+        "--scaling", choices=SCALINGS, default="auto", help="scaling to undo (auto: by file name)"
+    )
+    original.add_argument(
+        "--statistics", type=Path, help="the data set's dict_std_mean.txt or dict_min_max.txt"
+    )
     args = parser.parse_args(argv)
+    if not args.original and (args.statistics is not None or args.scaling != "auto"):
+        parser.error(
+            "--scaling and --statistics read inputs in the original layout: add --original"
+        )
     paths = list(args.paths)
     args.checkpoint = None if args.pretrained is not None else paths.pop(0)
     if not paths:
@@ -93,14 +117,15 @@ def run(argv: list[str] | None = None) -> list[Path]:
     ocean = load_mask(mask_path)
     if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
         warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
+    inputs = input_files(args.inputs)
+    original = None
+    if args.original:
+        stored = [(path, stored_fields(load_array(path), ocean.shape, path)) for path in inputs]
+        scaling = inputs_scaling(args.scaling, args.statistics, stored)
+        original = OriginalInputs(scaling, trained.dataset.periodicity)
+        print(f"Original layout: scaling {scaling.mode} undone, faces moved north/east.")
     outputs = predict_files(
-        trained,
-        input_files(args.inputs),
-        ocean,
-        args.output_dir,
-        args.overwrite,
-        mask_source,
-        args.tta,
+        trained, inputs, ocean, args.output_dir, args.overwrite, mask_source, args.tta, original
     )
     print(f"Wrote {len(outputs)} file(s) to {args.output_dir}.")
     return outputs

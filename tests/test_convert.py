@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import TinyDataset
+from test_inference import TrainedRun, trained  # noqa: F401 (the module-scoped fixture)
 
-from normcoef import check, convert
+from normcoef import check, convert, predict
 from normcoef.cli import EXIT_USER_ERROR
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import (
@@ -481,3 +482,62 @@ def test_training_on_converted_data_describes_them_and_says_where_it_went(ours, 
     assert (stored.height, stored.width) == (16, 24)
     assert dict(stored.splits) == {"train": 3, "valid": 1, "test": 0}
     assert stored.root == str(dst)
+
+
+# --- predicting on the original's fields, without targets -------------------------------------
+
+
+@pytest.fixture(scope="module")
+def network(trained: TrainedRun) -> Path:  # noqa: F811
+    """The run folder of a tiny trained network (tests/test_inference.py)."""
+    return trained.run_dir
+
+
+@pytest.mark.parametrize("scaling", ["standardize", "minmax", "none"])
+def test_predict_reads_the_originals_fields_as_the_converted_ones(
+    ours, network, tmp_path, scaling, capsys
+):
+    """An original user's X files (halo, faces south/west, scaled) give the γ of the same
+    fields in normcoef's layout: what `convert` would make of them, with no targets needed."""
+    src = write_original(ours, tmp_path / "original", scaling)
+    ids = list_ids(ours, "train")
+    files = {"standardize": "dict_std_mean.txt", "minmax": "dict_min_max.txt"}
+    statistics = ["--statistics", src / files[scaling]] if scaling in files else []
+    mask = ["--mask", ours / GRID]
+    originals = [sample_paths(src, "train", i)[0] for i in ids]
+    assert run(predict.main, network, *originals, "-o", tmp_path / "a", "--original",
+               *statistics, *mask) == 0  # fmt: skip
+    assert f"scaling {scaling} undone" in capsys.readouterr().out
+    mine = [sample_paths(ours, "train", i)[0] for i in ids]
+    assert run(predict.main, network, *mine, "-o", tmp_path / "b", *mask) == 0
+    for sample_id in ids:
+        with (
+            np.load(tmp_path / "a" / f"{sample_id}_norm_coeffs.npz") as a,
+            np.load(tmp_path / "b" / f"{sample_id}_norm_coeffs.npz") as b,
+        ):
+            np.testing.assert_allclose(a["gamma"], b["gamma"], rtol=1e-5, equal_nan=True)
+
+
+@pytest.mark.reliability(
+    "predict",
+    "original-layout inputs that look scaled, without their statistics",
+    "error",
+    "asks for --statistics (or --scaling none), writes nothing",
+)
+def test_predict_refuses_scaled_original_inputs_without_statistics(ours, network, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "standardize")
+    x = sample_paths(src, "train", list_ids(ours, "train")[0])[0]
+    out = tmp_path / "out"
+    code = run(predict.main, network, x, "-o", out, "--original", "--mask", ours / GRID)
+    assert code == EXIT_USER_ERROR
+    error = one_line_error(capsys)
+    assert "look scaled" in error and "--statistics" in error
+    assert not out.exists()
+
+
+def test_the_original_options_need_original(ours, network, tmp_path, capsys):
+    x = sample_paths(ours, "train", list_ids(ours, "train")[0])[0]
+    with pytest.raises(SystemExit) as stop:
+        predict.main([str(network), str(x), "-o", str(tmp_path), "--scaling", "none"])
+    assert stop.value.code == 2
+    assert "add --original" in capsys.readouterr().err

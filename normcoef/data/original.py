@@ -405,6 +405,23 @@ def sample_mask(
     return shared
 
 
+def unscale_stored(
+    stored: Sequence[np.ndarray], scaling: Scaling, mask: np.ndarray, periodic: tuple[bool, bool]
+) -> list[np.ndarray]:
+    """The stored A_i, A_j, W (and γ, when given) with ``scaling`` undone, in the original's
+    faces: see ``unscale_sample`` for where min-max scaled zeros are values."""
+    south, west = original_open_faces(mask, *periodic)
+    w_support = np.ones_like(mask) if (stored[2][~mask] != 0).any() else mask
+    supports = (south, west, w_support, mask)[: len(stored)]
+    raw = []
+    for name, values, support in zip(VARIABLES, stored, supports, strict=False):
+        nonzero = values != 0
+        if scaling.mode == "minmax":
+            nonzero |= support
+        raw.append(scaling.unscale(name, values, nonzero))
+    return raw
+
+
 def unscale_sample(
     sample: RawSample,
     scaling: Scaling,
@@ -418,17 +435,7 @@ def unscale_sample(
     cell that must carry a value (open faces, ocean cells; w everywhere when it is stored on
     land, as the original's w is).
     """
-    south, west = original_open_faces(mask, *periodic)
-    stored_w = sample.fields[2]
-    w_support = np.ones_like(mask) if (stored_w[~mask] != 0).any() else mask
-    supports = (south, west, w_support, mask)
-    stored = (*sample.fields, sample.gamma)
-    raw = []
-    for name, values, support in zip(VARIABLES, stored, supports, strict=True):
-        nonzero = values != 0
-        if scaling.mode == "minmax":
-            nonzero |= support
-        raw.append(scaling.unscale(name, values, nonzero))
+    raw = unscale_stored([*sample.fields, sample.gamma], scaling, mask, periodic)
     stray = faces_on_land(raw, mask, periodic)
     fields = faces_to_ours(np.stack(raw[:3]), mask, *periodic)
     gamma = np.where(mask, raw[3], 0.0)
