@@ -10,6 +10,7 @@ convention, M, periodicity, scaling). Run it on a data set from elsewhere before
 from __future__ import annotations
 
 import argparse
+import sys
 
 from normcoef.cli import exit_on_user_error
 from normcoef.data.storage import SPLITS
@@ -38,7 +39,13 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = parser().parse_args(argv)
     report = check_dataset(
-        args.dataset, args.samples, args.split, args.steps, args.periodic_x, args.tolerance
+        args.dataset,
+        args.samples,
+        args.split,
+        args.steps,
+        args.periodic_x,
+        args.tolerance,
+        progress=lambda message: print(f"{message} ...", file=sys.stderr, flush=True),
     )
     for s in report.samples:
         print(f"{s.split}/{s.sample_id}: max {s.max_difference:.2e}, mean {s.mean_difference:.2e}")

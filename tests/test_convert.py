@@ -541,3 +541,26 @@ def test_the_original_options_need_original(ours, network, tmp_path, capsys):
         predict.main([str(network), str(x), "-o", str(tmp_path), "--scaling", "none"])
     assert stop.value.code == 2
     assert "add --original" in capsys.readouterr().err
+
+
+@pytest.mark.reliability(
+    "convert",
+    "statistics of another data set for the fields (their exact Γ then disagrees)",
+    "error",
+    "progress while it diagnoses; names the statistics file as the likely cause",
+)
+def test_field_statistics_of_another_data_set_are_named_after_the_diagnosis(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "standardize")
+    stats = src / "dict_std_mean.txt"
+    std, mean = stats.read_text().splitlines()
+    mean_dict = ast.literal_eval(mean)
+    mean_dict["w"] *= 1.5  # W's mean of another data set: γ still positive, Γ another
+    stats.write_text(f"{std}\n{mean_dict}")
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    printed = capsys.readouterr()
+    assert "diagnosing: trying the original's faces" in printed.out  # convert's notes
+    assert "diagnosing: trying M = " in printed.out
+    error = printed.err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and f"the scaling was undone with {stats}" in error
+    assert not dst.exists()

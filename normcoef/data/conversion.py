@@ -143,7 +143,9 @@ def convert_dataset(
         save_npz(tmp / GRID, mask=grid_mask)
         write_json(tmp / STATISTICS, dataset_statistics(tmp))
         if verify:
-            report = check_dataset(tmp, verify, ["train"], steps, periodic_x, tolerance)
+            report = check_dataset(
+                tmp, verify, ["train"], steps, periodic_x, tolerance, progress=note
+            )
             if not report.agrees:
                 raise DatasetError(
                     f"converted γ is not the exact Γ of the converted fields: {report.verdict()} "

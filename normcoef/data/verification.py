@@ -8,6 +8,7 @@ worst sample (faces shifted, other M, other periodicity, a constant factor, γ²
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from normcoef.data.info import DatasetInfo
 from normcoef.data.original import faces_to_ours
-from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split
+from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split, read_json
 from normcoef.physics import DiffusionOperator, exact_normalization
 
 DEFAULT_TOLERANCE = 1e-3
@@ -24,6 +25,12 @@ generator's targets agree to ~1e-8; the original's demo data to ~2e-4 once its f
 shifted, and ~4e-2 as stored."""
 
 DEFAULT_SAMPLES = 3
+
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    """No progress lines (the library default; the commands print them)."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,7 @@ class CheckReport:
     tolerance: float
     samples: list[SampleCheck]
     causes: list[str] = field(default_factory=list)
+    unscaled_with: str | None = None  # the statistics file a conversion undid the scaling with
 
     @property
     def agrees(self) -> bool:
@@ -76,8 +84,13 @@ class CheckReport:
             settings = self.settings.describe()
             return f"agrees: the targets are the exact Γ of the fields with {settings}; {head}"
         causes = "; ".join(self.causes) or (
-            "no single cause found: check the face convention (A_i north, A_j east), M, the "
-            "periodicity and whether the data are scaled"
+            "no single cause found among the face convention, M and the periodicity: "
+            + (
+                f"the scaling was undone with {self.unscaled_with}; statistics that are not "
+                "this data set's give exactly this (each variable's must be its own)"
+                if self.unscaled_with
+                else "check whether the fields are scaled (other units, or standardized)"
+            )
         )
         return f"DISAGREES with {self.settings.describe()}; {head}. Likely cause: {causes}"
 
@@ -102,9 +115,11 @@ def likely_causes(
     exact: np.ndarray,
     settings: Settings,
     tolerance: float,
+    progress: Progress = _silent,
 ) -> list[str]:
     """Readings of one disagreeing sample (``exact``: its Γ with ``settings``) under which it
-    agrees, as advice."""
+    agrees, as advice; each reading that needs an exact Γ is announced on ``progress`` (on a
+    large grid they take a while each)."""
     # γ = a Γ + b: a scaling left in (or undone with another data set's statistics), or units
     (a, b), *_ = np.linalg.lstsq(np.stack([exact[ocean], np.ones(ocean.sum())], 1), gamma[ocean])
     causes = []
@@ -121,21 +136,23 @@ def likely_causes(
     if causes:
         return causes
 
-    def agrees(candidate: np.ndarray, with_settings: Settings) -> bool:
+    def agrees(candidate: np.ndarray, with_settings: Settings, reading: str) -> bool:
+        progress(f"diagnosing: trying {reading}")
         try:
             computed = exact_gamma(candidate, ocean, with_settings)
         except ValueError:
             return False
         return relative_difference(computed, gamma, ocean)[1] <= tolerance
 
-    if agrees(faces_to_ours(fields, ocean, settings.periodic_x, settings.periodic_y), settings):
+    ours = faces_to_ours(fields, ocean, settings.periodic_x, settings.periodic_y)
+    if agrees(ours, settings, "the original's faces (south/west)"):
         causes.append(
             "the faces are the original's (A_i south, A_j west of each cell); convert the data "
             "set with python -m normcoef.convert, which moves them north and east"
         )
         return causes
     flipped = Settings(settings.steps, not settings.periodic_x, settings.periodic_y)
-    if agrees(fields, flipped):
+    if agrees(fields, flipped, flipped.describe()):
         causes.append(f"the grid's periodicity: it agrees with {flipped.describe()}")
         return causes
     others = sorted(
@@ -143,7 +160,9 @@ def likely_causes(
         key=lambda m: abs(m - settings.steps),
     )[:6]
     for steps in others:
-        if agrees(fields, Settings(steps, settings.periodic_x, settings.periodic_y)):
+        if agrees(
+            fields, Settings(steps, settings.periodic_x, settings.periodic_y), f"M = {steps}"
+        ):
             causes.append(f"M: it agrees with M = {steps}, not {settings.steps} (--steps {steps})")
             break
     return causes
@@ -171,8 +190,10 @@ def check_dataset(
     periodic_x: bool | None = None,
     tolerance: float = DEFAULT_TOLERANCE,
     diagnose: bool = True,
+    progress: Progress = _silent,
 ) -> CheckReport:
-    """Compare stored γ with the exact Γ of the first ``samples`` samples of each split."""
+    """Compare stored γ with the exact Γ of the first ``samples`` samples of each split;
+    ``progress`` hears of each exact Γ computed."""
     root = Path(root)
     if samples < 1:
         raise ValueError(f"--samples must be >= 1; got {samples}")
@@ -189,6 +210,7 @@ def check_dataset(
         for sample_id, fields, gamma, ocean in zip(
             data.ids, data.fields, data.gamma, data.ocean, strict=True
         ):
+            progress(f"exact Γ of {split}/{sample_id}")
             try:
                 exact = exact_gamma(fields, ocean, settings)
             except ValueError as error:
@@ -200,5 +222,18 @@ def check_dataset(
     if worst is None:
         raise DatasetError(f"{root} holds no sample in {', '.join(splits or SPLITS)}")
     if diagnose and not report.agrees:
-        report.causes = likely_causes(*worst[1:], settings, tolerance)
+        report.causes = likely_causes(*worst[1:], settings, tolerance, progress)
+        report.unscaled_with = unscaled_with(root)
     return report
+
+
+def unscaled_with(root: Path) -> str | None:
+    """The statistics file ``convert`` undid the data set's scaling with, if it did."""
+    try:
+        meta = read_json(root / METADATA) or {}
+    except (OSError, ValueError):
+        return None
+    converted = meta.get("converted", {})
+    if converted.get("scaling_undone", "none") == "none":
+        return None
+    return converted.get("statistics")
