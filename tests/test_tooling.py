@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from normcoef.data.storage import METADATA, read_json
+
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS: dict[str, str] = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
@@ -109,3 +111,47 @@ def test_evaluate_and_predict_console_scripts_exit_0_when_they_succeed(train_tin
         assert done.stderr == "", "a returned value was printed as the exit status"
     assert "| CNN |" in evaluated.stdout
     assert len(list((tmp_path / "out").glob("*.npz"))) == 2
+
+
+@pytest.mark.slow
+def test_the_data_and_report_console_scripts_exit_0_on_success_and_2_on_a_user_error(
+    train_tiny, tmp_path
+):
+    """convert, check and report as installed (the wrapper's ``sys.exit(main())``): a real
+    run on the tiny data set exits 0, a bad argument 2 with one ``error:`` line."""
+    from test_convert import write_original
+
+    root, run_dir = train_tiny(tmp_path)
+    steps = str(read_json(root / METADATA)["steps"])
+    original = write_original(root, tmp_path / "original", "standardize")
+    done = {
+        "check": run_console_script("normcoef-check", str(root), "--samples", "1", cwd=tmp_path),
+        "convert": run_console_script(
+            "normcoef-convert", str(original), "converted", "--steps", steps, cwd=tmp_path
+        ),
+    }
+    for name, result in done.items():
+        assert result.returncode == 0, (name, result.stderr[-2000:])
+    assert (tmp_path / "converted" / METADATA).is_file()
+
+    missing = str(tmp_path / "nowhere")
+    refused = {
+        "check": run_console_script("normcoef-check", missing, cwd=tmp_path),
+        "convert": run_console_script(  # the destination is not empty now
+            "normcoef-convert", str(original), "converted", "--steps", steps, cwd=tmp_path
+        ),
+        "report": run_console_script(
+            "normcoef-report",
+            "experiment=smoke",
+            f"logger.tracking_uri=sqlite:///{missing}/m.db",
+            cwd=tmp_path,
+        ),
+        "evaluate": run_console_script("normcoef-evaluate", missing, cwd=tmp_path),
+        "predict": run_console_script(
+            "normcoef-predict", str(run_dir), missing, "-o", "out2", cwd=tmp_path
+        ),
+    }
+    for name, result in refused.items():
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 2, (name, result.stderr[-2000:])
+        assert lines and lines[-1].startswith("error: "), (name, lines)
