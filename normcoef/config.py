@@ -18,7 +18,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.data.generation import GenerationSpec
-from normcoef.data.torch_dataset import TARGETS
+from normcoef.data.targets import TARGETS
 from normcoef.physics.solvers import DEVICES
 from normcoef.training.settings import LoopSettings
 
@@ -50,7 +50,7 @@ class AugmentationConfig:
 
 @dataclass
 class TargetConfig:
-    """What the network predicts (``normcoef.data.torch_dataset.TARGETS``)."""
+    """What the network predicts (``normcoef.data.targets.TARGETS``)."""
 
     name: str = "gamma"
 

@@ -87,7 +87,7 @@ class RelativeSquaredErrorLoss(OceanLoss):
 
 def for_target(loss: nn.Module, target: str) -> nn.Module:
     """``loss`` (built from conf/loss) set up for the network's target (see
-    ``normcoef.data.torch_dataset.TARGETS``): the gamma target keeps it as built."""
+    ``normcoef.data.targets.TARGETS``): the gamma target keeps it as built."""
     if target != "gamma":
         if not isinstance(loss, OceanLoss):
             raise ValueError(

@@ -54,6 +54,11 @@ OUT_OF_RANGE = [
         ("trainer.num_threads=0", "trainer.num_threads=0: must be >= 1, or null"),
     ),
     *refused(
+        "a misspelt trainer.monitor",
+        "one line naming the key and the metrics it may name, before any data is read",
+        ("trainer.monitor=val/epsq", "trainer.monitor='val/epsq': choose one of val/loss"),
+    ),
+    *refused(
         "negative split sizes, a loose tolerance, odd or zero M, a negative seed",
         "one line naming the dataset key and the range",
         ("dataset.splits.valid=-1", "dataset.splits.valid=-1: must be >= 0"),

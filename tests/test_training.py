@@ -407,7 +407,7 @@ def test_a_misspelt_monitor_is_refused_before_any_run_opens(
 ):
     monkeypatch.chdir(tmp_path)
     uri = new_store(workdir, tmp_path)
-    with pytest.raises(ValueError, match="trainer.monitor='val/epsq' is not a logged metric"):
+    with pytest.raises(ValueError, match=r"trainer.monitor='val/epsq': choose one of val/loss"):
         run_training(config(workdir, tmp_path / "out", "trainer.monitor=val/epsq", uri=uri))
     assert every_run(uri) == []
 

@@ -27,6 +27,7 @@ from normcoef.data.standardization import (
     standardize,
 )
 from normcoef.data.storage import Split, load_split
+from normcoef.data.targets import check_target
 from normcoef.data.transforms import (
     SUFFIX,
     check_augmentation_supported,
@@ -36,14 +37,6 @@ from normcoef.data.transforms import (
     transform_sample,
 )
 from normcoef.physics.prior import uniform_lattice_prior
-
-TARGETS: tuple[str, ...] = ("gamma", "prior_residual")
-"""What the network predicts: standardized γ, or standardized log(γ²/γ_prior²)."""
-
-
-def check_target(target: str) -> None:
-    if target not in TARGETS:
-        raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
 
 
 def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:

@@ -31,8 +31,6 @@ class DivergenceError(ValueError):
     user error with a one-line message, not a bug."""
 
 
-# What trainer.monitor may name: the validation metrics evaluate_split logs, or the loss.
-MONITORS = ("val/loss", "val/eps_q", "val/eps_max", "val/eps_mean", "val/rmse", "train/loss")
 
 
 @dataclass
@@ -103,11 +101,6 @@ def check_can_train(
     ``run_dir`` None: the folder is not known yet, and not checked."""
     if len(data.train) == 0:
         raise ValueError("the training split is empty")
-    if settings.monitor not in MONITORS:
-        raise ValueError(
-            f"trainer.monitor={settings.monitor!r} is not a logged metric; choose one of "
-            f"{', '.join(MONITORS)}"
-        )
     if settings.monitor.startswith("val/") and len(data.valid) == 0:
         raise ValueError(
             f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"

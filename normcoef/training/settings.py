@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+# What trainer.monitor may name: the validation metrics evaluate_split logs, or the loss.
+MONITORS = ("val/loss", "val/eps_q", "val/eps_max", "val/eps_mean", "val/rmse", "train/loss")
+
 # trainer.compile: torch.compile's modes; reduce-overhead adds CUDA graphs (fewer launches).
 COMPILE_MODES = ("none", "default", "reduce-overhead", "max-autotune")
 
@@ -45,5 +48,7 @@ class LoopSettings:
             raise ValueError(f"seed={self.seed}: must be in [0, 2**32 - 1]")
         if self.crop is not None and (len(self.crop) != 2 or min(self.crop) < 1):
             raise ValueError(f"crop={list(self.crop)}: give [height, width], both >= 1, or null")
+        if self.monitor not in MONITORS:  # a typo fails before any data is read
+            raise ValueError(f"monitor={self.monitor!r}: choose one of {', '.join(MONITORS)}")
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile={self.compile!r}: choose one of {', '.join(COMPILE_MODES)}")
