@@ -11,18 +11,17 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
+from normcoef.conf_dir import CONF_DIR
 from normcoef.data.generation import GenerationSpec
 from normcoef.data.targets import TARGETS
 from normcoef.physics.solvers import DEVICES
 from normcoef.training.settings import LoopSettings
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 """The config groups (``conf/``) every entry point composes, as an absolute path: a relative
 ``config_path`` of ``@hydra.main`` is resolved against the package when the entry point runs as
 a console script (``normcoef-train``), and conf/ is no package."""

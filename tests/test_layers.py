@@ -9,9 +9,10 @@ Two homes that are not in the issue's chain, and why:
 - ``normcoef.cli`` (one-line errors, warnings, argparse types) sits at the bottom with
   physics: it imports nothing of normcoef, and library code of every layer turns bad input
   into the one-line errors it defines.
-- ``normcoef.config`` (the schemas) sits with training: it validates the settings of data
-  generation and of training (it imports ``data`` and ``training.settings``), and what reads
-  configs (the pipeline, the CLIs, reports) is above it.
+- ``normcoef.config`` (the schemas) is its own row above training: it validates the settings
+  of data generation and of training (it imports ``data`` and ``training.settings``), and what
+  reads configs (the pipeline, the CLIs, reports) is above it. ``normcoef.conf_dir`` (where
+  conf/ is) sits at the bottom, for the training layer's checkpoint allow-list.
 """
 
 from __future__ import annotations
@@ -24,10 +25,11 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("physics", ("normcoef.physics", "normcoef.cli")),
+    ("physics", ("normcoef.physics", "normcoef.cli", "normcoef.conf_dir")),
     ("data", ("normcoef.data",)),
     ("models", ("normcoef.models", "normcoef.metrics", "normcoef.losses")),
-    ("training", ("normcoef.training", "normcoef.config")),
+    ("training", ("normcoef.training",)),
+    ("config", ("normcoef.config",)),
     (
         "evaluation/tracking",
         (

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 from torch.optim.lr_scheduler import LRScheduler
 
-from normcoef.config import CONF_DIR
+from normcoef.conf_dir import CONF_DIR
 from normcoef.data.info import DatasetInfo
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
