@@ -168,6 +168,8 @@ def dataset_choice_label(option: str, dataset: DictConfig) -> str:
     if not path.exists():
         return option
     own = OmegaConf.load(path)
+    if not isinstance(own, DictConfig):
+        return option
     keys = ("grid", "height", "width")
     if all(own.get(key) == dataset.get(key) for key in keys):
         return option

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -126,3 +128,31 @@ def _unreadable(path: Path, error: Exception) -> CheckpointError:
         f"cannot read checkpoint {path} ({reason}): the file is damaged (truncated?) or not "
         "a normcoef checkpoint"
     )
+
+
+def resume_into(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler,
+    device: torch.device,
+    run_dir: Path,
+    on_checkpoint: Callable[[Path], None] | None = None,
+) -> dict:
+    """Load ``path``'s model, optimizer and schedule states to go on from it; return the
+    checkpoint's state (step, best_value, best_step, best_metrics).
+
+    The run's final evaluation loads ``best.pt``, which need not improve after resuming: the
+    one saved beside ``path`` before the interruption is brought into ``run_dir``.
+    """
+    state = load_checkpoint(path, map_location=device)
+    model.load_state_dict(state["model"])
+    optimizer.load_state_dict(state["optimizer"])
+    if scheduler is not None and state.get("scheduler") is not None:
+        scheduler.load_state_dict(state["scheduler"])
+    previous_best = Path(path).parent / "best.pt"
+    if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
+        shutil.copyfile(previous_best, run_dir / "best.pt")
+        if on_checkpoint is not None:
+            on_checkpoint(run_dir / "best.pt")
+    return state

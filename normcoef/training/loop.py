@@ -8,7 +8,6 @@ depends only on (seed, s), so a resumed run sees exactly the batches an uninterr
 from __future__ import annotations
 
 import math
-import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,10 +16,14 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normcoef.data.torch_dataset import NormalizationDataset, PreparedData
-from normcoef.training.batches import batch_indices, device_batches
-from normcoef.training.checkpoint import check_resumable, load_checkpoint, save_checkpoint
-from normcoef.training.crops import crop_sampler
+from normcoef.data.torch_dataset import PreparedData
+from normcoef.training.batch_source import BatchSource, collate, resident_split  # noqa: F401
+from normcoef.training.checkpoint import (
+    check_resumable,
+    load_checkpoint,
+    resume_into,
+    save_checkpoint,
+)
 from normcoef.training.factory import OptimizerFactory, SchedulerFactory
 from normcoef.training.forward import evaluate_split
 from normcoef.training.settings import LoopSettings
@@ -29,8 +32,6 @@ from normcoef.training.settings import LoopSettings
 class DivergenceError(ValueError):
     """The training loss became NaN or infinite: a setting to change (lr, loss, inputs), so a
     user error with a one-line message, not a bug."""
-
-
 
 
 @dataclass
@@ -50,21 +51,6 @@ class TrainResult:
     @property
     def last_path(self) -> Path:
         return self.run_dir / "last.pt"
-
-
-def collate(dataset: NormalizationDataset, indices: list[int], draw: int, device: torch.device):
-    items = [dataset.item(i, draw) for i in indices]
-    return tuple(torch.stack(parts).to(device) for parts in zip(*items, strict=True))
-
-
-def resident_split(
-    dataset: NormalizationDataset, device: torch.device
-) -> tuple[torch.Tensor, ...] | None:
-    """The whole split (inputs, targets, oceans) stacked on ``device`` once, for indexing per
-    step; None with online augmentation, whose samples change every step."""
-    if dataset.online:
-        return None
-    return collate(dataset, list(range(len(dataset))), 0, device)
 
 
 def train_step(
@@ -119,6 +105,92 @@ def check_can_train(
         check_resumable(model, load_checkpoint(resume_from), resume_from)
 
 
+@dataclass
+class Best:
+    """The best checkpoint so far: its monitored value, step and validation metrics."""
+
+    value: float = math.inf
+    step: int = -1
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    @classmethod
+    def from_checkpoint(cls, state: dict) -> Best:
+        return cls(state["best_value"], state["best_step"], state.get("best_metrics", {}))
+
+
+class History:
+    """The metrics of each logged step: kept for the result, handed to ``on_metrics``."""
+
+    def __init__(self, on_metrics: Callable[[dict[str, float], int], None] | None) -> None:
+        self.on_metrics = on_metrics
+        self.records: list[dict] = []
+
+    def emit(self, done: int, record: dict[str, float]) -> None:
+        if self.on_metrics is not None:
+            self.on_metrics(record, done)
+        self.records.append({"step": done, **record})
+
+
+class LossLog:
+    """Step losses kept on the device and read back in one host sync every few steps; a
+    NaN or infinite one stops the run (``DivergenceError``) before anything is saved."""
+
+    def __init__(self, emit: Callable[[int, dict[str, float]], None]) -> None:
+        self.emit = emit
+        self.pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss, lr)
+
+    def add(self, done: int, loss: torch.Tensor, lr: float) -> None:
+        self.pending.append((done, loss, lr))
+
+    def read_back(self) -> dict[str, float]:
+        """Emit the records of the pending steps but the latest, whose record is returned
+        (evaluation may extend it)."""
+        losses = torch.stack([loss for _, loss, _ in self.pending]).tolist()
+        records = [
+            (done, {"train/loss": value, "train/lr": lr})
+            for (done, _, lr), value in zip(self.pending, losses, strict=True)
+        ]
+        latest = self.pending[-1][0]
+        self.pending.clear()
+        for done, record in records:
+            value = record["train/loss"]
+            if not math.isfinite(value):
+                raise DivergenceError(
+                    f"training loss is {value} at step {done}: lower optimizer.lr, check the "
+                    f"inputs, or choose another loss/activation (found at step {latest}; "
+                    "losses are checked every trainer.log_every steps)"
+                )
+            if done != latest:
+                self.emit(done, record)
+        return records[-1][1]
+
+
+@dataclass
+class Checkpointer:
+    """Writes ``best.pt`` and ``last.pt`` of a run and hands each to ``on_checkpoint``."""
+
+    run_dir: Path
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    extra: dict
+    on_checkpoint: Callable[[Path], None] | None = None
+
+    def save(self, name: str, step: int, best: Best) -> None:
+        save_checkpoint(
+            self.run_dir / name,
+            model=self.model,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            step=step,
+            best_value=best.value,
+            best_step=best.step,
+            extra={**self.extra, "best_metrics": best.metrics},
+        )
+        if self.on_checkpoint is not None:
+            self.on_checkpoint(self.run_dir / name)
+
+
 def train_model(
     model: nn.Module,
     loss_fn: nn.Module,
@@ -128,6 +200,7 @@ def train_model(
     device: torch.device,
     make_optimizer: OptimizerFactory,
     make_scheduler: SchedulerFactory,
+    *,
     checkpoint_extra: dict | None = None,
     resume_from: Path | None = None,
     on_metrics: Callable[[dict[str, float], int], None] | None = None,
@@ -148,133 +221,56 @@ def train_model(
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs omit it
     optimizer = make_optimizer(model.parameters())
     scheduler = make_scheduler(optimizer, settings.steps)
-    start, best_value, best_step = 0, math.inf, -1
-    best_metrics: dict[str, float] = {}
+    saver = Checkpointer(
+        run_dir, model, optimizer, scheduler, checkpoint_extra or {}, on_checkpoint
+    )
+    start, best = 0, Best()
     if resume_from is not None:
-        state = load_checkpoint(resume_from, map_location=device)
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if scheduler is not None and state.get("scheduler") is not None:
-            scheduler.load_state_dict(state["scheduler"])
-        start, best_value, best_step = state["step"], state["best_value"], state["best_step"]
-        best_metrics = state.get("best_metrics", {})
-        # The final evaluation loads best.pt, which need not improve after resuming: bring
-        # along the one saved before the interruption.
-        previous_best = Path(resume_from).parent / "best.pt"
-        if previous_best.exists() and previous_best.resolve() != (run_dir / "best.pt").resolve():
-            shutil.copyfile(previous_best, run_dir / "best.pt")
-            if on_checkpoint is not None:
-                on_checkpoint(run_dir / "best.pt")
-    mean, std = data.standardizer.target_scale
-    autocast = settings.mixed_precision and device.type == "cuda"
-    history: list[dict] = []
+        state = resume_into(
+            resume_from, model, optimizer, scheduler, device, run_dir, on_checkpoint
+        )
+        start, best = state["step"], Best.from_checkpoint(state)
     last = settings.steps if settings.stop_at is None else min(settings.stop_at, settings.steps)
-
-    def checkpoint(name: str, step: int) -> None:
-        save_checkpoint(
-            run_dir / name,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            step=step,
-            best_value=best_value,
-            best_step=best_step,
-            extra={**(checkpoint_extra or {}), "best_metrics": best_metrics},
-        )
-        if on_checkpoint is not None:
-            on_checkpoint(run_dir / name)
-
     if start >= last:  # resumed from a checkpoint at (or past) the end: nothing to train
-        checkpoint("last.pt", start)
-        return TrainResult(best_value, best_step, start, run_dir, [], best_metrics)
+        saver.save("last.pt", start, best)
+        return TrainResult(best.value, best.step, start, run_dir, [], best.metrics)
     model.train()
-    # The compiled module shares the model's parameters; evaluation runs the plain model (eval
-    # mode and batch 1 would only add recompilations).
-    resident = resident_split(data.train, device)
-    # With trainer.crop each step trains on random windows cut with their halo (exact: the
-    # network's outputs on a window are the whole grid's), else on whole grids.
-    crops = None if settings.crop is None else crop_sampler(model, resident, settings.crop)
-    forward: Callable[[torch.Tensor], torch.Tensor] = (
-        model if crops is None else model.forward_with_halo  # type: ignore[assignment]
-    )
-    compiled = settings.compile != "none"
-    if compiled:
+    source = BatchSource(model, data.train, settings, device)
+    # The compiled forward shares the model's parameters; evaluation runs the plain model.
+    forward = source.forward
+    if compiled := settings.compile != "none":
         forward = torch.compile(forward, mode=settings.compile)
-    schedule = (device_batches if crops is None else crops.schedule)(
-        start, last, len(data.train), settings.batch_size, settings.seed, device, settings.log_every
-    )
-    bar = tqdm(
-        range(start, last),
-        initial=start,
-        total=settings.steps,
-        disable=not settings.progress,
-        desc="train",
-    )
-    postfix: dict[str, str] = {}
-    pending: list[tuple[int, torch.Tensor, float]] = []  # (step, loss on the device, lr)
-
-    def emit(done: int, record: dict[str, float]) -> None:
-        if on_metrics is not None:
-            on_metrics(record, done)
-        history.append({"step": done, **record})
-
-    def read_back() -> dict[str, float]:
-        """Read the pending losses back in one host sync; emit the records of the earlier
-        steps and return the latest step's, which evaluation may extend."""
-        losses = torch.stack([loss for _, loss, _ in pending]).tolist()
-        records = [
-            (done, {"train/loss": value, "train/lr": lr})
-            for (done, _, lr), value in zip(pending, losses, strict=True)
-        ]
-        latest = pending[-1][0]
-        pending.clear()
-        for done, record in records:
-            value = record["train/loss"]
-            if not math.isfinite(value):
-                raise DivergenceError(
-                    f"training loss is {value} at step {done}: lower optimizer.lr, check the "
-                    f"inputs, or choose another loss/activation (found at step {latest}; "
-                    "losses are checked every trainer.log_every steps)"
-                )
-            if done != latest:
-                emit(done, record)
-        return records[-1][1]
-
-    for step, index in zip(bar, schedule, strict=True):
-        if resident is None:
-            indices = batch_indices(step, len(data.train), settings.batch_size, settings.seed)
-            x, y, ocean = collate(data.train, indices, step, device)
-        elif crops is not None:
-            x, y, ocean = crops.batch(index)
-        else:
-            x, y, ocean = (part[index] for part in resident)
+    history = History(on_metrics)
+    losses, postfix = LossLog(history.emit), {}
+    autocast = settings.mixed_precision and device.type == "cuda"
+    bar = tqdm(range(start, last), initial=start, total=settings.steps,
+               disable=not settings.progress, desc="train")  # fmt: skip
+    for step, (x, y, ocean) in zip(bar, source.batches(start, last), strict=True):
         x = x.contiguous(memory_format=memory_format)
-        loss = train_step(
-            forward, loss_fn, optimizer, (x, y, ocean), (mean, std), autocast, compiled
-        )
+        batch = (x, y, ocean)
+        loss = train_step(forward, loss_fn, optimizer, batch,
+                          data.standardizer.target_scale, autocast, compiled)  # fmt: skip
         if scheduler is not None:
             scheduler.step()
         done = step + 1
-        pending.append((done, loss, optimizer.param_groups[0]["lr"]))
+        losses.add(done, loss, optimizer.param_groups[0]["lr"])
         evaluate = done % settings.eval_every == 0 or done == settings.steps
         save = done % settings.checkpoint_every == 0 or done == last
         if not (evaluate or save or done % settings.log_every == 0):
             continue
-        # Read back before evaluating or saving: a diverged network is never checkpointed.
-        record = read_back()
+        record = losses.read_back()  # before evaluating or saving: a diverged net is not saved
         postfix["loss"] = f"{record['train/loss']:.3g}"
         if evaluate:
             val, _ = evaluate_split(model, loss_fn, data.valid, device)
             record.update({f"val/{k}": v for k, v in val.items()})
-            value = record[settings.monitor]
-            if value < best_value:
-                best_value, best_step = float(value), done
-                best_metrics = {k: v for k, v in record.items() if k.startswith("val/")}
-                checkpoint("best.pt", done)
+            if (value := record[settings.monitor]) < best.value:
+                metrics = {k: v for k, v in record.items() if k.startswith("val/")}
+                best = Best(float(value), done, metrics)
+                saver.save("best.pt", done, best)
             postfix[settings.monitor] = f"{value:.3g}"
-        emit(done, record)
+        history.emit(done, record)
         bar.set_postfix(postfix, refresh=False)
         if save:
-            checkpoint("last.pt", done)
+            saver.save("last.pt", done, best)
     bar.close()
-    return TrainResult(best_value, best_step, last, run_dir, history, best_metrics)
+    return TrainResult(best.value, best.step, last, run_dir, history.records, best.metrics)
