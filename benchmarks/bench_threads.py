@@ -95,9 +95,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
-    configs = list(
-        itertools.product((False, True), sorted({1, cores}), ("default", "PASSIVE"))
-    )
+    configs = list(itertools.product((False, True), sorted({1, cores}), ("default", "PASSIVE")))
     results: dict[tuple, list[float]] = {c: [] for c in configs}
     for _ in range(args.repeats):
         for config in configs:

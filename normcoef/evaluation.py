@@ -176,7 +176,7 @@ def prior_metrics(dataset: NormalizationDataset) -> tuple[dict[str, float], list
     return aggregate(per_sample), maps
 
 
-def evaluate(
+def evaluate(  # noqa: PLR0913 (to group: the evaluation config group as one value)
     model: nn.Module,
     loss_fn: nn.Module,
     dataset: NormalizationDataset,
@@ -298,7 +298,7 @@ def default_limit(trained: TrainedModel, root: Path, split: str, info: DatasetIn
     return None
 
 
-def evaluate_checkpoint(
+def evaluate_checkpoint(  # noqa: PLR0913 (to group: as evaluate)
     trained: TrainedModel,
     root: str | Path,
     split: str = "test",

@@ -71,7 +71,7 @@ def shared_mask(
     return union
 
 
-def convert_dataset(
+def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
     src: str | Path,
     dst: str | Path,
     steps: int = 10,

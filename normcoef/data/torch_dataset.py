@@ -351,7 +351,7 @@ class PreparedData:
     standardizer: Standardizer
 
 
-def prepare_data(
+def prepare_data(  # noqa: PLR0913 (to group: the dataset and augmentation settings)
     root: str | Path,
     mode: Mode,
     distance_metric: Metric | None,

@@ -191,7 +191,7 @@ class Checkpointer:
             self.on_checkpoint(self.run_dir / name)
 
 
-def train_model(
+def train_model(  # noqa: PLR0913 (to group: optimizer, schedule, callbacks)
     model: nn.Module,
     loss_fn: nn.Module,
     data: PreparedData,
