@@ -54,14 +54,9 @@ def sample_paths(root: Path, split: str, sample_id: str) -> tuple[Path, Path]:
 
 
 def save_npz(path: Path, **arrays: np.ndarray) -> None:
-    """Write via a temporary file and rename, so an interrupted run leaves no partial file."""
+    """``write_npz_atomically`` (the one atomic npz write), creating the folder first."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    try:
-        np.savez_compressed(tmp, **arrays)  # type: ignore[arg-type]  # stubs: any key may be allow_pickle
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_npz_atomically(path, **arrays)
 
 
 def write_sample(
@@ -344,7 +339,7 @@ def write_npz_atomically(path: Path, **arrays: np.ndarray) -> None:
     handle, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as file:
-            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # as in save_npz
+            np.savez_compressed(file, **arrays)  # type: ignore[arg-type]  # stubs: allow_pickle
         os.chmod(tmp, _new_file_mode())
         os.replace(tmp, path)
     except BaseException:
