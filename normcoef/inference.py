@@ -52,6 +52,25 @@ checkpoints from before it hold."""
 _RUN_ID = re.compile(r"[0-9a-f]{32}")
 
 
+@dataclass(frozen=True)
+class ResumePoint:
+    """What ``trainer.resume`` resolved to: a local checkpoint file, and the MLflow run it was
+    downloaded from when the setting was a run id (None for a file or a run directory)."""
+
+    checkpoint: Path
+    run_id: str | None = None
+
+
+def resume_point(source: str | None, tracking_uri: str | None) -> ResumePoint | None:
+    """``trainer.resume`` (a .pt file, a run directory or an MLflow run id; None: a fresh
+    run) as the ``last.pt`` to go on from, saying which it was."""
+    if not source:
+        return None
+    checkpoint = resolve_checkpoint(source, tracking_uri, names=("last.pt",))
+    from_run = not Path(source).exists() and _RUN_ID.fullmatch(str(source)) is not None
+    return ResumePoint(checkpoint, str(source) if from_run else None)
+
+
 def resolve_checkpoint(
     source: str | Path,
     tracking_uri: str | None = None,

@@ -22,7 +22,7 @@ from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.evaluation import Evaluation, evaluate, write_figures
-from normcoef.inference import resolve_checkpoint
+from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
 from normcoef.sweeps.naming import timestamped_name
@@ -116,29 +116,71 @@ def run_training(
 ) -> float:
     """Train, evaluate and track one configuration; return the best monitored value.
 
-    A job of a sweep nests under the sweep's parent run when ``sweep_dir`` records one.
+    A job of a sweep nests under the sweep's parent run when ``sweep_dir`` records one. Every
+    refusal comes before the MLflow run opens, so a refused run leaves no FAILED run behind.
     """
     validate(cfg)  # a value out of range fails here, naming its key, before anything runs
     job = job or JobContext()
-    refuse_data_parallel()
-    threads = cfg.trainer.num_threads or thread_share(job.parallel_jobs)
-    torch.set_num_threads(threads)  # torch's default, every core, stalls beside other jobs
-    seed_everything(cfg.trainer.seed)
+    threads = prepare_process(cfg.trainer, job)
     info = dataset_info(cfg)
     data = load_data(cfg, info)
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info)
     loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
-    make_optimizer = optimizer_factory(cfg.optimizer)  # built by the loop on the parameters
-    make_scheduler = scheduler_factory(cfg.scheduler)
     device = resolve_device(cfg.trainer.device)
-    resume = (
-        resolve_checkpoint(cfg.trainer.resume, cfg.logger.get("tracking_uri"), names=("last.pt",))
-        if cfg.trainer.resume
-        else None
-    )
+    resume = resume_point(cfg.trainer.resume, cfg.logger.get("tracking_uri"))
+    last_pt = None if resume is None else resume.checkpoint
     settings = loop_settings(cfg.trainer)
-    # The loop's refusals before the MLflow run opens: a refused run leaves no FAILED run.
-    check_can_train(model, data, settings, None if run_dir is None else Path(run_dir), resume)
+    check_can_train(model, data, settings, run_dir and Path(run_dir), last_pt)
+    tracker = open_tracker(cfg, job, overrides, sweep_dir, resume)
+    run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
+    extra = log_run_facts(tracker, cfg, job, info, model, data, device, threads)
+    try:
+        result = train_model(
+            model,
+            loss_fn,
+            data,
+            settings,
+            run_dir,
+            device,
+            optimizer_factory(cfg.optimizer),  # built by the loop on the parameters
+            scheduler_factory(cfg.scheduler),
+            checkpoint_extra=extra,
+            resume_from=last_pt,
+            on_metrics=tracker.log_metrics,
+            on_checkpoint=lambda path: tracker.log_artifact(path, "checkpoints"),
+        )
+        evaluate_finished(cfg, model, loss_fn, data, result, device, tracker, info)
+    except BaseException as error:
+        end_failed(tracker, error)
+        raise
+    # The validation metrics of the best checkpoint: what sweeps and reports select on.
+    best = {"best/" + key: value for key, value in result.best_metrics.items()}
+    tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
+    tracker.finish()
+    where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
+    print(f"Checkpoints: {run_dir} (best.pt, step {result.best_step}){where}")
+    return result.best_value
+
+
+def prepare_process(trainer: DictConfig, job: JobContext) -> int:
+    """One process per run (no data parallelism), its share of the CPU threads, its seeds;
+    the thread count."""
+    refuse_data_parallel()
+    threads = trainer.num_threads or thread_share(job.parallel_jobs)
+    torch.set_num_threads(threads)  # torch's default, every core, stalls beside other jobs
+    seed_everything(trainer.seed)
+    return threads
+
+
+def open_tracker(
+    cfg: DictConfig,
+    job: JobContext,
+    overrides: str,
+    sweep_dir: str | None,
+    resume: ResumePoint | None,
+) -> NullTracker:
+    """The run's tracker, started: nested under its sweep's parent run when there is one,
+    named by what the sweep varies, and linked to the MLflow run it resumes."""
     parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
     parent_id = parent["run_id"] if parent else None
     tags = run_tags(cfg.experiment_name, job, overrides, sweep_dir, parent_id)
@@ -146,9 +188,23 @@ def run_training(
     tracker = start_tracker(
         cfg.logger, cfg.logger.get("run_name") or name or cfg.experiment_name, tags
     )
-    if resume is not None and not Path(cfg.trainer.resume).exists():
-        tracker.mark_resumed(str(cfg.trainer.resume))  # resumed from an MLflow run id
-    run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
+    if resume is not None and resume.run_id is not None:
+        tracker.mark_resumed(resume.run_id)
+    return tracker
+
+
+def log_run_facts(  # noqa: PLR0913 (to group: what the pipeline built, as one value)
+    tracker: NullTracker,
+    cfg: DictConfig,
+    job: JobContext,
+    info: DatasetInfo,
+    model: torch.nn.Module,
+    data: PreparedData,
+    device: torch.device,
+    threads: int,
+) -> dict:
+    """Params and config.yaml of the run; the facts every checkpoint carries (its config,
+    standardizer and data set description)."""
     if not info.is_generated:
         describe_data_as_read(cfg, info)
     container = cast(dict, OmegaConf.to_container(cfg, resolve=True))
@@ -163,52 +219,41 @@ def run_training(
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
-    extra = {
+    return {
         "config": container,
         "standardizer": data.standardizer.to_dict(),
         "dataset": info.to_dict(),
     }
-    try:
-        result = train_model(
-            model,
-            loss_fn,
-            data,
-            settings,
-            run_dir,
-            device,
-            make_optimizer,
-            make_scheduler,
-            checkpoint_extra=extra,
-            resume_from=resume,
-            on_metrics=tracker.log_metrics,
-            on_checkpoint=lambda path: tracker.log_artifact(path, "checkpoints"),
-        )
-        if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
-            print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
-        elif cfg.evaluate and result.last_step == cfg.trainer.steps:
-            _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
-        # Inside the try: an interrupted or failed model logging still ends the run.
-        tracker.log_network(
-            result.best_path if result.best_path.exists() else result.last_path,
-            model_example(data),
-        )
-    except DivergenceError as error:
+
+
+def evaluate_finished(  # noqa: PLR0913 (to group: as log_run_facts)
+    cfg: DictConfig,
+    model: torch.nn.Module,
+    loss_fn: torch.nn.Module,
+    data: PreparedData,
+    result: TrainResult,
+    device: torch.device,
+    tracker: NullTracker,
+    info: DatasetInfo,
+) -> None:
+    """A run that trained all its steps: its test evaluation (or why there is none), and the
+    best network as an MLflow model when ``logger.log_model`` asks for it."""
+    if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
+        print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
+    elif cfg.evaluate and result.last_step == cfg.trainer.steps:
+        _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
+    tracker.log_network(
+        result.best_path if result.best_path.exists() else result.last_path,
+        model_example(data),
+    )
+
+
+def end_failed(tracker: NullTracker, error: BaseException) -> None:
+    """End the run of an exception: FAILED with its reason for a divergence, KILLED for
+    Ctrl-C (or SIGTERM, turned into one), FAILED otherwise."""
+    if isinstance(error, DivergenceError):
         tracker.set_tags({FAILURE_TAG: str(error)})
-        tracker.finish("FAILED")
-        raise
-    except KeyboardInterrupt:
-        tracker.finish("KILLED")
-        raise
-    except BaseException:
-        tracker.finish("FAILED")
-        raise
-    # The validation metrics of the best checkpoint: what sweeps and reports select on.
-    best = {"best/" + key: value for key, value in result.best_metrics.items()}
-    tracker.log_metrics({**best, "best/" + cfg.trainer.monitor: result.best_value})
-    tracker.finish()
-    where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
-    print(f"Checkpoints: {run_dir} (best.pt, step {result.best_step}){where}")
-    return result.best_value
+    tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
 
 def describe_data_as_read(cfg: DictConfig, info: DatasetInfo) -> None:
