@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# make test-cluster: installs the engines (apt) and the `cluster` extra (pip), starts the
+# engines (tests/cluster/engines.sh), runs the scenarios of tests/cluster/ against them and
+# stops the engines, also when a scenario fails or the run is interrupted. As root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+PY=${PY:-.venv/bin/python}
+ENGINES=tests/cluster/engines.sh
+export NORMCOEF_CLUSTER_STATE=${NORMCOEF_CLUSTER_STATE:-/tmp/normcoef-cluster}
+
+bash "$ENGINES" install
+"$PY" -m pip install -q -e ".[dev,cluster]"
+bash "$ENGINES" stop # what an earlier, killed run left behind
+rm -rf "$NORMCOEF_CLUSTER_STATE"
+mkdir -p "$NORMCOEF_CLUSTER_STATE"
+trap 'bash "$ENGINES" stop' EXIT
+bash "$ENGINES" start
+"$PY" -m pytest tests/cluster "$@"
