@@ -1,6 +1,5 @@
 """normcoef's SLURM launcher (the package docstring says why); imported only with the extra."""
 
-
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -47,7 +46,10 @@ class NormcoefSlurmLauncher(SlurmLauncher):
         def settled(executor: Any, function: Any, *arguments: Sequence[Any]) -> list[SettledJob]:
             overrides, _, numbers = arguments[:3]  # SlurmLauncher.launch's job_params
             jobs = submit(executor, function, *arguments)
-            return [SettledJob(*job) for job in zip(jobs, [self] * len(jobs), overrides, numbers)]
+            return [
+                SettledJob(job, self, job_overrides, number)
+                for job, job_overrides, number in zip(jobs, overrides, numbers, strict=True)
+            ]
 
         # The parent's launch, with its executor's jobs settled (it calls results() on them).
         with mock.patch.object(submitit.AutoExecutor, "map_array", settled):

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import optuna
 import pytest
 from mlflow import MlflowClient
 from mlflow.entities import Run
+from optuna.trial import FrozenTrial, TrialState
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINES = REPO / "tests" / "cluster" / "engines.sh"
@@ -159,6 +161,26 @@ def wait_until(condition: Callable[[], Any], what: str, timeout: float = 180) ->
             return value
         time.sleep(0.5)
     pytest.fail(f"no {what} after {timeout} s")
+
+
+def search(host: Host, study: str, n_trials: int, *overrides: str) -> subprocess.Popen:
+    """``hparams_search=optuna_smoke`` on the PostgreSQL study ``study``, trials on SLURM,
+    runs in the MLflow experiment of the same name."""
+    return host.start(
+        "normcoef.train",
+        "-m",
+        "hparams_search=optuna_smoke",
+        f"hydra.sweeper.storage={OPTUNA_URI}",
+        f"hydra.sweeper.study_name={study}",
+        f"hydra.sweeper.n_trials={n_trials}",
+        *on_slurm(study),
+        *overrides,
+    )
+
+
+def trials(study: str, *states: TrialState) -> list[FrozenTrial]:
+    loaded = optuna.load_study(study_name=study, storage=OPTUNA_URI)
+    return loaded.get_trials(deepcopy=False, states=states or None)
 
 
 @pytest.fixture(scope="session", autouse=True)

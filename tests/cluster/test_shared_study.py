@@ -8,48 +8,26 @@ study. What docs/sweeps.md tells cluster users to run, at the smoke size:
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass
 
-import optuna
 import pytest
 from conftest import (
-    OPTUNA_URI,
     Done,
     Host,
     engines,
-    on_slurm,
+    search,
     server_runs,
     slurm_job_states,
+    trials,
     unique,
     wait,
 )
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from normcoef.tracking import SUMMARY_TAG
 
 STUDY = unique("shared")
 N_TRIALS = 4
-
-
-def search(host: Host, study: str, n_trials: int, *overrides: str) -> subprocess.Popen:
-    """``hparams_search=optuna_smoke`` on the PostgreSQL study ``study``, trials on SLURM,
-    runs in the MLflow experiment of the same name."""
-    return host.start(
-        "normcoef.train",
-        "-m",
-        "hparams_search=optuna_smoke",
-        f"hydra.sweeper.storage={OPTUNA_URI}",
-        f"hydra.sweeper.study_name={study}",
-        f"hydra.sweeper.n_trials={n_trials}",
-        *on_slurm(study),
-        *overrides,
-    )
-
-
-def trials(study: str, *states: TrialState) -> list[FrozenTrial]:
-    loaded = optuna.load_study(study_name=study, storage=OPTUNA_URI)
-    return loaded.get_trials(deepcopy=False, states=states or None)
 
 
 @dataclass

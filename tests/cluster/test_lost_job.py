@@ -1,0 +1,61 @@
+"""``scancel`` of a running trial's SLURM job: the trial ends FAIL, the search goes on and
+says so in its exit status, and the same command again brings the study to its target.
+
+Before normcoef's SLURM launcher (hydra_plugins/normcoef_slurm_launcher), hydra-submitit-
+launcher raised submitit's UncompletedJobError out of the sweep: a traceback, exit 1, and no
+further trial.
+"""
+
+from __future__ import annotations
+
+import subprocess
+
+from conftest import Host, search, server_runs, trials, unique, wait, wait_until
+from optuna.trial import TrialState
+
+from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED
+from normcoef.tracking import SUMMARY_TAG
+
+STUDY = unique("scancel")
+N_TRIALS = 2
+# Long enough (about 20 s on a busy CPU core) to be cancelled while it trains.
+STEPS = "trainer.steps=3000"
+
+
+def training_run(study: str) -> bool:
+    """Whether a trial's run is training on the MLflow server (its first job started)."""
+    runs = server_runs(study)
+    return any(r.data.tags.get(SUMMARY_TAG) != "true" and r.info.status == "RUNNING" for r in runs)
+
+
+def running_slurm_job() -> str:
+    """The id of the one SLURM job running now ('' if none)."""
+    done = subprocess.run(["squeue", "-h", "-t", "R", "-o", "%i"], capture_output=True, text=True)
+    return done.stdout.strip()
+
+
+def test_a_cancelled_job_fails_its_trial_and_the_search_reaches_its_target_when_rerun(
+    new_host,
+):
+    host: Host = new_host("scancel")
+    process = search(host, STUDY, N_TRIALS, STEPS)
+    wait_until(lambda: training_run(STUDY), "trial run training on the MLflow server")
+    job = wait_until(running_slurm_job, "running SLURM job")
+    subprocess.run(["scancel", job], check=True)
+
+    done = wait(process)
+
+    assert done.returncode == EXIT_SOME_JOBS_FAILED, done.output[-4000:]
+    assert f"1 of {N_TRIALS} jobs of the sweep" in done.output
+    assert f"SLURM job {job} ended CANCELLED" in done.output
+    assert "Traceback" not in done.output
+    states = {trial.number: trial.state for trial in trials(STUDY)}
+    assert states == {0: TrialState.FAIL, 1: TrialState.COMPLETE}
+    # The cancelled job's run was closed by the job itself (SIGTERM), not left RUNNING.
+    statuses = sorted(r.info.status for r in server_runs(STUDY) if not r.data.tags.get(SUMMARY_TAG))
+    assert statuses == ["FINISHED", "KILLED"]
+
+    again = wait(search(host, STUDY, N_TRIALS, STEPS))
+
+    assert again.returncode == 0, again.output[-4000:]
+    assert len(trials(STUDY, TrialState.COMPLETE)) == N_TRIALS
