@@ -18,14 +18,15 @@ from normcoef.tracking import SUMMARY_TAG
 
 STUDY = unique("scancel")
 N_TRIALS = 2
-# Long enough (about 20 s on a busy CPU core) to be cancelled while it trains.
-STEPS = "trainer.steps=3000"
+# Long enough (about 25 s on a CPU core) to be cancelled while it trains.
+STEPS = "trainer.steps=4000"
 
 
 def training_run(study: str) -> bool:
-    """Whether a trial's run is training on the MLflow server (its first job started)."""
+    """Whether a trial's run is in its training loop: it wrote a training loss to the server
+    (the first after 10 s, normcoef.tracking.tracker.FLUSH_SECONDS)."""
     runs = server_runs(study)
-    return any(r.data.tags.get(SUMMARY_TAG) != "true" and r.info.status == "RUNNING" for r in runs)
+    return any(r.info.status == "RUNNING" and "train/loss" in r.data.metrics for r in runs)
 
 
 def running_slurm_job() -> str:
