@@ -97,7 +97,8 @@ start_mlflow() {
         --workers 2 >>"$STATE/mlflow.log" 2>&1 &
     echo $! >"$STATE/mlflow.pid"
     # A cold start on a busy 2-core machine (and a new schema's migrations) takes a minute.
-    wait_for 240 "the MLflow server ($STATE/mlflow.log)" curl -sf "$MLFLOW_URI/health"
+    wait_for 240 "the MLflow server ($STATE/mlflow.log)" \
+        "$PY" -c "import urllib.request; urllib.request.urlopen('$MLFLOW_URI/health', timeout=5)"
     say "MLflow server on $MLFLOW_URI"
 }
 

@@ -14,5 +14,6 @@ bash "$ENGINES" stop # what an earlier, killed run left behind
 rm -rf "$NORMCOEF_CLUSTER_STATE"
 mkdir -p "$NORMCOEF_CLUSTER_STATE"
 trap 'bash "$ENGINES" stop' EXIT
+trap 'exit 130' INT TERM # through the EXIT trap
 bash "$ENGINES" start
 "$PY" -m pytest tests/cluster "$@"
