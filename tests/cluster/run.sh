@@ -9,7 +9,9 @@ ENGINES=tests/cluster/engines.sh
 export NORMCOEF_CLUSTER_STATE=${NORMCOEF_CLUSTER_STATE:-/tmp/normcoef-cluster}
 
 bash "$ENGINES" install
-"$PY" -m pip install -q -e ".[dev,cluster]"
+# The `cluster` extra (pyproject.toml), unless an earlier run installed it.
+"$PY" -c "import hydra_plugins.hydra_submitit_launcher, psycopg2" 2>/dev/null ||
+    "$PY" -m pip install -q -e ".[dev,cluster]"
 bash "$ENGINES" stop # what an earlier, killed run left behind
 rm -rf "$NORMCOEF_CLUSTER_STATE"
 mkdir -p "$NORMCOEF_CLUSTER_STATE"
