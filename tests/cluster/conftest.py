@@ -111,10 +111,13 @@ class Host:
     def __init__(self, root: Path) -> None:
         self.root = root
 
-    def start(self, module: str, *arguments: str) -> subprocess.Popen:
-        """``python -m <module> <arguments>`` in this host's directory, in the background."""
+    def start(
+        self, module: str, *arguments: str, env: dict[str, str] | None = None
+    ) -> subprocess.Popen:
+        """``python -m <module> <arguments>`` in this host's directory, in the background,
+        with ``env`` added to the environment."""
         # PYTHONPATH: normcoef's Hydra plugins (sweeper, launcher) sit at the repository root.
-        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", **(env or {})}
         return subprocess.Popen(
             [sys.executable, "-m", module, *arguments],
             cwd=self.root,

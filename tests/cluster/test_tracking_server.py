@@ -29,7 +29,9 @@ from normcoef.training.checkpoint import load_checkpoint
 STEPS = 3000  # about 20 s of training on a busy CPU core
 
 
-def train(host: Host, experiment: str, *overrides: str) -> subprocess.Popen:
+def train(
+    host: Host, experiment: str, *overrides: str, env: dict[str, str] | None = None
+) -> subprocess.Popen:
     """One training of the smoke size, ``STEPS`` long, logging to the MLflow server."""
     return host.start(
         "normcoef.train",
@@ -40,6 +42,7 @@ def train(host: Host, experiment: str, *overrides: str) -> subprocess.Popen:
         f"logger.tracking_uri={MLFLOW_URI}",
         f"logger.experiment={experiment}",
         *overrides,
+        env=env,
     )
 
 
@@ -71,18 +74,47 @@ def test_a_training_survives_the_mlflow_server_restarting_and_keeps_every_metric
     )
 
 
+def test_a_server_down_past_the_retries_ends_the_run_in_one_line_naming_its_checkpoints(
+    new_host,
+):
+    experiment = unique("server-lost")
+    host = new_host("server_lost")
+    # No retries: the outage outlasts them at once (by default they take minutes).
+    process = train(host, experiment, env={"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0"})
+    wait_until(lambda: checkpointed(experiment), "checkpoint on the server")
+    engines("stop-mlflow")
+    try:
+        done = wait(process)
+    finally:
+        engines("start-mlflow")
+
+    assert done.returncode == 2, done.output[-4000:]  # a user-facing error, not a bug
+    (line,) = [line for line in done.output.splitlines() if line.startswith("error:")]
+    assert f"the MLflow server {MLFLOW_URI} stopped answering" in line
+    assert "Traceback" not in done.output
+    checkpoints = line.rsplit("trainer.resume=", 1)[1]
+    assert (Path(checkpoints) / "last.pt").is_file()
+
+    resumed = wait(train(host, experiment, f"trainer.resume={checkpoints}"))
+
+    assert resumed.returncode == 0, resumed.output[-4000:]
+    assert "FINISHED" in {run.info.status for run in server_runs(experiment)}
+
+
+def checkpointed(experiment: str) -> str | None:
+    """The id of the experiment's run once its ``checkpoints/last.pt`` is on the server."""
+    run = the_run(experiment)
+    paths = artifact_paths(run.info.run_id, "checkpoints") if run else {}
+    return run.info.run_id if run and "checkpoints/last.pt" in paths else None
+
+
 def test_a_run_killed_on_one_host_resumes_on_another_from_its_checkpoint_on_the_server(
     new_host, tmp_path: Path
 ):
     experiment = unique("resume")
     process = train(new_host("resume_first"), experiment)
 
-    def checkpointed() -> str | None:
-        run = the_run(experiment)
-        paths = artifact_paths(run.info.run_id, "checkpoints") if run else {}
-        return run.info.run_id if "checkpoints/last.pt" in paths else None
-
-    killed = wait_until(checkpointed, "checkpoint on the server")
+    killed = wait_until(lambda: checkpointed(experiment), "checkpoint on the server")
     process.kill()  # SIGKILL: the host is lost, the run stays RUNNING on the server
     process.wait()
     at = load_checkpoint(download_artifact(killed, "checkpoints/last.pt", tmp_path))["step"]
