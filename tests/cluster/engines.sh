@@ -3,7 +3,7 @@
 # tracking server backed by it (artifacts served through it) and a single-node SLURM cluster
 # with accounting (slurmdbd over MariaDB).
 #
-#   tests/cluster/engines.sh install          apt packages: slurm-wlm slurmdbd munge mariadb-server postgresql
+#   tests/cluster/engines.sh install          slurm-wlm slurmdbd munge mariadb-server postgresql
 #   tests/cluster/engines.sh start | stop     all engines (stop: those start started, by pid file)
 #   tests/cluster/engines.sh start-mlflow | stop-mlflow | start-postgres | stop-postgres
 #
@@ -84,7 +84,8 @@ start_postgres() {
 
 stop_postgres() {
     [[ -f $STATE/postgres/postmaster.pid ]] || return 0
-    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/postgres" -m fast -w stop >/dev/null || true
+    runuser -u postgres -- "$(pg_bin)/pg_ctl" -D "$STATE/postgres" -m fast -w stop >/dev/null ||
+        true
 }
 
 start_mlflow() {

@@ -62,7 +62,7 @@ def test_a_training_survives_the_mlflow_server_restarting_and_keeps_every_metric
     engines("start-mlflow")
     done = wait(process)
 
-    # MLflow's client retries a request for minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7, with
+    # MLflow's client retries a request for ~4 minutes (MLFLOW_HTTP_REQUEST_MAX_RETRIES, 7, with
     # exponential backoff): the training waited at its next write, then went on.
     assert done.returncode == 0, done.output[-4000:]
     client = MlflowClient(MLFLOW_URI)
