@@ -60,3 +60,24 @@ def test_a_cancelled_job_fails_its_trial_and_the_search_reaches_its_target_when_
 
     assert again.returncode == 0, again.output[-4000:]
     assert len(trials(STUDY, TrialState.COMPLETE)) == N_TRIALS
+
+
+def test_a_search_whose_host_died_has_its_trial_failed_by_another_hosts_search(new_host):
+    study = unique("lost-host")
+    beats = ["hydra.sweeper.heartbeat_interval=2", "hydra.sweeper.grace_period=6"]
+    lost = search(new_host("lost_host"), study, N_TRIALS, STEPS, *beats)
+    wait_until(lambda: training_run(study), "trial run training on the MLflow server")
+    job = wait_until(running_slurm_job, "running SLURM job")
+    lost.kill()  # the host and its job vanish: no result, no heartbeat, trial 0 left RUNNING
+    lost.wait()
+    subprocess.run(["scancel", job], check=True)
+    assert [trial.state for trial in trials(study)] == [TrialState.RUNNING]
+
+    done = wait(search(new_host("surviving_host"), study, N_TRIALS, *beats))
+
+    # Trial 0 counted as running until its heartbeat was 6 s old, then marked FAIL; this
+    # search ran trials until the study held N_TRIALS COMPLETE ones.
+    assert done.returncode == 0, done.output[-4000:]
+    assert "trial 0 stopped without a result (killed?): marked FAIL" in done.output
+    states = {trial.number: trial.state for trial in trials(study)}
+    assert states == {0: TrialState.FAIL, 1: TrialState.COMPLETE, 2: TrialState.COMPLETE}
