@@ -72,7 +72,7 @@ test-fast: install ## the tests not marked slow, no type check
 # The cluster path on real engines, as root (CI runs it after `test`): installs slurm-wlm,
 # munge, MariaDB (SLURM's accounting), PostgreSQL and the `cluster` extra, starts a PostgreSQL
 # server, an MLflow server over it and a single-node SLURM cluster, runs tests/cluster/ against
-# them and stops them (tests/cluster/run.sh): ~6 minutes on 2 cores.
+# them and stops them (tests/cluster/run.sh): ~7 minutes on 2 cores.
 test-cluster: install ## SLURM, PostgreSQL and an MLflow server: sweeps on real engines (root)
 	PY=$(PY) bash tests/cluster/run.sh $(ARGS)
 
