@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data global-data global smoke train beat test test-fast typecheck hooks bench bench-logging bench-train orderings lint format sweep search ui clean
+.PHONY: help install run data global-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -68,6 +68,13 @@ test: install typecheck ## type check, then every test
 # Skips the tests marked slow (subprocess sweeps, servers, interrupts): for the edit-test loop.
 test-fast: install ## the tests not marked slow, no type check
 	$(PY) -m pytest -m "not slow"
+
+# The cluster path on real engines, as root (CI runs it after `test`): installs slurm-wlm,
+# munge, MariaDB (SLURM's accounting), PostgreSQL and the `cluster` extra, starts a PostgreSQL
+# server, an MLflow server over it and a single-node SLURM cluster, runs tests/cluster/ against
+# them and stops them (tests/cluster/run.sh): ~7 minutes on 2 cores.
+test-cluster: install ## SLURM, PostgreSQL and an MLflow server: sweeps on real engines (root)
+	PY=$(PY) bash tests/cluster/run.sh $(ARGS)
 
 typecheck: install ## mypy over normcoef and hydra_plugins ([tool.mypy], pyproject.toml)
 	$(PY) -m mypy

@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "normcoef.evaluate",
             "normcoef.predict",
             "hydra_plugins.normcoef_optuna_sweeper",
+            "hydra_plugins.normcoef_slurm_launcher",
         ),
     ),
 )

@@ -30,6 +30,8 @@ from normcoef.sweeps.failures import (
     STATUS_FILE,
     SWEEP_ID_ENV,
     FailedJobs,
+    LostJobError,
+    lost_job,
 )
 from normcoef.training.checkpoint import load_checkpoint
 
@@ -196,6 +198,39 @@ def test_a_sweep_counts_only_its_own_jobs_in_a_shared_folder(
         callback.on_job_end(job_config(sweep_dir, 1), failed(ValueError("old failure")))
     callback.on_multirun_end(job_config(sweep_dir, 0))  # no SystemExit
     assert capsys.readouterr().err == ""
+
+
+CANCELLED = "SLURM job 11 ended CANCELLED by 0 without a result"
+
+
+def test_a_lost_grid_job_lets_the_others_run_and_the_sweep_lists_it(
+    sweep, capsys: pytest.CaptureFixture
+):
+    # A job scancel'ed never reaches on_job_end: the launcher reports it from the sweep's
+    # process (hydra_plugins/normcoef_slurm_launcher; end to end in tests/cluster/).
+    callback, sweep_dir = sweep
+    callback.on_job_end(job_config(sweep_dir, 0), completed())
+    job = lost_job(
+        job_config(sweep_dir, 1), 1, ["activation=elu", "hydra.x=1"], CANCELLED, sweep_dir / "11"
+    )
+
+    assert job.status == JobStatus.COMPLETED and math.isnan(job.return_value)  # BasicSweeper
+    with pytest.raises(SystemExit) as ended:
+        callback.on_multirun_end(job_config(sweep_dir, 0))
+    assert ended.value.code == EXIT_SOME_JOBS_FAILED
+    assert capsys.readouterr().err.splitlines() == [
+        f"1 of 2 jobs of the sweep in {sweep_dir} failed:",
+        f"  job 1 (activation=elu): {CANCELLED}",
+    ]
+
+
+def test_a_lost_optuna_trial_fails_with_the_reason(sweep):
+    _, sweep_dir = sweep
+    job = lost_job(job_config(sweep_dir, 3, OPTUNA_SWEEPER), 3, [], CANCELLED, sweep_dir / "11")
+
+    assert job.status == JobStatus.FAILED
+    with pytest.raises(LostJobError, match=CANCELLED):
+        job.return_value  # noqa: B018 (what the Optuna sweeper reads)
 
 
 # --- end to end ----------------------------------------------------------------------------

@@ -11,6 +11,10 @@ Optuna sweeper records the trial as FAIL and exits 0. ``FailedJobs`` (registered
   folder, tagged with the id of the multirun that launched it.
 - ``on_multirun_end`` runs in the launching process: it reads its own jobs' statuses, prints one
   line per failed job and exits with ``EXIT_SOME_JOBS_FAILED`` or ``EXIT_ALL_JOBS_FAILED``.
+
+A job whose process was killed by its batch system (``scancel``, a time limit, a lost node)
+never reaches ``on_job_end``: its launcher reports it with ``lost_job``, which writes the status
+from the launching process (hydra_plugins/normcoef_slurm_launcher).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import logging
 import math
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -92,6 +97,43 @@ def summary(outcomes: list[JobOutcome], sweep_dir: Path) -> str:
     return "\n".join(lines + [f"  {outcome.line()}" for outcome in failed])
 
 
+class LostJobError(RuntimeError):
+    """A job ended without a result: cancelled, killed at its time limit, or its node lost."""
+
+
+def keeps_sweep_going(config: DictConfig, job_return: JobReturn) -> None:
+    """BasicSweeper (grid sweeps) would stop the whole multirun at a failed job's exception once
+    the batch ends (skipping on_multirun_end): hand it NaN, the failure is recorded."""
+    if config.hydra.sweeper._target_ == BASIC_SWEEPER:
+        job_return.status, job_return.return_value = JobStatus.COMPLETED, math.nan
+
+
+def write_outcome(folder: Path, outcome: JobOutcome) -> None:
+    """``job_status.json`` in ``folder``, written whole or not at all: a job killed mid-write
+    leaves no half a status behind."""
+    status = folder / STATUS_FILE
+    partial = status.with_suffix(".partial")
+    partial.write_text(json.dumps(asdict(outcome)) + "\n")
+    partial.replace(status)
+
+
+def lost_job(
+    config: DictConfig, job: int, overrides: Sequence[str], reason: str, folder: Path
+) -> JobReturn:
+    """The result of job number ``job`` (``overrides``), which ended without one for
+    ``reason``: FAILED with a ``LostJobError``, its status written in ``folder`` (under the
+    sweep directory) by the launching process."""
+    shown = ",".join(o for o in overrides if not o.startswith("hydra."))
+    outcome = JobOutcome(os.environ.get(SWEEP_ID_ENV, ""), job, shown, reason)
+    log.error(outcome.line())
+    folder.mkdir(parents=True, exist_ok=True)
+    write_outcome(folder, outcome)
+    job_return = JobReturn(overrides=list(overrides), status=JobStatus.FAILED)
+    job_return.return_value = LostJobError(reason)
+    keeps_sweep_going(config, job_return)
+    return job_return
+
+
 class FailedJobs(Callback):
     """Lists a multirun's failed jobs when it ends and exits non-zero; the others still run."""
 
@@ -117,15 +159,8 @@ class FailedJobs(Callback):
             outcome.error = failure_reason(error, log_file)
             bug = expected_failure(error) is None
             log.error(outcome.error, exc_info=error if bug else None)
-            if config.hydra.sweeper._target_ == BASIC_SWEEPER:
-                # BasicSweeper would stop the whole multirun at this job's exception once the
-                # batch ends (skipping on_multirun_end): hand it NaN, the failure is recorded.
-                job_return.status, job_return.return_value = JobStatus.COMPLETED, math.nan
-        # Written whole or not at all: a job killed mid-write leaves no half a status behind.
-        status = Path(config.hydra.runtime.output_dir) / STATUS_FILE
-        partial = status.with_suffix(".partial")
-        partial.write_text(json.dumps(asdict(outcome)) + "\n")
-        partial.replace(status)
+            keeps_sweep_going(config, job_return)
+        write_outcome(Path(config.hydra.runtime.output_dir), outcome)
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         sweep_dir = Path(config.hydra.sweep.dir)

@@ -17,7 +17,9 @@ space parsing and changes four things:
 - ``n_trials`` is the study's target of COMPLETE trials: a process asks new trials until the
   study holds that many COMPLETE ones, counting those of earlier runs and other processes
   (and those running now). Each process asks at most ``n_trials`` trials, so a study whose
-  every trial fails still ends.
+  every trial fails still ends. Counting and asking happen under a lock of the study
+  (``study_lock``), so processes that finish trials at the same moment never both ask the
+  last one: a study without failures ends with exactly ``n_trials`` COMPLETE trials.
 
 Registered for Hydra by hydra_plugins/normcoef_optuna_sweeper (Hydra loads sweepers only from
 the ``hydra_plugins`` package); configured in conf/hparams_search/optuna.yaml.
@@ -32,6 +34,7 @@ import sys
 import threading
 import time
 import warnings
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -182,6 +185,35 @@ def effective_grace_period(storage: RDBStorage) -> int:
     return storage.grace_period or 2 * interval
 
 
+@contextmanager
+def study_lock(storage: Any, study_name: str) -> Iterator[None]:
+    """Held while a process counts a study's trials and asks new ones.
+
+    A PostgreSQL study (processes on many hosts) takes a session advisory lock keyed by the
+    study's name, on a connection of its own; a SQLite one the file lock beside the database
+    (one host). Other storages (in memory: one process) need none.
+    """
+    url = storage if isinstance(storage, str) else ""
+    if not url.startswith("postgresql"):
+        with sqlite_file_lock(url):
+            yield
+        return
+    import sqlalchemy
+    from sqlalchemy.pool import NullPool
+
+    key = {"key": zlib.crc32(f"normcoef.optuna:{study_name}".encode()) - 2**31}  # a bigint
+    engine = sqlalchemy.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), key)
+            try:
+                yield
+            finally:
+                connection.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), key)
+    finally:
+        engine.dispose()
+
+
 def fail_stale_trials(study: Study) -> None:
     """Mark FAIL the trials of processes that stopped beating (killed, lost their host)."""
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
@@ -272,10 +304,12 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         asked, waited = 0, False
         while True:
             fail_stale_trials(study)
-            counted = study.get_trials(
-                deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
-            )
-            batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
+            with study_lock(self.storage, study.study_name):
+                counted = study.get_trials(
+                    deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
+                )
+                batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
+                trials = [study.ask() for _ in range(max(batch, 0))]
             if batch <= 0 and beating is not None and asked < self.n_trials:
                 # Trials RUNNING in another process, or in a killed one whose heartbeat has
                 # not yet outlived the grace period: wait for their end (done, or marked FAIL
@@ -294,7 +328,6 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
                     continue
             if batch <= 0:
                 break
-            trials = [study.ask() for _ in range(batch)]
             asked += batch
             returns: list[JobReturn] = []
             try:

@@ -8,13 +8,19 @@ writes what is left before closing the run, also when the run failed; a killed p
 at most the last ``FLUSH_SECONDS`` of metrics, never a checkpoint.
 The jobs of a sweep nest under one parent run whose id the sweep directory holds
 (``normcoef.tracking.sweep_parent``).
+
+A tracking server that stops answering is waited for: MLflow's client retries each request
+with exponential backoff (``MLFLOW_HTTP_REQUEST_MAX_RETRIES``, 7: minutes), so a training
+survives a server restart. Past that, the write raises ``TrackingServerLost``, one line naming
+the server and the local checkpoints to resume from (tests/cluster/test_tracking_server.py).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +39,23 @@ NETWORK_MODEL = "network"
 MODEL_REQUIREMENTS = ["normcoef", "torch", "numpy", "scipy", "omegaconf", "hydra-core"]
 """What loading the model needs (normcoef from this repository); given, not inferred: MLflow's
 inference imports and runs the model, seconds at the end of every run."""
+
+
+class TrackingServerLost(OSError):
+    """The tracking server did not answer a write, after MLflow's own retries."""
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether an MLflow error comes from a connection that failed (``requests``' error in its
+    chain), not from an answer of the server."""
+    from requests.exceptions import ConnectionError, Timeout
+
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, ConnectionError | Timeout):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
 
 
 class NullTracker:
@@ -81,6 +104,26 @@ class MLflowTracker(NullTracker):
         self._client = mlflow.MlflowClient()
         self._pending: list[Any] = []  # mlflow.entities.Metric, not yet written
         self._flushed = time.monotonic()
+        self._uri = tracking_uri or DEFAULT_TRACKING_URI
+        self._checkpoints: Path | None = None  # the local folder of the checkpoints logged
+
+    def _write(self, write: Callable[[], Any]) -> Any:
+        """``write()``; a server that stopped answering raises ``TrackingServerLost``."""
+        try:
+            return write()
+        except Exception as error:
+            if not unreachable(error):
+                raise
+            then = (
+                f"go on from its checkpoints with trainer.resume={self._checkpoints}"
+                if self._checkpoints
+                else "train it again (it had saved no checkpoint)"
+            )
+            raise TrackingServerLost(
+                f"the MLflow server {self._uri} stopped answering (after MLflow's retries, "
+                f"MLFLOW_HTTP_REQUEST_MAX_RETRIES): run {self.run_id} is cut short; once the "
+                f"server is back, {then}"
+            ) from error
 
     def log_params(self, params: dict[str, Any]) -> None:
         # MLflow caps a param value at 6000 characters and a batch at 100 params.
@@ -101,11 +144,13 @@ class MLflowTracker(NullTracker):
         """Write the buffered metrics."""
         for start in range(0, len(self._pending), BATCH_METRICS):
             batch = self._pending[start : start + BATCH_METRICS]
-            self._client.log_batch(self.run_id, metrics=batch)
+            self._write(functools.partial(self._client.log_batch, self.run_id, metrics=batch))
         self._pending, self._flushed = [], time.monotonic()
 
     def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
-        self._mlflow.log_artifact(str(path), artifact_path=artifact_path)
+        if artifact_path == "checkpoints":  # written on disk before it is logged
+            self._checkpoints = Path(path).parent
+        self._write(lambda: self._mlflow.log_artifact(str(path), artifact_path=artifact_path))
 
     def log_text(self, text: str, name: str) -> None:
         self._mlflow.log_text(text, name)
@@ -154,8 +199,14 @@ class MLflowTracker(NullTracker):
             self._client.set_terminated(old_run_id, "KILLED")
 
     def finish(self, status: str = "FINISHED") -> None:
-        self.flush()
-        self._mlflow.end_run(status=status)
+        try:
+            self.flush()
+            self._write(lambda: self._mlflow.end_run(status=status))
+        except TrackingServerLost:
+            if status == "FINISHED":
+                raise
+            # A run ending on an error, with the server gone: the error says it all. The run
+            # stays RUNNING on the server until a resume closes it (mark_resumed).
 
 
 UNTYPED_PREDICT = "Add type hints to the `predict` method"
