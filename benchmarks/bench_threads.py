@@ -61,9 +61,10 @@ print(json.dumps({"steps_per_s": steps / (time.perf_counter() - start)}))
 
 def measure(threads: int, wait: str, seconds: float, competitor: bool) -> float:
     """Steps/s of one worker process; with ``competitor`` another one runs meanwhile."""
-    env = dict(os.environ)
-    env.pop("OMP_WAIT_POLICY", None)
-    if wait != "default":
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    if wait.startswith("spin="):  # libgomp: spin this many times before sleeping
+        env["GOMP_SPINCOUNT"] = wait.removeprefix("spin=")
+    elif wait != "default":
         env["OMP_WAIT_POLICY"] = wait
     rival = None
     if competitor:
@@ -93,21 +94,29 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=8.0, help="per measurement")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--waits",
+        nargs="+",
+        default=["default", "PASSIVE"],
+        help="OpenMP waits: default, PASSIVE, ACTIVE, spin=N (libgomp's GOMP_SPINCOUNT)",
+    )
+    parser.add_argument("--threads", type=int, nargs="+", help="thread counts (1 and all)")
     args = parser.parse_args()
     cores = len(os.sched_getaffinity(0))
-    configs = list(itertools.product((False, True), sorted({1, cores}), ("default", "PASSIVE")))
+    counts = sorted(set(args.threads or (1, cores)))
+    configs = list(itertools.product((False, True), counts, args.waits))
     results: dict[tuple, list[float]] = {c: [] for c in configs}
     for _ in range(args.repeats):
         for config in configs:
             competitor, threads, wait = config
             results[config].append(measure(threads, wait, args.seconds, competitor))
-    base = statistics.median(results[(False, 1, "default")])
+    base = statistics.median(results[(False, counts[0], args.waits[0])])
     print(f"{cores} cores; load average before the last measurement: {os.getloadavg()[0]:.2f}")
-    print(f"{'competitor':<11}{'threads':>8}  {'OMP wait':<9}{'steps/s':>9}{'ratio':>8}")
+    print(f"{'competitor':<11}{'threads':>8}  {'OMP wait':<12}{'steps/s':>9}{'ratio':>8}")
     for (competitor, threads, wait), values in results.items():
         median = statistics.median(values)
         print(
-            f"{'yes' if competitor else 'no':<11}{threads:>8}  {wait:<9}"
+            f"{'yes' if competitor else 'no':<11}{threads:>8}  {wait:<12}"
             f"{median:>9.2f}{median / base:>8.2f}"
         )
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+
 import pytest
 from hydra.types import RunMode
 from omegaconf import OmegaConf
@@ -39,3 +43,17 @@ def test_only_a_parallel_launcher_of_a_sweep_runs_jobs_at_once(monkeypatch: pyte
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, {**joblib, "n_jobs": -1})) == 8
     assert parallel_jobs(hydra_cfg(RunMode.RUN, joblib)) == 1  # no sweep: one process
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, {"_target_": "BasicLauncher"})) == 1
+
+
+def test_openmp_threads_sleep_while_they_wait_unless_the_user_says_otherwise():
+    code = "import normcoef, torch, os; torch.ones(1); print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert unset.stdout.strip() == "PASSIVE", unset.stderr
+    mine = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
+        capture_output=True,
+        text=True,
+    )
+    assert mine.stdout.strip() == "ACTIVE", mine.stderr
