@@ -21,7 +21,7 @@ from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
-from normcoef.evaluation import Evaluation, evaluate, write_figures
+from normcoef.evaluation import evaluate, write_figures
 from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
@@ -238,14 +238,35 @@ def evaluate_finished(  # noqa: PLR0913 (to group: as log_run_facts)
 ) -> None:
     """A run that trained all its steps: its test evaluation (or why there is none), and the
     best network as an MLflow model when ``logger.log_model`` asks for it."""
+    best = result.best_path if result.best_path.exists() else result.last_path
     if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
         print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
     elif cfg.evaluate and result.last_step == cfg.trainer.steps:
-        _evaluate_and_log(cfg, model, loss_fn, data, result, device, tracker, info)
-    tracker.log_network(
-        result.best_path if result.best_path.exists() else result.last_path,
-        model_example(data),
-    )
+        # Test metrics of the best checkpoint vs randomization, as a table and figures.
+        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
+        ev = cfg.evaluation
+        evaluation = evaluate(
+            model,
+            loss_fn,
+            data.test,
+            device,
+            ev.randomization_samples,
+            info,
+            ev.randomization_seed,
+            ev.max_samples,
+            cfg.trainer.progress,
+            tta=ev.tta,
+            randomization_limit=ev.randomization_max_samples,
+        )
+        table = evaluation.table()
+        print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
+        tracker.log_metrics(evaluation.charted_metrics())
+        tracker.log_text(table, "test_metrics.md")
+        tracker.log_text(evaluation.to_json(), "test_metrics.json")
+        with tempfile.TemporaryDirectory() as tmp:
+            for path in write_figures(evaluation, Path(tmp), info.periodic_x):
+                tracker.log_artifact(path, "figures")
+    tracker.log_network(best, model_example(data))
 
 
 def end_failed(tracker: NullTracker, error: BaseException) -> None:
@@ -300,41 +321,3 @@ def no_test_split(cfg: DictConfig, info: DatasetInfo) -> str:
         "evaluate the network on a data set with test samples: python -m normcoef.evaluate "
         "<checkpoints> --dataset <a generated data set of the same grid>"
     )
-
-
-def _evaluate_and_log(
-    cfg: DictConfig,
-    model: torch.nn.Module,
-    loss_fn: torch.nn.Module,
-    data: PreparedData,
-    result: TrainResult,
-    device: torch.device,
-    tracker: NullTracker,
-    info: DatasetInfo,
-) -> Evaluation:
-    """Test metrics of the best checkpoint vs randomization, as a table and figures."""
-    best = result.best_path if result.best_path.exists() else result.last_path
-    model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
-    ev = cfg.evaluation
-    evaluation = evaluate(
-        model,
-        loss_fn,
-        data.test,
-        device,
-        ev.randomization_samples,
-        info,
-        ev.randomization_seed,
-        ev.max_samples,
-        cfg.trainer.progress,
-        tta=ev.tta,
-        randomization_limit=ev.randomization_max_samples,
-    )
-    table = evaluation.table()
-    print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
-    tracker.log_metrics(evaluation.charted_metrics())
-    tracker.log_text(table, "test_metrics.md")
-    tracker.log_text(evaluation.to_json(), "test_metrics.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        for path in write_figures(evaluation, Path(tmp), info.periodic_x):
-            tracker.log_artifact(path, "figures")
-    return evaluation
