@@ -133,8 +133,8 @@ def run_training(
     check_can_train(model, data, settings, run_dir and Path(run_dir), last_pt)
     tracker = open_tracker(cfg, job, overrides, sweep_dir, resume)
     run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
-    extra = log_run_facts(tracker, cfg, job, info, model, data, device, threads)
-    try:
+    try:  # from the run's first write on: an interrupt or failure ends it, never left RUNNING
+        extra = log_run_facts(tracker, cfg, job, info, model, data, device, threads)
         result = train_model(
             model,
             loss_fn,

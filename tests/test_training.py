@@ -22,6 +22,7 @@ from mlflow import MlflowClient
 from omegaconf import DictConfig
 
 from normcoef.pipeline import load_data, refuse_data_parallel, run_training
+from normcoef.tracking import MLflowTracker
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import build_model
 from normcoef.training.loop import DivergenceError
@@ -415,3 +416,20 @@ def test_a_misspelt_monitor_is_refused_before_any_run_opens(
 def every_run(uri: str) -> list:
     client = MlflowClient(uri)
     return client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_an_interrupt_while_the_run_logs_its_params_ends_it_killed_not_running(
+    workdir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """SIGTERM arrives as KeyboardInterrupt (normcoef.train); one that lands while the new run
+    logs its params and config must still close the run."""
+    monkeypatch.chdir(tmp_path)
+    uri = new_store(workdir, tmp_path)
+
+    def interrupted(self, params):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MLflowTracker, "log_params", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_training(config(workdir, tmp_path / "out", uri=uri))
+    assert [run.info.status for run in every_run(uri)] == ["KILLED"]
