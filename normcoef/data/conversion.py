@@ -71,6 +71,31 @@ def shared_mask(
     return union
 
 
+def write_converted(
+    tmp: Path,
+    samples: list[RawSample],
+    found: Scaling,
+    common: np.ndarray | None,
+    periodic: tuple[bool, bool],
+    warn: Log,
+) -> list[np.ndarray]:
+    """Every sample unscaled, on our faces, written into ``tmp``; their ocean masks."""
+    stray, masks = 0, []
+    for sample in samples:
+        ocean = sample_mask(sample, found, common, warn)
+        fields, gamma, off_faces = unscale_sample(sample, found, ocean, periodic)
+        stray += off_faces
+        masks.append(ocean)
+        write_sample(tmp, sample.split, sample.sample_id, fields, gamma)
+    if stray:
+        warn(
+            f"{stray} face values were nonzero on faces that touch land in the original's "
+            "south/west convention and were dropped; the data may already use north/east "
+            "faces (see the verification)"
+        )
+    return masks
+
+
 def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
     src: str | Path,
     dst: str | Path,
@@ -103,20 +128,7 @@ def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
     try:
-        stray = 0
-        masks = []
-        for sample in samples:
-            ocean = sample_mask(sample, found, common, warn)
-            fields, gamma, off_faces = unscale_sample(sample, found, ocean, periodic)
-            stray += off_faces
-            masks.append(ocean)
-            write_sample(tmp, sample.split, sample.sample_id, fields, gamma)
-        if stray:
-            warn(
-                f"{stray} face values were nonzero on faces that touch land in the original's "
-                "south/west convention and were dropped; the data may already use north/east "
-                "faces (see the verification)"
-            )
+        masks = write_converted(tmp, samples, found, common, periodic, warn)
         grid_mask = np.any(masks, axis=0)
         if not all(np.array_equal(m, grid_mask) for m in masks):
             warn("the samples' ocean masks differ; grid.npz holds their union")

@@ -311,20 +311,9 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
                 batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
                 trials = [study.ask() for _ in range(max(batch, 0))]
             if batch <= 0 and beating is not None and asked < self.n_trials:
-                # Trials RUNNING in another process, or in a killed one whose heartbeat has
-                # not yet outlived the grace period: wait for their end (done, or marked FAIL
-                # above and replaced) rather than leave the study short of its target.
                 running = [t.number for t in counted if t.state == TrialState.RUNNING]
                 if running:
-                    if not waited:
-                        log.info(
-                            "waiting for trial(s) %s: RUNNING elsewhere, or killed (then marked"
-                            " FAIL once their heartbeat is %s s old, and run again here)",
-                            running,
-                            effective_grace_period(beating),
-                        )
-                        waited = True
-                    time.sleep(min(self.heartbeat_interval, WAIT_POLL_S))
+                    waited = self._wait_for(running, beating, waited)
                     continue
             if batch <= 0:
                 break
@@ -361,6 +350,20 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
                 )
                 raise failures[0]
         self._save_results(study, len(directions))
+
+    def _wait_for(self, running: list[int], storage: RDBStorage, told: bool) -> bool:
+        """Trials RUNNING in another process, or in a killed one whose heartbeat has not yet
+        outlived the grace period: wait a while for their end (done, or marked FAIL and
+        replaced) rather than leave the study short of its target; says so once."""
+        if not told:
+            log.info(
+                "waiting for trial(s) %s: RUNNING elsewhere, or killed (then marked FAIL once"
+                " their heartbeat is %s s old, and run again here)",
+                running,
+                effective_grace_period(storage),
+            )
+        time.sleep(min(self.heartbeat_interval, WAIT_POLL_S))
+        return True
 
     @staticmethod
     def _tell(study: Study, trial: Trial, ret: JobReturn, n_objectives: int) -> Exception | None:

@@ -207,13 +207,8 @@ def train_model(  # noqa: PLR0913 (to group: optimizer, schedule, callbacks)
     on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
     """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``.
-
-    ``make_optimizer(parameters)`` and ``make_scheduler(optimizer, settings.steps)`` build the
-    optimizer and schedule (``conf/optimizer``, ``conf/scheduler``; ``training.factory``).
-    ``on_metrics(metrics, step)`` receives training and validation metrics (e.g. MLflow);
-    ``on_checkpoint(path)`` each checkpoint as soon as it is written, so that a tracker holds
-    the latest one even if the process dies later.
-    """
+    ``make_optimizer``/``make_scheduler``: ``training.factory``; ``on_metrics(metrics, step)``
+    hears each logged step, ``on_checkpoint(path)`` each checkpoint once written."""
     run_dir = Path(run_dir)
     check_can_train(model, data, settings, run_dir, resume_from)
     run_dir.mkdir(parents=True, exist_ok=True)
