@@ -83,18 +83,30 @@ def server_runs(experiment: str) -> list[Run]:
     return client.search_runs([found.experiment_id], max_results=1000)
 
 
+ACCOUNTING_SETTLE_S = 60
+"""Seconds sacct may take to record the end of a job whose result the sweep already has."""
+
+
 def slurm_job_states(sweep_dir: Path) -> dict[str, str]:
     """``{SLURM job id: state}`` of the jobs (array tasks ``<id>_<n>``) that submitit submitted
     for a sweep, as SLURM's accounting (sacct) reports them; ``.submitit/`` holds one folder
     per submission."""
     ids = [path.name for path in (sweep_dir / ".submitit").iterdir() if path.name.isdigit()]
-    done = subprocess.run(
-        ["sacct", "-n", "-X", "-P", "-o", "JobID,State", *(f"-j{i}" for i in ids)],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return dict(line.split("|", 1) for line in done.stdout.split())
+    deadline = time.monotonic() + ACCOUNTING_SETTLE_S
+    while True:
+        done = subprocess.run(
+            ["sacct", "-n", "-X", "-P", "-o", "JobID,State", *(f"-j{i}" for i in ids)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        states = dict(line.split("|", 1) for line in done.stdout.split())
+        # A job's result reaches the sweep before its end reaches the accounting (seen: the
+        # last array task still RUNNING in sacct right after the sweep ended).
+        unsettled = [s for s in states.values() if s in ("PENDING", "RUNNING", "COMPLETING")]
+        if not unsettled or time.monotonic() > deadline:
+            return states
+        time.sleep(1)
 
 
 @dataclass
