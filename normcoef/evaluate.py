@@ -14,7 +14,6 @@ go to that run.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from pathlib import Path
 
 from normcoef.cli import bounded_int, exit_on_user_error, warn
@@ -25,6 +24,7 @@ from normcoef.evaluation import (
     Evaluation,
     default_limit,
     evaluate_checkpoint,
+    log_evaluation,
     write_figures,
 )
 from normcoef.inference import (
@@ -36,18 +36,6 @@ from normcoef.inference import (
     load_from_arguments,
 )
 from normcoef.tracking import ExistingRun
-
-
-def log_evaluation(
-    run: ExistingRun, evaluation: Evaluation, split: str = "test", periodic_x: bool = True
-) -> None:
-    """Metrics ``<split>/...``, the table ``<split>_metrics.md`` and figures, into an existing
-    MLflow run; its status stays as it is."""
-    run.log_metrics(evaluation.charted_metrics(split))
-    run.log_text(evaluation.table(), f"{split}_metrics.md")
-    run.log_text(evaluation.to_json(), f"{split}_metrics.json")
-    with tempfile.TemporaryDirectory() as tmp:
-        run.log_artifacts(write_figures(evaluation, Path(tmp), periodic_x), "figures")
 
 
 def warn_if_unlike_training(

@@ -8,9 +8,10 @@ Metrics are per sample on ocean cells of physical γ, then averaged (report sect
 from __future__ import annotations
 
 import json
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -346,3 +347,24 @@ def evaluate_checkpoint(  # noqa: PLR0913 (to group: as evaluate)
         tta=tta,
         randomization_limit=randomization_limit,
     )
+
+
+class EvaluationSink(Protocol):
+    """Where an evaluation is logged: a training run's tracker, or an existing MLflow run."""
+
+    def log_metrics(self, metrics: dict[str, float]) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None: ...
+
+
+def log_evaluation(
+    sink: EvaluationSink, evaluation: Evaluation, split: str = "test", periodic_x: bool = True
+) -> None:
+    """The charted metrics ``<split>/...``, the tables ``<split>_metrics.md`` and ``.json``
+    and the figures; a run's status stays as it is."""
+    sink.log_metrics(evaluation.charted_metrics(split))
+    sink.log_text(evaluation.table(), f"{split}_metrics.md")
+    sink.log_text(evaluation.to_json(), f"{split}_metrics.json")
+    with tempfile.TemporaryDirectory() as tmp:
+        for path in write_figures(evaluation, Path(tmp), periodic_x):
+            sink.log_artifact(path, "figures")

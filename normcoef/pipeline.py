@@ -8,7 +8,6 @@ and call ``run_training``); ``normcoef.train`` is the thin Hydra entry point aro
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import cast
 
@@ -21,7 +20,7 @@ from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
-from normcoef.evaluation import evaluate, write_figures
+from normcoef.evaluation import evaluate, log_evaluation
 from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
@@ -260,12 +259,7 @@ def evaluate_finished(  # noqa: PLR0913 (to group: as log_run_facts)
         )
         table = evaluation.table()
         print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
-        tracker.log_metrics(evaluation.charted_metrics())
-        tracker.log_text(table, "test_metrics.md")
-        tracker.log_text(evaluation.to_json(), "test_metrics.json")
-        with tempfile.TemporaryDirectory() as tmp:
-            for path in write_figures(evaluation, Path(tmp), info.periodic_x):
-                tracker.log_artifact(path, "figures")
+        log_evaluation(tracker, evaluation, "test", info.periodic_x)
     tracker.log_network(best, model_example(data))
 
 

@@ -326,6 +326,26 @@ def scaled_evidence(samples: list[RawSample]) -> str | None:
     return None
 
 
+def scaling_none(evidence: str | None, advice: str) -> Scaling:
+    """``--scaling none``: no scaling, refused where values are negative (``evidence``), as
+    standardized ones are; ``advice`` says what to give instead."""
+    if evidence and "negative" in evidence:
+        raise DatasetError(f"--scaling none, but {evidence}; {advice}")
+    return Scaling()
+
+
+def scaling_named_by(statistics: Path) -> Scaling:
+    """The scaling of a statistics file, told by its name (``dict_std_mean.txt`` or
+    ``dict_min_max.txt``), read from it."""
+    modes = [m for m, (name, _) in STATISTICS_FILES.items() if Path(statistics).name == name]
+    if not modes:
+        raise DatasetError(
+            f"cannot tell the scaling of {statistics} from its name; pass --scaling "
+            "standardize or --scaling minmax"
+        )
+    return read_scaling(statistics, modes[0])
+
+
 def resolve_scaling(
     src: Path, requested: str, statistics: Path | None, samples: list[RawSample], note: Log
 ) -> Scaling:
@@ -335,23 +355,14 @@ def resolve_scaling(
         raise ValueError(f"unknown scaling {requested!r}; choose one of {SCALINGS}")
     evidence = scaled_evidence(samples)
     if requested == "none":
-        if evidence and "negative" in evidence:
-            raise DatasetError(
-                f"--scaling none, but {evidence}; give the statistics file "
-                "(dict_std_mean.txt) and --scaling standardize"
-            )
-        return Scaling()
+        return scaling_none(
+            evidence, "give the statistics file (dict_std_mean.txt) and --scaling standardize"
+        )
     if requested != "auto":
         name = STATISTICS_FILES[requested][0]
         return read_scaling(statistics or src / name, requested)
     if statistics is not None:
-        modes = [m for m, (name, _) in STATISTICS_FILES.items() if Path(statistics).name == name]
-        if not modes:
-            raise DatasetError(
-                f"cannot tell the scaling of {statistics} from its name; pass --scaling "
-                "standardize or --scaling minmax"
-            )
-        return read_scaling(statistics, modes[0])
+        return scaling_named_by(statistics)
     present = [m for m, (name, _) in STATISTICS_FILES.items() if (src / name).is_file()]
     if len(present) > 1:
         raise DatasetError(

@@ -21,6 +21,8 @@ from normcoef.data.original import (
     Scaling,
     faces_to_ours,
     read_scaling,
+    scaling_named_by,
+    scaling_none,
     unscale_stored,
 )
 from normcoef.data.storage import DatasetError, crop_halo
@@ -60,25 +62,14 @@ def inputs_scaling(
         raise ValueError(f"unknown scaling {requested!r}; choose one of {SCALINGS}")
     evidence = scaled_inputs_evidence(arrays)
     if requested == "none":
-        if evidence and "negative" in evidence:
-            raise DatasetError(
-                f"--scaling none, but {evidence}; give the data set's dict_std_mean.txt with "
-                "--statistics"
-            )
-        return Scaling()
+        return scaling_none(evidence, "give the data set's dict_std_mean.txt with --statistics")
     if requested != "auto":
         if statistics is None:
             name = STATISTICS_FILES[requested][0]
             raise DatasetError(f"--scaling {requested} needs the data set's {name}: --statistics")
         return read_scaling(statistics, requested)
     if statistics is not None:
-        modes = [m for m, (name, _) in STATISTICS_FILES.items() if statistics.name == name]
-        if not modes:
-            raise DatasetError(
-                f"cannot tell the scaling of {statistics} from its name; pass --scaling "
-                "standardize or --scaling minmax"
-            )
-        return read_scaling(statistics, modes[0])
+        return scaling_named_by(statistics)
     if evidence:
         names = " or ".join(name for name, _ in STATISTICS_FILES.values())
         raise DatasetError(

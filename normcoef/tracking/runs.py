@@ -132,9 +132,12 @@ class ExistingRun:
     def log_text(self, text: str, name: str) -> None:
         self.store.log_text(self.run_id, text, name)
 
+    def log_artifact(self, path: Path, artifact_path: str | None = None) -> None:
+        self.store.log_artifact(self.run_id, path, artifact_path)
+
     def log_artifacts(self, paths: Sequence[Path], artifact_path: str | None = None) -> None:
         for path in paths:
-            self.store.log_artifact(self.run_id, path, artifact_path)
+            self.log_artifact(path, artifact_path)
 
 
 def download_checkpoint(run_id: str, tracking_uri: str | None, name: str = "last.pt") -> Path:
