@@ -1,48 +1,9 @@
-"""Generate a data set: ``python -m normcoef.generate dataset=python``.
+"""``python -m normcoef.generate``: an alias kept for existing commands and scripts.
 
-A bad value fails before anything is written, with one line naming its key; Ctrl-C or a
-``kill`` stops the workers too and keeps every finished sample (rerun the same command to
-finish).
+The command lives in ``normcoef.cli.generate`` (also the ``normcoef-generate`` console script).
 """
 
-from __future__ import annotations
-
-import sys
-
-import hydra
-from omegaconf import DictConfig
-
-from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
-from normcoef.config import CONF_DIR, generation_spec, register_configs, validate
-from normcoef.data.generation import generate_dataset, summary
-
-register_configs()
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
-
-
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
-@exit_on_user_error
-def main(cfg: DictConfig) -> None:
-    validate(cfg)
-    root = cfg.dataset.root
-    interrupt_on_sigterm()  # the default action would leave the workers computing
-    try:
-        generate_dataset(
-            root,
-            generation_spec(cfg.dataset),
-            progress=cfg.progress,
-            workers=cfg.workers,
-            device=cfg.device,
-        )
-    except KeyboardInterrupt:
-        print(
-            f"\ninterrupted: the samples finished so far are kept in {root}; "
-            "run the same command again to finish",
-            file=sys.stderr,
-        )
-        raise SystemExit(EXIT_INTERRUPTED) from None
-    print(summary(root))
-
+from normcoef.cli.generate import main
 
 if __name__ == "__main__":
     main()

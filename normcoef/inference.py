@@ -1,6 +1,7 @@
 """A trained network from a checkpoint, ready to map physical fields to physical γ.
 
-Shared by ``normcoef.evaluate`` and ``normcoef.predict``. A checkpoint written by
+Shared by the evaluate and predict commands (``normcoef.cli``) and by the models logged to
+MLflow (``tracking.network_model`` imports this module by name: keep it). A checkpoint written by
 ``normcoef.pipeline.run_training`` holds the weights and everything inference needs: the
 resolved config (model, activation, loss, data set root), the training split's
 standardization statistics and the data set's description (``DatasetInfo``: grid shape,
@@ -9,7 +10,6 @@ periodicity, M), so no data set is read to rebuild it.
 
 from __future__ import annotations
 
-import argparse
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,25 +21,13 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from torch import nn
 
-from normcoef.cli import one_line, warn
+from normcoef.console import one_line
 from normcoef.data.info import DatasetInfo
-from normcoef.data.original_inputs import OriginalInputs
 from normcoef.data.storage import (
     GRID,
-    METADATA,
-    DatasetError,
-    check_input_channels,
-    check_outputs,
-    crop_halo,
-    load_array,
-    load_mask,
-    output_path,
-    write_npz_atomically,
 )
 from normcoef.data.torch_dataset import Standardizer
-from normcoef.physics.diffusion import CHANNELS, field_violations, open_faces
-from normcoef.pretrained import available, checkpoint_path, describe, grid_path
-from normcoef.tracking import DEFAULT_TRACKING_URI, download_checkpoint
+from normcoef.tracking import download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
 from normcoef.training.forward import predict_gamma
@@ -206,191 +194,3 @@ def stored_dataset(state: dict, config: DictConfig) -> DatasetInfo:
     periodic_x, periodic_y = state["periodic"]
     steps = state["standardizer"].get("steps", OmegaConf.select(config, "dataset.fields.steps"))
     return DatasetInfo(periodic_x=periodic_x, periodic_y=periodic_y, steps=steps)
-
-
-FAR_FROM_TRAINING = 10.0
-"""Standard deviations from the training mean beyond which an input is an extrapolation
-(other units or another resolution, typically)."""
-
-
-def grid_differences(ocean: np.ndarray, mask_path: Path, trained: TrainedModel) -> str | None:
-    """How the grid of ``mask_path`` differs from the training grid (None: it does not).
-
-    Periodicity is known only for a data set's grid.npz (its metadata.json beside it).
-    """
-    train_path = trained.training_grid
-    if not train_path.is_file():
-        return f"the training grid {train_path} is missing, so {mask_path} cannot be compared"
-    train_ocean = load_mask(train_path)
-    (h, w), (th, tw) = ocean.shape, train_ocean.shape
-    found = []
-    if ocean.shape != train_ocean.shape:
-        found.append(f"shape {h}x{w} vs {th}x{tw}")
-    elif (changed := int((ocean != train_ocean).sum())) > 0:
-        found.append(f"{changed} of {ocean.size} mask cells differ")
-    trained_periodic = trained.dataset.periodicity
-    if (mask_path.parent / METADATA).is_file():
-        periodic = DatasetInfo.load(mask_path.parent).periodicity
-        if periodic != trained_periodic:
-            found.append(
-                f"periodic (x, y) {periodic} vs {trained_periodic}; the network keeps the "
-                "training's padding"
-            )
-    if not found:
-        return None
-    return f"{mask_path} is not the training grid {train_path}: " + "; ".join(found)
-
-
-def far_from_training(fields: np.ndarray, ocean: np.ndarray, trained: TrainedModel) -> str | None:
-    """Which channels lie more than ``FAR_FROM_TRAINING`` standard deviations from the training
-    statistics on some ocean cells (None: none do)."""
-    stats = trained.standardizer.inputs
-    z = np.abs(fields[:, ocean] - stats.mean[:3, None]) / stats.std[:3, None]
-    far = (z > FAR_FROM_TRAINING).sum(axis=1)
-    parts = [f"{name} on {n} cell(s)" for name, n in zip(CHANNELS, far, strict=True) if n]
-    return ", ".join(parts) + f" of {int(ocean.sum())} ocean cells" if parts else None
-
-
-def read_inputs(
-    path: Path, ocean: np.ndarray, mask_source: str, original: OriginalInputs | None = None
-) -> tuple[np.ndarray, str | None]:
-    """(3, H, W) fields A_i, A_j, W of an input file, checked against the (H, W) mask: refused
-    where no diffusion operator can have them on ocean cells (``physics.field_violations``),
-    naming the channel and the first bad cell. Also says, when it did, how it cropped a halo.
-    ``original``: the file is in the original code's layout, read as ``OriginalInputs`` says."""
-    fields = load_array(path)
-    if original is None:
-        check_input_channels(fields, path)
-    have = fields.shape[1:]
-    try:
-        if original is not None:
-            fields = original.fields(fields, ocean, path)
-        fields = crop_halo(fields, ocean.shape, path)
-    except DatasetError as error:
-        raise DatasetError(
-            f"{error}; for inputs on another grid than {mask_source}, give its mask with --mask"
-        ) from None
-    for bad in field_violations(fields, ocean)[:1]:
-        row, column = bad.first
-        raise DatasetError(
-            f"{path}: inputs hold {bad.problem} on ocean cells in channel {bad.channel} "
-            f"({bad.cells} cell(s), first at row {row}, column {column}); "
-            f"{bad.channel} must be finite and {bad.rule} on ocean cells"
-        )
-    cropped = None
-    if have != ocean.shape:
-        rows, columns = (np.subtract(have, ocean.shape) // 2).tolist()
-        cropped = (
-            f"inputs {have[0]}x{have[1]} were cropped to the {ocean.shape[0]}x{ocean.shape[1]} of "
-            f"{mask_source} (a halo of {rows} row(s) and {columns} column(s) on each side)"
-        )
-    return np.where(np.isfinite(fields), fields, 0.0), cropped
-
-
-def flux_through_land(fields: np.ndarray, ocean: np.ndarray, trained: TrainedModel) -> str | None:
-    """Faces the mask closes (touching land) where the inputs' A_i or A_j are not 0, as every
-    input made on that grid has them: the inputs' coastline is not the mask's (None: it is)."""
-    north, east = open_faces(ocean, *trained.dataset.periodicity)
-    faces = int(np.count_nonzero(fields[0][~north])) + int(np.count_nonzero(fields[1][~east]))
-    if not faces:
-        return None
-    return f"A_i or A_j are nonzero on {faces} face(s) that the mask closes (touching land)"
-
-
-def warn_once(found: list[tuple[Path, str]], advice: str) -> None:
-    """One warning for a finding shared by several files: the first file, and how many more."""
-    if found:
-        others = f" (and {len(found) - 1} other file(s))" if len(found) > 1 else ""
-        warn(f"{found[0][0]}{others}: {found[0][1]}{advice}")
-
-
-def predict_files(
-    trained: TrainedModel,
-    inputs: list[Path],
-    ocean: np.ndarray,
-    out_dir: str | Path,
-    overwrite: bool = False,
-    mask_source: str = "the mask",
-    tta: bool = False,
-    original: OriginalInputs | None = None,
-) -> list[Path]:
-    """Write γ of every input; check every input and output first, so that a bad one
-    leaves nothing written. ``tta``: see ``normcoef.inference.predict_gamma``; ``original``:
-    see ``read_inputs``."""
-    out_dir = Path(out_dir)
-    outputs = [output_path(out_dir, path) for path in inputs]
-    if len(set(outputs)) < len(outputs):
-        raise ValueError("two inputs share an id (file name up to the first dot)")
-    check_outputs(outputs, overwrite)
-    read = [read_inputs(path, ocean, mask_source, original) for path in inputs]
-    fields = [sample for sample, _ in read]
-    warn_once(
-        [(path, text) for path, (_, text) in zip(inputs, read, strict=True) if text],
-        "; if they are on another grid, give its mask with --mask",
-    )
-    warn_once(
-        [
-            (path, f"{text} lie more than {FAR_FROM_TRAINING:g} standard deviations")
-            for path, sample in zip(inputs, fields, strict=True)
-            if (text := far_from_training(sample, ocean, trained))
-        ],
-        " from the training data's mean (other units or resolution?); the network "
-        "extrapolates there",
-    )
-    warn_once(
-        [
-            (path, text)
-            for path, sample in zip(inputs, fields, strict=True)
-            if (text := flux_through_land(sample, ocean, trained))
-        ],
-        f"; their coastline is not that of {mask_source}: give the inputs' own mask with --mask",
-    )
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for sample, out in zip(fields, outputs, strict=True):
-        gamma = np.where(ocean, trained.predict(sample, ocean, tta), np.nan)
-        write_npz_atomically(out, gamma=gamma, mask=ocean)
-    return outputs
-
-
-CHECKPOINT_HELP = "a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id"
-
-
-def add_checkpoint_arguments(parser: argparse.ArgumentParser, positional: bool = True) -> None:
-    """The command-line arguments ``load_from_arguments`` reads, shared by the entry points;
-    without ``positional`` the caller adds CHECKPOINT itself (``checkpoint_or_pretrained``)."""
-    if positional:
-        parser.add_argument("checkpoint", nargs="?", help=CHECKPOINT_HELP + " (or --pretrained)")
-    parser.add_argument(
-        "--pretrained",
-        metavar="NAME",
-        help="a network shipped with normcoef instead of CHECKPOINT: "
-        + (", ".join(available()) or "none shipped")
-        + " (provenance: normcoef/pretrained/NAME.json)",
-    )
-    parser.add_argument(
-        "--tracking-uri", help=f"MLflow tracking URI (default {DEFAULT_TRACKING_URI})"
-    )
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
-
-
-def checkpoint_or_pretrained(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    """Exactly one of CHECKPOINT and --pretrained, or argparse's one-line usage error."""
-    if args.pretrained is not None and args.checkpoint is not None:
-        parser.error(f"give CHECKPOINT ({args.checkpoint}) or --pretrained, not both")
-    if args.pretrained is None and args.checkpoint is None:
-        parser.error(
-            "give a CHECKPOINT or --pretrained NAME ("
-            + (", ".join(available()) or "none shipped")
-            + ")"
-        )
-
-
-def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
-    """The network the arguments name: a shipped one (``--pretrained``, its grid with it)
-    or a checkpoint, run directory or MLflow run id."""
-    if args.pretrained is not None:
-        trained = load_trained_model(checkpoint_path(args.pretrained), args.device)
-        trained.grid = grid_path(args.pretrained)
-        print(f"Using {describe(args.pretrained)}.")
-        return trained
-    return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)

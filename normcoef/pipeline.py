@@ -20,10 +20,10 @@ from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import PreparedData, prepare_data
-from normcoef.evaluation import evaluate, log_evaluation
 from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
+from normcoef.scoring import evaluate, log_evaluation
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
     FAILURE_TAG,

@@ -7,7 +7,7 @@ import signal
 
 import pytest
 
-from normcoef.cli import exit_on_user_error, interrupt_on_sigterm
+from normcoef.console import exit_on_user_error, interrupt_on_sigterm
 
 
 def test_a_user_error_is_one_line_on_stderr_and_exit_code_2(capsys):

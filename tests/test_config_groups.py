@@ -253,7 +253,7 @@ def test_a_short_job_folder_is_the_number_and_the_overrides():
     ],
 )
 def test_a_command_line_hydra_cannot_compose_is_one_line(arguments: list[str], message: str):
-    from normcoef.train import composition_error
+    from normcoef.cli.train import composition_error
 
     problem = composition_error(arguments)
     assert problem is not None and problem.startswith(message), problem
@@ -261,14 +261,14 @@ def test_a_command_line_hydra_cannot_compose_is_one_line(arguments: list[str], m
 
 
 def test_the_option_list_of_a_misspelt_experiment_names_the_smoke_presets_too():
-    from normcoef.train import composition_error
+    from normcoef.cli.train import composition_error
 
     problem = composition_error(["experiment=quickstrat"])
     assert "quickstart" in problem and "smoke/activation" in problem
 
 
 def test_a_sweep_of_good_values_on_existing_data_composes(tmp_path: Path):
-    from normcoef.train import composition_error
+    from normcoef.cli.train import composition_error
 
     data = f"dataset.root={tmp_path}"
     assert composition_error(["-m", "model=cnn,skip_add", "trainer.seed=1,2", data]) is None
@@ -277,7 +277,7 @@ def test_a_sweep_of_good_values_on_existing_data_composes(tmp_path: Path):
 
 
 def test_a_value_out_of_range_is_named_before_a_missing_data_set(tmp_path: Path):
-    from normcoef.train import composition_error
+    from normcoef.cli.train import composition_error
 
     missing = f"dataset.root={tmp_path / 'none'}"
     assert composition_error(["trainer.batch_size=0", missing]) == (
@@ -306,7 +306,7 @@ def test_help_says_what_the_command_does_and_lists_no_schema():
 def test_a_missing_data_set_is_named_with_the_command_that_generates_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    from normcoef.train import composition_error
+    from normcoef.cli.train import composition_error
 
     monkeypatch.chdir(tmp_path)
     problem = composition_error(["-m", "experiment=smoke/activation"])

@@ -17,8 +17,8 @@ import pytest
 from conftest import TinyDataset
 from test_inference import TrainedRun, trained  # noqa: F401 (the module-scoped fixture)
 
-from normcoef import check, convert, predict
-from normcoef.cli import EXIT_USER_ERROR
+from normcoef.cli import check, convert, predict
+from normcoef.console import EXIT_USER_ERROR
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import (
     GRID,

@@ -18,13 +18,13 @@ from pathlib import Path
 import pytest
 from conftest import TrainTiny
 
-from normcoef import evaluate
+from normcoef.cli import evaluate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
-from normcoef.evaluation import evaluate as evaluate_metrics
-from normcoef.evaluation import evaluate_checkpoint
 from normcoef.inference import load_trained_model
+from normcoef.scoring import evaluate as evaluate_metrics
+from normcoef.scoring import evaluate_checkpoint
 from normcoef.training.factory import build_loss
 
 

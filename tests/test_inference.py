@@ -22,13 +22,13 @@ from helpers import compose_config, tiny_overrides
 from mlflow import MlflowClient
 from omegaconf import DictConfig
 
-from normcoef import evaluate, predict
+from normcoef.cli import evaluate, predict
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
-from normcoef.evaluation import evaluate as evaluate_metrics
 from normcoef.inference import load_trained_model, resolve_checkpoint
 from normcoef.pipeline import run_training
+from normcoef.scoring import evaluate as evaluate_metrics
 from normcoef.training.factory import build_loss
 from normcoef.training.forward import evaluate_split
 

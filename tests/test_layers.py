@@ -6,7 +6,7 @@ usable (and testable) without what is built on it.
 
 Two homes that are not in the issue's chain, and why:
 
-- ``normcoef.cli`` (one-line errors, warnings, argparse types) sits at the bottom with
+- ``normcoef.console`` (one-line errors, warnings, argparse types) sits at the bottom with
   physics: it imports nothing of normcoef, and library code of every layer turns bad input
   into the one-line errors it defines.
 - ``normcoef.config`` (the schemas) is its own row above training: it validates the settings
@@ -25,7 +25,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("physics", ("normcoef.physics", "normcoef.cli", "normcoef.conf_dir")),
+    ("physics", ("normcoef.physics", "normcoef.console", "normcoef.conf_dir")),
     ("data", ("normcoef.data",)),
     ("models", ("normcoef.models", "normcoef.metrics", "normcoef.losses")),
     ("training", ("normcoef.training",)),
@@ -33,8 +33,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "evaluation/tracking",
         (
-            "normcoef.evaluation",
+            "normcoef.scoring",
             "normcoef.inference",
+            "normcoef.gamma_files",
             "normcoef.pretrained",
             "normcoef.figures",
             "normcoef.tracking",
@@ -46,12 +47,15 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "CLIs",
         (
+            "normcoef.cli",
+            # python -m aliases of the commands, kept for existing scripts
             "normcoef.train",
             "normcoef.generate",
             "normcoef.convert",
             "normcoef.check",
             "normcoef.evaluate",
             "normcoef.predict",
+            "normcoef.report.__main__",
             "hydra_plugins.normcoef_optuna_sweeper",
             "hydra_plugins.normcoef_slurm_launcher",
         ),
@@ -85,7 +89,7 @@ def imported_modules(path: Path) -> list[tuple[int, str]]:
             found += [(node.lineno, alias.name) for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             found.append((node.lineno, node.module))
-            # ``from normcoef import evaluate`` imports the module normcoef.evaluate
+            # ``from normcoef.cli import evaluate`` imports the module normcoef.cli.evaluate
             names = [f"{node.module}.{alias.name}" for alias in node.names]
             found += [(node.lineno, n) for n in names if layer_of(n) != layer_of(node.module)]
     return found

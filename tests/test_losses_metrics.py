@@ -155,7 +155,7 @@ def test_figures_are_written_as_non_empty_pngs(tmp_path):
 
 
 def test_table_gives_a_spread_only_where_one_was_measured():
-    from normcoef.evaluation import Evaluation
+    from normcoef.scoring import Evaluation
 
     one = {"eps_q": 0.5, "eps_max": 0.6, "eps_mean": 0.01, "rmse": 0.02}
     several = {**one, **{f"{key}_std": 0.001 for key in one}}

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from conftest import TrainTiny
 
-from normcoef import predict
+from normcoef.cli import predict
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import make_grid
 

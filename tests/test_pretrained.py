@@ -15,7 +15,8 @@ from conftest import TrainTiny
 from helpers import compose_config
 from omegaconf import OmegaConf
 
-from normcoef import evaluate, predict, pretrained
+from normcoef import pretrained
+from normcoef.cli import evaluate, predict
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import Grid
 from normcoef.data.storage import GRID, load_split

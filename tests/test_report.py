@@ -16,14 +16,13 @@ from pathlib import Path
 import pytest
 from mlflow import MlflowClient
 
+from normcoef.cli.report import main, split_arguments
 from normcoef.report import (
     RunResult,
     best_row,
     format_table,
     group_runs,
-    main,
     run_result,
-    split_arguments,
 )
 from normcoef.tracking import OVERRIDE_TAG
 

@@ -17,11 +17,11 @@ import pytest
 from conftest import TinyDataset
 from mlflow import MlflowClient
 
+from normcoef.cli.report import main
 from normcoef.report import (
     RunResult,
     format_table,
     group_runs,
-    main,
     varied_keys,
 )
 from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED

@@ -11,7 +11,7 @@ import torch
 from conftest import TinyDataset
 from helpers import compose_config, tiny_overrides
 
-from normcoef import evaluate, predict
+from normcoef.cli import evaluate, predict
 from normcoef.config import validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import Split, load_split

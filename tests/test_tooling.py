@@ -63,6 +63,39 @@ def test_a_console_script_runs_from_any_directory(script: str, tmp_path: Path):
     assert HELP[script] in done.stdout
 
 
+def test_every_command_lives_in_the_cli_package_and_every_cli_module_is_a_command():
+    modules = {SCRIPTS[script].partition(":")[0] for script in SCRIPTS}
+    assert all(module.startswith("normcoef.cli.") for module in modules), modules
+    helpers = {"__init__", "checkpoint_options"}  # shared argument parsing, not a command
+    in_package = {
+        f"normcoef.cli.{path.stem}"
+        for path in (REPO / "normcoef" / "cli").glob("*.py")
+        if path.stem not in helpers
+    }
+    assert in_package == modules
+
+
+@pytest.mark.parametrize("script", sorted(HELP))
+def test_the_old_python_m_form_of_a_command_still_runs_it(script: str, tmp_path: Path):
+    """``python -m normcoef.train`` etc., as the docs and users' scripts write them, run the
+    command of ``normcoef.cli`` (the old module paths are aliases)."""
+    command = script.removeprefix("normcoef-")
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", f"normcoef.{command}", "--help"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert HELP[script] in done.stdout
+
+
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
 def test_make_without_a_target_lists_every_target_and_installs_nothing():
     make = ["make", "--no-print-directory", "-C", str(REPO)]

@@ -1,4 +1,4 @@
-"""Specification of test-time augmentation (normcoef.inference.predict_gamma, tta=True): the
+"""Specification of test-time augmentation (normcoef.training.forward.predict_gamma, tta=True): the
 network's γ² averaged over the flips of the input, each output flipped back."""
 
 from __future__ import annotations

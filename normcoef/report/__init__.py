@@ -1,13 +1,11 @@
-"""Ablation tables of a sweep from MLflow: ``python -m normcoef.report experiment=<name>``.
+"""Ablation tables of a sweep from MLflow (the command: ``normcoef.cli.report``).
 
 - ``table``: the Markdown table, pure functions of ``RunResult``/``Row`` (best on validation);
 - ``runs``: a sweep's runs read through ``normcoef.tracking``, the table logged on its parent;
 - ``sweep_dir``: jobs that left no run, and the Optuna summary, from the sweep's folder;
 - ``sweep_report``: ``report()``, the three put together (also called when a sweep ends);
-- ``cli``: the command line (Hydra overrides of the training config, ``sweep=``, ``log=``).
 """
 
-from normcoef.report.cli import USAGE, compose_train_config, main, split_arguments
 from normcoef.report.runs import (
     TABLE_FILE,
     best_validation,
@@ -35,17 +33,14 @@ __all__ = [
     "METRICS",
     "SELECT_ON",
     "TABLE_FILE",
-    "USAGE",
     "Row",
     "RunResult",
     "best_row",
     "best_run",
     "best_validation",
-    "compose_train_config",
     "format_table",
     "group_runs",
     "log_summary",
-    "main",
     "missing_jobs",
     "optuna_summary",
     "parent_run",
@@ -53,6 +48,5 @@ __all__ = [
     "run_overrides",
     "run_result",
     "select_sweep",
-    "split_arguments",
     "varied_keys",
 ]

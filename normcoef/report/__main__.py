@@ -1,5 +1,8 @@
-"""``python -m normcoef.report ...``: see ``normcoef.report.cli``."""
+"""``python -m normcoef.report``: an alias kept for existing commands and scripts.
 
-from normcoef.report.cli import main
+The command lives in ``normcoef.cli.report`` (also the ``normcoef-report`` console script).
+"""
+
+from normcoef.cli.report import main
 
 main()

@@ -34,7 +34,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from normcoef.cli import USER_ERRORS, one_line
+from normcoef.console import USER_ERRORS, one_line
 from normcoef.sweeps.naming import unique_suffix
 
 log = logging.getLogger(__name__)

@@ -21,7 +21,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from normcoef.cli import USER_ERRORS
+from normcoef.console import USER_ERRORS
 from normcoef.tracking import (
     DESCRIPTION_TAG,
     EXPERIMENT_TAG,

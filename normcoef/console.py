@@ -1,4 +1,8 @@
-"""What every entry point does with a user's mistake: one line naming it, no traceback.
+"""What the user sees on the console: a mistake as one line naming it, no traceback;
+warnings; argparse types; SIGTERM as an interrupt.
+
+At the bottom of the layers: library code of every layer raises or prints what the commands
+(``normcoef.cli``) show.
 
 User mistakes surface as ``OSError`` (missing, unreadable or existing files), ``ValueError``
 (bad values; ``DatasetError`` and ``CheckpointError`` derive from it) and ``LookupError``

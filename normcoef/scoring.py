@@ -197,7 +197,7 @@ def evaluate(  # noqa: PLR0913 (to group: the evaluation config group as one val
     Both methods see the same samples: the first ``limit`` (>= 1) when given. Randomization
     costs minutes per global sample: ``randomization_limit`` runs it on the first K of those
     only, and the CNN is then also scored on the same K (a like-for-like row). ``tta``: the
-    CNN's γ² is averaged over flips of each input (``normcoef.inference.predict_gamma``). A
+    CNN's γ² is averaged over flips of each input (``normcoef.training.forward.predict_gamma``). A
     network on the prior_residual target gets a row for the prior alone.
     """
     check_limit(limit)

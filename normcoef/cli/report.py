@@ -12,7 +12,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from normcoef.cli import exit_on_user_error
+from normcoef.console import exit_on_user_error
 from normcoef.report.sweep_report import report
 
 USAGE = """Ablation tables from MLflow:
