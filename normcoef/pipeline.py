@@ -26,9 +26,10 @@ from normcoef.models import count_parameters
 from normcoef.scoring import evaluate, log_evaluation
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
-    FAILURE_TAG,
     JobContext,
     NullTracker,
+    Tag,
+    configured_tracking_uri,
     flatten,
     read_sweep_parent,
     run_name,
@@ -126,7 +127,7 @@ def run_training(
     model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info)
     loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
     device = resolve_device(cfg.trainer.device)
-    resume = resume_point(cfg.trainer.resume, cfg.logger.get("tracking_uri"))
+    resume = resume_point(cfg.trainer.resume, configured_tracking_uri(cfg.logger))
     last_pt = None if resume is None else resume.checkpoint
     settings = loop_settings(cfg.trainer)
     check_can_train(model, data, settings, run_dir and Path(run_dir), last_pt)
@@ -180,7 +181,7 @@ def open_tracker(
 ) -> NullTracker:
     """The run's tracker, started: nested under its sweep's parent run when there is one,
     named by what the sweep varies, and linked to the MLflow run it resumes."""
-    parent = read_sweep_parent(sweep_dir, cfg.logger.get("tracking_uri"))
+    parent = read_sweep_parent(sweep_dir, configured_tracking_uri(cfg.logger))
     parent_id = parent["run_id"] if parent else None
     tags = run_tags(cfg.experiment_name, job, overrides, sweep_dir, parent_id)
     name = run_name(job.overrides, parent["varied"] if parent else (), job.trial)
@@ -267,7 +268,7 @@ def end_failed(tracker: NullTracker, error: BaseException) -> None:
     """End the run of an exception: FAILED with its reason for a divergence, KILLED for
     Ctrl-C (or SIGTERM, turned into one), FAILED otherwise."""
     if isinstance(error, DivergenceError):
-        tracker.set_tags({FAILURE_TAG: str(error)})
+        tracker.set_tags({Tag.FAILURE: str(error)})
     tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
 
 

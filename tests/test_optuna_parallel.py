@@ -33,7 +33,7 @@ from normcoef.sweeps.optuna import (
     heartbeats,
     open_storage,
 )
-from normcoef.tracking import prepare_tracking_store, sqlite_path
+from normcoef.tracking.store import prepare_tracking_store, sqlite_path
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = Path("multirun") / "optuna_smoke"

@@ -24,7 +24,7 @@ from normcoef.report import (
     group_runs,
     run_result,
 )
-from normcoef.tracking import OVERRIDE_TAG
+from normcoef.tracking import Tag
 
 KEYS = ("eps_q", "eps_max", "eps_mean")
 EXPERIMENT = ["experiment=smoke/activation"]  # experiment_name: activation_smoke
@@ -93,7 +93,9 @@ def test_a_run_is_read_from_structured_override_tags_choosing_on_best_validation
     values = {f"test/cnn/{k}": v for k, v in metrics(0.5).items()}
     values.update({f"best/val/{k}": v for k, v in metrics(0.2).items()})
     run = job_run(
-        store, {OVERRIDE_TAG + "activation": "elu", OVERRIDE_TAG + "a.b": "[1,2]"}, values
+        store,
+        {Tag.OVERRIDE_PREFIX + "activation": "elu", Tag.OVERRIDE_PREFIX + "a.b": "[1,2]"},
+        values,
     )
     result = run_result(MlflowClient(store), run)
     assert result.overrides == {"activation": "elu", "a.b": "[1,2]"}
@@ -237,7 +239,9 @@ def test_a_job_whose_run_has_only_structured_override_tags_is_not_missing(
         "  runtime:\n    choices: {activation: elu}\n"
     )
     values = {f"best/val/{k}": v for k, v in metrics(0.1).items()}
-    job_run(store, {OVERRIDE_TAG + "activation": "elu", "normcoef.sweep": str(sweep)}, values)
+    job_run(
+        store, {Tag.OVERRIDE_PREFIX + "activation": "elu", "normcoef.sweep": str(sweep)}, values
+    )
     main([*EXPERIMENT, f"logger.tracking_uri={store}", f"sweep={sweep}", "log=false"])
     printed = capsys.readouterr().out
     assert "| CNN | 1.00e-01 | 1.00e-01 | 2.00e-01 | 1.00e-02 | 1 (val) |" in printed

@@ -25,7 +25,7 @@ from normcoef.report import (
     varied_keys,
 )
 from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED
-from normcoef.tracking import parse_override_dirname
+from normcoef.tracking.tags import parse_override_dirname
 from normcoef.training.threads import usable_cores
 
 # normcoef's Optuna sweeper is a Hydra plugin in hydra_plugins/ at the repository root.

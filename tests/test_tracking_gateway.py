@@ -9,27 +9,25 @@ no network is trained here.
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
+from omegaconf import OmegaConf
 from test_report import store, template  # noqa: F401 (the store fixture, one template store)
 
 from normcoef.tracking import (
-    EXPERIMENT_TAG,
-    OVERRIDE_DIRNAME_TAG,
-    OVERRIDE_TAG,
-    PARENT_RUN_TAG,
-    PRESET_TAG,
-    SWEEP_TAG,
     ExistingRun,
     JobContext,
     RunStore,
-    parse_override_dirname,
+    Tag,
+    configured_tracking_uri,
     run_overrides,
     run_tags,
 )
-from normcoef.tracking import tags as tag_names
+from normcoef.tracking.store import DEFAULT_TRACKING_URI
+from normcoef.tracking.tags import parse_override_dirname
 
 PACKAGE = Path(__file__).resolve().parents[1] / "normcoef"
 # Modules that still reach MLflow themselves, or spell tag names, until the lead merges their
@@ -57,7 +55,8 @@ def mlflow_importers(root: Path) -> list[str]:
 
 def tag_spellers(root: Path) -> list[str]:
     """Modules under ``root`` (tracking/tags.py excepted) that spell a tag name literally."""
-    names = {value for key, value in vars(tag_names).items() if key.endswith("_TAG")}
+    names = {value for key, value in vars(Tag).items() if key.isupper()}
+    assert len(names) == 15  # the namespace is read, not an empty set
     found = []
     for path in sorted(root.rglob("*.py")):
         relative = str(path.relative_to(root))
@@ -77,6 +76,59 @@ def test_tag_names_are_spelt_once_in_the_tags_module():
     assert tag_spellers(PACKAGE) == []
 
 
+def tracking_uri_readers(root: Path) -> list[str]:
+    """Modules under ``root`` (the tracking package excepted) that read ``tracking_uri`` from
+    a config themselves (``<x>.logger.tracking_uri``, ``<x>.get("tracking_uri")``)."""
+    found = []
+    for path in sorted(root.rglob("*.py")):
+        relative = path.relative_to(root)
+        if relative.parts[0] == "tracking":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            attribute = (
+                isinstance(node, ast.Attribute)
+                and node.attr == "tracking_uri"
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "logger"
+            )
+            getter = (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "get"
+                and any(
+                    isinstance(a, ast.Constant) and a.value == "tracking_uri" for a in node.args
+                )
+            )
+            if attribute or getter:
+                found.append(str(relative))
+    return sorted(set(found))
+
+
+def test_the_tracking_uri_is_read_from_a_config_only_in_the_tracking_package():
+    assert tracking_uri_readers(PACKAGE) == []
+
+
+def test_a_config_without_a_tracking_uri_means_the_embedded_store():
+    none = OmegaConf.create({"_target_": "normcoef.tracking.NullTracker"})
+    server = OmegaConf.create({"tracking_uri": "http://mlflow:5000"})
+    assert configured_tracking_uri(none) == DEFAULT_TRACKING_URI
+    assert configured_tracking_uri(OmegaConf.create({"tracking_uri": None})) == DEFAULT_TRACKING_URI
+    assert configured_tracking_uri(server) == "http://mlflow:5000"
+
+
+def test_every_name_the_tracking_package_exports_is_used_outside_it():
+    """A small surface: what the rest of normcoef (or conf/) uses, nothing for tests alone."""
+    import normcoef.tracking
+
+    outside = [p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "tracking"]
+    repo = PACKAGE.parent
+    outside += [*(repo / "hydra_plugins").rglob("*.py"), *(repo / "benchmarks").rglob("*.py")]
+    outside += list((repo / "conf").rglob("*.yaml"))
+    text = "\n".join(p.read_text() for p in outside)
+    unused = [n for n in normcoef.tracking.__all__ if not re.search(rf"\b{n}\b", text)]
+    assert unused == []
+
+
 # --- the tags of a job run ---------------------------------------------------------------
 
 
@@ -84,25 +136,25 @@ def test_a_job_runs_tags_hold_each_override_and_its_sweeps_parent():
     job = JobContext({"activation": "elu", "model.layers": "3"}, {"experiment": "smoke/x"})
     tags = run_tags("activation_smoke", job, "activation=elu,model.layers=3", "multirun/s1", "p1")
     assert tags == {
-        EXPERIMENT_TAG: "activation_smoke",
-        OVERRIDE_DIRNAME_TAG: "activation=elu,model.layers=3",
-        SWEEP_TAG: "multirun/s1",
-        PRESET_TAG: "experiment=smoke/x",
-        OVERRIDE_TAG + "activation": "elu",
-        OVERRIDE_TAG + "model.layers": "3",
-        PARENT_RUN_TAG: "p1",
+        Tag.EXPERIMENT: "activation_smoke",
+        Tag.OVERRIDE_DIRNAME: "activation=elu,model.layers=3",
+        Tag.SWEEP: "multirun/s1",
+        Tag.PRESET: "experiment=smoke/x",
+        Tag.OVERRIDE_PREFIX + "activation": "elu",
+        Tag.OVERRIDE_PREFIX + "model.layers": "3",
+        Tag.PARENT_RUN: "p1",
     }
     assert run_overrides(tags) == job.overrides
 
 
 def test_a_run_outside_a_sweep_has_no_parent_and_its_defaults_are_named():
     tags = run_tags("quickstart", JobContext())
-    assert tags == {EXPERIMENT_TAG: "quickstart", OVERRIDE_DIRNAME_TAG: "(defaults)", SWEEP_TAG: ""}
+    assert tags == {Tag.EXPERIMENT: "quickstart", Tag.OVERRIDE_DIRNAME: "(defaults)", Tag.SWEEP: ""}
     assert run_overrides(tags) == {}
 
 
 def test_the_structured_overrides_win_over_the_override_string():
-    tags = {OVERRIDE_TAG + "loss": "mse", OVERRIDE_DIRNAME_TAG: "loss=rel_sq"}
+    tags = {Tag.OVERRIDE_PREFIX + "loss": "mse", Tag.OVERRIDE_DIRNAME: "loss=rel_sq"}
     assert run_overrides(tags) == {"loss": "mse"}
 
 

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from normcoef.console import exit_on_user_error
 from normcoef.report.sweep_report import report
+from normcoef.tracking import configured_tracking_uri
 
 USAGE = """Ablation tables from MLflow:
 
@@ -87,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     print(
         report(
             cfg.experiment_name,
-            cfg.logger.get("tracking_uri"),
+            configured_tracking_uri(cfg.logger),
             cfg.logger.get("experiment", "normcoef"),
             options.get("sweep", "latest"),
             (sweeper.get("storage"), sweeper.get("study_name")),

@@ -9,16 +9,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from normcoef.report.table import METRICS, Row, RunResult, best_row, best_run
 from normcoef.tracking import (
-    BEST_RUN_TAG,
-    BEST_TAG,
-    DESCRIPTION_TAG,
-    EXPERIMENT_TAG,
-    FAILURE_TAG,
-    NOTE_TAG,
-    PARENT_RUN_TAG,
-    SUMMARY_TAG,
-    SWEEP_TAG,
     RunStore,
+    Tag,
     run_overrides,
     sweep_run_name,
 )
@@ -37,7 +29,7 @@ class MetricHistory(Protocol):
 
 def select_sweep(runs: Sequence[Run], sweep: str = "latest") -> str:
     """The ``normcoef.sweep`` tag to report: the latest one, or the one naming ``sweep``."""
-    sweeps = [run.data.tags.get(SWEEP_TAG, "") for run in runs]
+    sweeps = [run.data.tags.get(Tag.SWEEP, "") for run in runs]
     sweeps = [s for s in sweeps if s]
     if not sweeps:
         raise LookupError(
@@ -60,7 +52,7 @@ def run_result(store: MetricHistory, run: Run) -> RunResult:
     result = RunResult(
         overrides=run_overrides(tags),
         status=run.info.status,
-        failure=tags.get(FAILURE_TAG, ""),
+        failure=tags.get(Tag.FAILURE, ""),
         run_id=run.info.run_id,
     )
     keys = [key for key, _ in METRICS]
@@ -101,7 +93,7 @@ def parent_run(store: RunStore, experiment_id: str, experiment: str, sweep: str)
     found = store.sweep_parent(experiment_id, experiment, sweep)
     if found is not None:
         return found
-    tags = {SUMMARY_TAG: "true", EXPERIMENT_TAG: experiment, SWEEP_TAG: sweep}
+    tags = {Tag.SUMMARY: "true", Tag.EXPERIMENT: experiment, Tag.SWEEP: sweep}
     return store.create_run(experiment_id, tags, sweep_run_name(experiment))
 
 
@@ -111,18 +103,18 @@ def log_summary(
     """Log the table and the best run on the sweep's parent run; nest the jobs under it."""
     run_id = parent_run(store, experiment_id, experiment, sweep)
     store.log_text(run_id, table, TABLE_FILE)
-    description = store.get_run(run_id).data.tags.get(DESCRIPTION_TAG, "")
-    store.set_tags(run_id, {NOTE_TAG: f"{description}\n\n{table}".strip()})
+    description = store.get_run(run_id).data.tags.get(Tag.DESCRIPTION, "")
+    store.set_tags(run_id, {Tag.NOTE: f"{description}\n\n{table}".strip()})
     best = best_row(rows)
     if best is not None:
-        chosen = {BEST_TAG: ",".join(best.values.values()) or "CNN"}
-        store.set_tags(run_id, {**chosen, BEST_RUN_TAG: best_run(best).run_id or ""})
+        chosen = {Tag.BEST: ",".join(best.values.values()) or "CNN"}
+        store.set_tags(run_id, {**chosen, Tag.BEST_RUN: best_run(best).run_id or ""})
         split = best.completed[0].split
         store.log_metrics(run_id, {f"best/val/{key}": best.validation[key] for key, _ in METRICS})
         store.log_metrics(run_id, {f"best/{split}/{key}": best.summary[key] for key, _ in METRICS})
     for row in rows:
         for run in row.runs:
             if run.run_id:
-                store.set_tags(run.run_id, {PARENT_RUN_TAG: run_id})
+                store.set_tags(run.run_id, {Tag.PARENT_RUN: run_id})
     store.end(run_id)
     return run_id

@@ -7,7 +7,11 @@ from pathlib import Path
 from normcoef.report.runs import TABLE_FILE, log_summary, run_result, select_sweep
 from normcoef.report.sweep_dir import missing_jobs, optuna_summary
 from normcoef.report.table import best_row, best_run, format_table, group_runs, varied_keys
-from normcoef.tracking import SWEEP_TAG, RunStore, review_url
+from normcoef.tracking import (
+    RunStore,
+    Tag,
+    review_url,
+)
 
 LOCAL_UI = "http://127.0.0.1:5000"
 """Where ``make ui`` serves ./mlflow.db (MLFLOW_HOST, MLFLOW_PORT)."""
@@ -45,7 +49,7 @@ def report(
             "python -m normcoef.train -m experiment=..."
         )
     sweep = select_sweep(runs, sweep)
-    runs = [run for run in runs if run.data.tags.get(SWEEP_TAG) == sweep]
+    runs = [run for run in runs if run.data.tags.get(Tag.SWEEP) == sweep]
     results = [run_result(store, run) for run in runs]
     results += missing_jobs(Path(sweep), [result.overrides for result in results])
     if not any(result.ok for result in results):

@@ -23,14 +23,9 @@ from omegaconf import DictConfig
 
 from normcoef.console import USER_ERRORS
 from normcoef.tracking import (
-    DESCRIPTION_TAG,
-    EXPERIMENT_TAG,
-    FAILURE_TAG,
-    GIT_COMMIT_TAG,
-    NOTE_TAG,
-    SUMMARY_TAG,
-    SWEEP_TAG,
     RunStore,
+    Tag,
+    configured_tracking_uri,
     read_sweep_parent,
     sweep_run_name,
     tracks_to_mlflow,
@@ -73,15 +68,15 @@ def sweep_tags(config: DictConfig, varied: list[str]) -> dict[str, str]:
         f"Jobs write under `{sweep_dir}`; each is a child run of this one."
     )
     tags = {
-        SUMMARY_TAG: "true",
-        EXPERIMENT_TAG: str(config.experiment_name),
-        SWEEP_TAG: sweep_dir,
-        DESCRIPTION_TAG: description,
-        NOTE_TAG: description,
+        Tag.SUMMARY: "true",
+        Tag.EXPERIMENT: str(config.experiment_name),
+        Tag.SWEEP: sweep_dir,
+        Tag.DESCRIPTION: description,
+        Tag.NOTE: description,
     }
     commit = git_commit()
     if commit:
-        tags[GIT_COMMIT_TAG] = commit
+        tags[Tag.GIT_COMMIT] = commit
     return tags
 
 
@@ -91,7 +86,7 @@ class ParentRun(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         if not tracks_to_mlflow(config.logger):
             return
-        uri = config.logger.tracking_uri
+        uri = configured_tracking_uri(config.logger)
         store = RunStore(uri)
         # First in the sweep to open the store: creates it (under its lock) before any job.
         experiment_id = store.prepare(config.logger.experiment)
@@ -113,7 +108,7 @@ class ParentRun(Callback):
             return
         from normcoef.report import report
 
-        sweeper, uri = config.hydra.sweeper, config.logger.tracking_uri
+        sweeper, uri = config.hydra.sweeper, configured_tracking_uri(config.logger)
         try:  # logs the table on the parent run and closes it
             table = report(
                 str(config.experiment_name),
@@ -127,7 +122,7 @@ class ParentRun(Callback):
             parent = read_sweep_parent(str(config.hydra.sweep.dir), uri)
             if parent is not None:
                 store = RunStore(uri)
-                store.set_tags(parent["run_id"], {FAILURE_TAG: str(error)})
+                store.set_tags(parent["run_id"], {Tag.FAILURE: str(error)})
                 store.end(parent["run_id"], "FAILED")
             return
         log.info("\n%s", table)

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from normcoef.tracking.store import DEFAULT_TRACKING_URI, prepare_tracking_store, store_exists
-from normcoef.tracking.tags import EXPERIMENT_TAG, SUMMARY_TAG, SWEEP_TAG
+from normcoef.tracking.store import prepare_tracking_store, resolve_tracking_uri, store_exists
+from normcoef.tracking.tags import Tag
 
 if TYPE_CHECKING:  # MLflow's run entities are what the gateway hands out: ``Run`` for callers
     from mlflow import MlflowClient
@@ -25,7 +25,7 @@ class RunStore:
     """One tracking store (``uri``; the embedded ``sqlite:///mlflow.db`` by default)."""
 
     def __init__(self, uri: str | None = None) -> None:
-        self.uri = uri or DEFAULT_TRACKING_URI
+        self.uri = resolve_tracking_uri(uri)
         self._client: MlflowClient | None = None
 
     @property
@@ -55,11 +55,11 @@ class RunStore:
         while True:
             page = self.client.search_runs(
                 [experiment_id],
-                filter_string=f"tags.`{EXPERIMENT_TAG}` = '{experiment}'",
+                filter_string=f"tags.`{Tag.EXPERIMENT}` = '{experiment}'",
                 order_by=["attributes.start_time ASC"],
                 page_token=token,
             )
-            runs += [run for run in page if run.data.tags.get(SUMMARY_TAG) != "true"]
+            runs += [run for run in page if run.data.tags.get(Tag.SUMMARY) != "true"]
             token = page.token
             if not token:
                 return runs
@@ -69,8 +69,8 @@ class RunStore:
         found = self.client.search_runs(
             [experiment_id],
             filter_string=(
-                f"tags.`{SUMMARY_TAG}` = 'true' and tags.`{EXPERIMENT_TAG}` = '{experiment}' "
-                f"and tags.`{SWEEP_TAG}` = '{sweep}'"
+                f"tags.`{Tag.SUMMARY}` = 'true' and tags.`{Tag.EXPERIMENT}` = '{experiment}' "
+                f"and tags.`{Tag.SWEEP}` = '{sweep}'"
             ),
         )
         return found[0].info.run_id if found else None
@@ -148,7 +148,7 @@ def download_checkpoint(run_id: str, tracking_uri: str | None, name: str = "last
     """
     import mlflow
 
-    mlflow.set_tracking_uri(tracking_uri or DEFAULT_TRACKING_URI)
+    mlflow.set_tracking_uri(resolve_tracking_uri(tracking_uri))
     try:
         local = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="checkpoints")
         path = Path(local) / name
@@ -157,6 +157,6 @@ def download_checkpoint(run_id: str, tracking_uri: str | None, name: str = "last
     except Exception as error:  # MLflow raises several types for unknown runs/paths
         raise FileNotFoundError(
             f"cannot fetch checkpoints/{name} of MLflow run {run_id!r} from "
-            f"{tracking_uri or DEFAULT_TRACKING_URI}: {error}"
+            f"{resolve_tracking_uri(tracking_uri)}: {error}"
         ) from error
     return path

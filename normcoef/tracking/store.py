@@ -24,12 +24,26 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from omegaconf import DictConfig
+
 log = logging.getLogger(__name__)
 
 # Attempts and first pause of the retry on a busy SQLite file (doubling each time).
 LOCKED_RETRIES = 5
 LOCKED_FIRST_PAUSE_S = 0.5
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+def resolve_tracking_uri(uri: str | None = None) -> str:
+    """The store runs go to: ``uri`` (``logger.tracking_uri``, ``--tracking-uri``, a sweep's
+    record), else the embedded default. The one place that rule is written."""
+    return uri or DEFAULT_TRACKING_URI
+
+
+def configured_tracking_uri(logger: DictConfig) -> str:
+    """The store of a training config's ``logger`` group (``logger=none`` has no URI: the
+    default, where a report or a sweep's parent would look)."""
+    return resolve_tracking_uri(logger.get("tracking_uri"))
 
 
 def sqlite_path(uri: str) -> Path | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from normcoef.tracking.store import DEFAULT_TRACKING_URI
+from normcoef.tracking.store import resolve_tracking_uri
 
 PARENT_FILE = "mlflow_parent.json"
 """In a sweep directory: the MLflow parent run of the sweep's jobs, and its store."""
@@ -24,7 +24,7 @@ def write_sweep_parent(
     path.parent.mkdir(parents=True, exist_ok=True)
     record = {
         "run_id": run_id,
-        "tracking_uri": tracking_uri or DEFAULT_TRACKING_URI,
+        "tracking_uri": resolve_tracking_uri(tracking_uri),
         "varied": varied,
     }
     path.write_text(json.dumps(record, indent=1) + "\n")
@@ -37,4 +37,4 @@ def read_sweep_parent(sweep_dir: str | Path | None, tracking_uri: str | None) ->
     if path is None or not path.is_file():
         return None
     record = json.loads(path.read_text())
-    return record if record.get("tracking_uri") == (tracking_uri or DEFAULT_TRACKING_URI) else None
+    return record if record.get("tracking_uri") == resolve_tracking_uri(tracking_uri) else None

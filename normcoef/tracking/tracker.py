@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from normcoef.tracking.store import DEFAULT_TRACKING_URI, prepare_tracking_store
-from normcoef.tracking.tags import RESUMED_BY_TAG, RESUMED_FROM_TAG
+from normcoef.tracking.store import prepare_tracking_store, resolve_tracking_uri
+from normcoef.tracking.tags import Tag
 
 MLFLOW_TRACKER = "normcoef.tracking.MLflowTracker"
 """``conf/logger/mlflow.yaml``'s ``_target_``: the runs of a sweep that tracks reach MLflow."""
@@ -98,13 +98,13 @@ class MLflowTracker(NullTracker):
 
         self.log_model = log_model  # log_network: the best network as an MLflow model
         self._mlflow = mlflow
-        prepare_tracking_store(tracking_uri or DEFAULT_TRACKING_URI, experiment)
+        prepare_tracking_store(resolve_tracking_uri(tracking_uri), experiment)
         self._run = mlflow.start_run(run_name=run_name, tags=tags or {})
         self.run_id: str = self._run.info.run_id
         self._client = mlflow.MlflowClient()
         self._pending: list[Any] = []  # mlflow.entities.Metric, not yet written
         self._flushed = time.monotonic()
-        self._uri = tracking_uri or DEFAULT_TRACKING_URI
+        self._uri = resolve_tracking_uri(tracking_uri)
         self._checkpoints: Path | None = None  # the local folder of the checkpoints logged
 
     def _write(self, write: Callable[[], Any]) -> Any:
@@ -193,8 +193,8 @@ class MLflowTracker(NullTracker):
 
     def mark_resumed(self, old_run_id: str) -> None:
         """Link the run this one resumes, and close it if a crash left it RUNNING."""
-        self._client.set_tag(old_run_id, RESUMED_BY_TAG, self.run_id)
-        self.set_tags({RESUMED_FROM_TAG: old_run_id})
+        self._client.set_tag(old_run_id, Tag.RESUMED_BY, self.run_id)
+        self.set_tags({Tag.RESUMED_FROM: old_run_id})
         if self._client.get_run(old_run_id).info.status == "RUNNING":
             self._client.set_terminated(old_run_id, "KILLED")
 

@@ -14,7 +14,7 @@ from conftest import Host, search, server_runs, trials, unique, wait, wait_until
 from optuna.trial import TrialState
 
 from normcoef.sweeps.failures import EXIT_SOME_JOBS_FAILED
-from normcoef.tracking import SUMMARY_TAG
+from normcoef.tracking import Tag
 
 STUDY = unique("scancel")
 N_TRIALS = 2
@@ -53,7 +53,7 @@ def test_a_cancelled_job_fails_its_trial_and_the_search_reaches_its_target_when_
     states = {trial.number: trial.state for trial in trials(STUDY)}
     assert states == {0: TrialState.FAIL, 1: TrialState.COMPLETE}
     # The cancelled job's run was closed by the job itself (SIGTERM), not left RUNNING.
-    statuses = sorted(r.info.status for r in server_runs(STUDY) if not r.data.tags.get(SUMMARY_TAG))
+    statuses = sorted(r.info.status for r in server_runs(STUDY) if not r.data.tags.get(Tag.SUMMARY))
     assert statuses == ["FINISHED", "KILLED"]
 
     again = wait(search(host, STUDY, N_TRIALS, STEPS))

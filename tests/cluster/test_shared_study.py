@@ -24,7 +24,7 @@ from conftest import (
 )
 from optuna.trial import TrialState
 
-from normcoef.tracking import SUMMARY_TAG
+from normcoef.tracking import Tag
 
 STUDY = unique("shared")
 N_TRIALS = 4
@@ -67,7 +67,7 @@ def test_both_hosts_ran_trials_as_slurm_jobs(two_hosts: TwoHosts):
 
 
 def test_every_trial_is_a_finished_run_on_the_server(two_hosts: TwoHosts):
-    runs = [run for run in server_runs(STUDY) if run.data.tags.get(SUMMARY_TAG) != "true"]
+    runs = [run for run in server_runs(STUDY) if run.data.tags.get(Tag.SUMMARY) != "true"]
     learning_rates = sorted(float(run.data.params["optimizer.lr"]) for run in runs)
 
     assert {run.info.status for run in runs} == {"FINISHED"}
@@ -89,6 +89,6 @@ def test_after_postgresql_restarts_a_new_search_resumes_the_study(two_hosts: Two
     (new,) = [trial for trial in complete if trial.number not in before]
     assert new.number == max(before) + 1  # the numbering goes on: its own job folder
     # The MLflow server, whose store is on the same PostgreSQL, logged it too.
-    runs = [run for run in server_runs(STUDY) if run.data.tags.get(SUMMARY_TAG) != "true"]
+    runs = [run for run in server_runs(STUDY) if run.data.tags.get(Tag.SUMMARY) != "true"]
     assert len(runs) == N_TRIALS + 1
     assert {run.info.status for run in runs} == {"FINISHED"}

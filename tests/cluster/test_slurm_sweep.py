@@ -23,7 +23,7 @@ from conftest import (
     unique,
 )
 
-from normcoef.tracking import SUMMARY_TAG
+from normcoef.tracking import Tag
 from normcoef.training.checkpoint import load_checkpoint
 
 EXPERIMENT = unique("grid")
@@ -61,7 +61,7 @@ def test_each_run_was_a_slurm_job_that_completed(sweep: Sweep):
 
 def test_every_job_is_a_finished_run_on_the_server_nested_under_one_parent(sweep: Sweep):
     runs = server_runs(EXPERIMENT)
-    (parent,) = [run for run in runs if run.data.tags.get(SUMMARY_TAG) == "true"]
+    (parent,) = [run for run in runs if run.data.tags.get(Tag.SUMMARY) == "true"]
     children = [run for run in runs if run is not parent]
 
     assert len(children) == len(ACTIVATIONS)
@@ -75,7 +75,7 @@ def test_every_job_is_a_finished_run_on_the_server_nested_under_one_parent(sweep
 def test_checkpoints_and_figures_download_through_the_servers_rest_api(
     sweep: Sweep, tmp_path: Path
 ):
-    runs = [run for run in server_runs(EXPERIMENT) if run.data.tags.get(SUMMARY_TAG) != "true"]
+    runs = [run for run in server_runs(EXPERIMENT) if run.data.tags.get(Tag.SUMMARY) != "true"]
     assert runs
     for run in runs:
         run_id = run.info.run_id

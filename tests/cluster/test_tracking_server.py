@@ -23,7 +23,7 @@ from conftest import (
 from mlflow import MlflowClient
 from mlflow.entities import Run
 
-from normcoef.tracking import RESUMED_BY_TAG, RESUMED_FROM_TAG
+from normcoef.tracking import Tag
 from normcoef.training.checkpoint import load_checkpoint
 
 STEPS = 3000  # about 20 s of training on a busy CPU core
@@ -128,8 +128,8 @@ def test_a_run_killed_on_one_host_resumes_on_another_from_its_checkpoint_on_the_
     (new,) = [run for run in server_runs(experiment) if run.info.run_id != killed]
     assert new.info.status == "FINISHED"
     assert old.info.status == "KILLED"  # closed by the run that resumed it
-    assert new.data.tags[RESUMED_FROM_TAG] == killed
-    assert old.data.tags[RESUMED_BY_TAG] == new.info.run_id
+    assert new.data.tags[Tag.RESUMED_FROM] == killed
+    assert old.data.tags[Tag.RESUMED_BY] == new.info.run_id
     steps = sorted(m.step for m in client.get_metric_history(new.info.run_id, "train/loss"))
     assert steps == list(range(at + 1, STEPS + 1))  # went on from the checkpoint
     resumed = load_checkpoint(download_artifact(new.info.run_id, "checkpoints/last.pt", tmp_path))
