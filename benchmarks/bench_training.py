@@ -52,7 +52,7 @@ from normcoef.data.storage import Split
 from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Standardizer
 from normcoef.training.crops import crop_sampler
 from normcoef.training.factory import build_loss, build_model
-from normcoef.training.loop import resident_split, train_model, train_step
+from normcoef.training.loop import Optimization, RunOutputs, resident_split, train_model, train_step
 from normcoef.training.schedules import constant
 from normcoef.training.settings import LoopSettings
 
@@ -170,7 +170,9 @@ def loop_run_time(args, device: torch.device, data: PreparedData, steps: int, tm
     synchronize(device)
     start = time.perf_counter()
     adam = functools.partial(torch.optim.Adam, lr=1e-3)  # conf/optimizer/adam
-    train_model(model, loss_fn, data, settings, run_dir, device, adam, constant)
+    train_model(
+        model, loss_fn, data, settings, device, Optimization(adam, constant), RunOutputs(run_dir)
+    )
     synchronize(device)
     return time.perf_counter() - start
 

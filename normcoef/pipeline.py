@@ -8,6 +8,7 @@ and call ``run_training``); ``normcoef.train`` is the thin Hydra entry point aro
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
@@ -23,7 +24,7 @@ from normcoef.data.torch_dataset import PreparedData, prepare_data
 from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
-from normcoef.scoring import evaluate, log_evaluation
+from normcoef.scoring import ScoringOptions, evaluate, log_evaluation
 from normcoef.sweeps.naming import timestamped_name
 from normcoef.tracking import (
     JobContext,
@@ -43,7 +44,14 @@ from normcoef.training.factory import (
     resolve_device,
     scheduler_factory,
 )
-from normcoef.training.loop import DivergenceError, TrainResult, check_can_train, train_model
+from normcoef.training.loop import (
+    DivergenceError,
+    Optimization,
+    RunOutputs,
+    TrainResult,
+    check_can_train,
+    train_model,
+)
 from normcoef.training.settings import LoopSettings
 from normcoef.training.threads import thread_share
 
@@ -101,6 +109,19 @@ def loop_settings(trainer: DictConfig) -> LoopSettings:
     return LoopSettings(**values)
 
 
+def scoring_options(evaluation: DictConfig, trainer: DictConfig) -> ScoringOptions:
+    """How a finished run scores its test split: the ``evaluation`` group, the trainer's
+    progress bars."""
+    return ScoringOptions(
+        limit=evaluation.max_samples,
+        randomization_samples=evaluation.randomization_samples,
+        randomization_limit=evaluation.randomization_max_samples,
+        seed=evaluation.randomization_seed,
+        tta=evaluation.tta,
+        progress=trainer.progress,
+    )
+
+
 def start_tracker(logger: DictConfig, run_name: str | None, tags: dict[str, str]) -> NullTracker:
     """The tracker of ``conf/logger`` (a ``_partial_`` of a ``normcoef.tracking`` class), given
     the run's name and tags."""
@@ -122,34 +143,36 @@ def run_training(
     validate(cfg)  # a value out of range fails here, naming its key, before anything runs
     job = job or JobContext()
     threads = prepare_process(cfg.trainer, job)
-    info = dataset_info(cfg)
-    data = load_data(cfg, info)
-    model = build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info)
-    loss_fn = for_target(build_loss(cfg.loss), cfg.target.name)
-    device = resolve_device(cfg.trainer.device)
+    built = build_run(cfg)
     resume = resume_point(cfg.trainer.resume, configured_tracking_uri(cfg.logger))
     last_pt = None if resume is None else resume.checkpoint
     settings = loop_settings(cfg.trainer)
-    check_can_train(model, data, settings, run_dir and Path(run_dir), last_pt)
+    check_can_train(built.model, built.data, settings, run_dir and Path(run_dir), last_pt)
     tracker = open_tracker(cfg, job, overrides, sweep_dir, resume)
     run_dir = Path(run_dir or Path(cfg.trainer.output_dir) / (tracker.run_id or timestamped_name()))
     try:  # from the run's first write on: an interrupt or failure ends it, never left RUNNING
-        extra = log_run_facts(tracker, cfg, job, info, model, data, device, threads)
-        result = train_model(
-            model,
-            loss_fn,
-            data,
-            settings,
+        extra = log_run_facts(tracker, cfg, job, built, threads)
+        # The optimizer and schedule are built by the loop, on the network's parameters.
+        optimization = Optimization(
+            optimizer_factory(cfg.optimizer), scheduler_factory(cfg.scheduler)
+        )
+        outputs = RunOutputs(
             run_dir,
-            device,
-            optimizer_factory(cfg.optimizer),  # built by the loop on the parameters
-            scheduler_factory(cfg.scheduler),
             checkpoint_extra=extra,
-            resume_from=last_pt,
             on_metrics=tracker.log_metrics,
             on_checkpoint=lambda path: tracker.log_artifact(path, "checkpoints"),
         )
-        evaluate_finished(cfg, model, loss_fn, data, result, device, tracker, info)
+        result = train_model(
+            built.model,
+            built.loss_fn,
+            built.data,
+            settings,
+            built.device,
+            optimization,
+            outputs,
+            resume_from=last_pt,
+        )
+        evaluate_finished(cfg, built, result, tracker)
     except BaseException as error:
         end_failed(tracker, error)
         raise
@@ -160,6 +183,32 @@ def run_training(
     where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
     print(f"Checkpoints: {run_dir} (best.pt, step {result.best_step}){where}")
     return result.best_value
+
+
+@dataclass(frozen=True)
+class BuiltRun:
+    """What a run builds from its config before its tracker opens: the data set's facts, the
+    prepared splits, the network, its loss and the device."""
+
+    info: DatasetInfo
+    data: PreparedData
+    model: torch.nn.Module
+    loss_fn: torch.nn.Module
+    device: torch.device
+
+
+def build_run(cfg: DictConfig) -> BuiltRun:
+    """Read the data and build the network its config describes (refusals happen here, before
+    any run opens)."""
+    info = dataset_info(cfg)
+    data = load_data(cfg, info)
+    return BuiltRun(
+        info,
+        data,
+        build_model(cfg.model, cfg.activation, data.standardizer.in_channels, info),
+        for_target(build_loss(cfg.loss), cfg.target.name),
+        resolve_device(cfg.trainer.device),
+    )
 
 
 def prepare_process(trainer: DictConfig, job: JobContext) -> int:
@@ -193,18 +242,12 @@ def open_tracker(
     return tracker
 
 
-def log_run_facts(  # noqa: PLR0913 (to group: what the pipeline built, as one value)
-    tracker: NullTracker,
-    cfg: DictConfig,
-    job: JobContext,
-    info: DatasetInfo,
-    model: torch.nn.Module,
-    data: PreparedData,
-    device: torch.device,
-    threads: int,
+def log_run_facts(
+    tracker: NullTracker, cfg: DictConfig, job: JobContext, built: BuiltRun, threads: int
 ) -> dict:
     """Params and config.yaml of the run; the facts every checkpoint carries (its config,
     standardizer and data set description)."""
+    info, data = built.info, built.data
     if not info.is_generated:
         describe_data_as_read(cfg, info)
     container = cast(dict, OmegaConf.to_container(cfg, resolve=True))
@@ -214,7 +257,9 @@ def log_run_facts(  # noqa: PLR0913 (to group: what the pipeline built, as one v
     if "dataset" in choices:
         choices["dataset"] = dataset_choice_label(choices["dataset"], cfg.dataset)
     tracker.log_params(choices)
-    tracker.log_params({"model.parameters": count_parameters(model), "device": str(device)})
+    tracker.log_params(
+        {"model.parameters": count_parameters(built.model), "device": str(built.device)}
+    )
     tracker.log_params({"threads": threads})
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
@@ -226,38 +271,20 @@ def log_run_facts(  # noqa: PLR0913 (to group: what the pipeline built, as one v
     }
 
 
-def evaluate_finished(  # noqa: PLR0913 (to group: as log_run_facts)
-    cfg: DictConfig,
-    model: torch.nn.Module,
-    loss_fn: torch.nn.Module,
-    data: PreparedData,
-    result: TrainResult,
-    device: torch.device,
-    tracker: NullTracker,
-    info: DatasetInfo,
+def evaluate_finished(
+    cfg: DictConfig, built: BuiltRun, result: TrainResult, tracker: NullTracker
 ) -> None:
     """A run that trained all its steps: its test evaluation (or why there is none), and the
     best network as an MLflow model when ``logger.log_model`` asks for it."""
+    model, data, info = built.model, built.data, built.info
     best = result.best_path if result.best_path.exists() else result.last_path
     if cfg.evaluate and result.last_step == cfg.trainer.steps and not len(data.test):
         print(f"\nEvaluation skipped: {no_test_split(cfg, info)}\n")
     elif cfg.evaluate and result.last_step == cfg.trainer.steps:
         # Test metrics of the best checkpoint vs randomization, as a table and figures.
-        model.load_state_dict(load_checkpoint(best, map_location=device)["model"])
-        ev = cfg.evaluation
-        evaluation = evaluate(
-            model,
-            loss_fn,
-            data.test,
-            device,
-            ev.randomization_samples,
-            info,
-            ev.randomization_seed,
-            ev.max_samples,
-            cfg.trainer.progress,
-            tta=ev.tta,
-            randomization_limit=ev.randomization_max_samples,
-        )
+        model.load_state_dict(load_checkpoint(best, map_location=built.device)["model"])
+        options = scoring_options(cfg.evaluation, cfg.trainer)
+        evaluation = evaluate(model, built.loss_fn, data.test, built.device, info, options)
         table = evaluation.table()
         print(f"\nTest metrics (best checkpoint, step {result.best_step}):\n{table}\n")
         log_evaluation(tracker, evaluation, "test", info.periodic_x)

@@ -1,8 +1,9 @@
-"""Test-set evaluation: CNN vs the randomization estimator (report Table 8), and figures.
+"""A network scored on a test split: CNN vs the randomization estimator (report Table 8), the
+prior alone, test-time augmentation; figures and their logging.
 
 Metrics are per sample on ocean cells of physical γ, then averaged (report section 2).
 ``evaluate`` scores a network on a prepared split (training's last step);
-``evaluate_checkpoint`` a trained network on a data set on disk (``normcoef.evaluate``).
+``evaluate_checkpoint`` a trained network on a data set on disk (the evaluate command).
 """
 
 from __future__ import annotations
@@ -42,6 +43,29 @@ from normcoef.training.factory import build_loss
 from normcoef.training.forward import evaluate_split, predict_gamma
 
 DEFAULT_RANDOMIZATION_SAMPLES = 10_000
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    """How a split is scored: what the ``evaluation`` config group (after training) or the
+    evaluate command's flags say.
+
+    Both methods see the same samples: the first ``limit`` (>= 1; None: all). Randomization
+    (``randomization_samples`` draws; 0: none) costs minutes per global sample:
+    ``randomization_limit`` runs it on the first K of those only, and the CNN is then also
+    scored on the same K (a like-for-like row). ``tta``: the CNN's γ² is averaged over flips
+    of each input (``normcoef.training.forward.predict_gamma``).
+    """
+
+    split: str = "test"
+    limit: int | None = None
+    randomization_samples: int = DEFAULT_RANDOMIZATION_SAMPLES
+    randomization_limit: int | None = None
+    seed: int = 0
+    tta: bool = False
+    progress: bool = False
+
+
 """The report's baseline, N = 1e4 draws."""
 COLUMNS = (("eps_q", "ε_Q"), ("eps_max", "ε_max"), ("eps_mean", "ε_mean"), ("rmse", "RMSE(ε)"))
 
@@ -177,35 +201,28 @@ def prior_metrics(dataset: NormalizationDataset) -> tuple[dict[str, float], list
     return aggregate(per_sample), maps
 
 
-def evaluate(  # noqa: PLR0913 (to group: the evaluation config group as one value)
+def evaluate(
     model: nn.Module,
     loss_fn: nn.Module,
     dataset: NormalizationDataset,
     device: torch.device,
-    randomization_samples: int,
     info: DatasetInfo,
-    seed: int = 0,
-    limit: int | None = None,
-    progress: bool = False,
-    split: str = "test",
-    tta: bool = False,
-    randomization_limit: int | None = None,
+    options: ScoringOptions,
 ) -> Evaluation:
-    """CNN (and, when ``randomization_samples`` > 0, randomization) metrics on ``dataset``.
+    """CNN (and, when ``options.randomization_samples`` > 0, randomization) metrics on
+    ``dataset``, as ``options`` says (``ScoringOptions``).
 
-    ``info`` describes the data set (M and periodicity for the randomization estimator).
-    Both methods see the same samples: the first ``limit`` (>= 1) when given. Randomization
-    costs minutes per global sample: ``randomization_limit`` runs it on the first K of those
-    only, and the CNN is then also scored on the same K (a like-for-like row). ``tta``: the
-    CNN's γ² is averaged over flips of each input (``normcoef.training.forward.predict_gamma``). A
+    ``info`` describes the data set (M and periodicity for the randomization estimator). A
     network on the prior_residual target gets a row for the prior alone.
     """
+    limit, randomization_limit = options.limit, options.randomization_limit
+    randomization_samples, split = options.randomization_samples, options.split
     check_limit(limit)
     check_limit(randomization_limit, "evaluation.randomization_max_samples")
     if len(dataset) == 0:
         raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
     test = dataset if limit is None else dataset.head(limit)
-    if tta:
+    if options.tta:
         cnn, predictions = tta_metrics(model, test, device)
     else:
         cnn, predictions = evaluate_split(model, loss_fn, test, device)
@@ -225,7 +242,9 @@ def evaluate(  # noqa: PLR0913 (to group: the evaluation config group as one val
         result.add(
             label,
             "randomization",
-            randomization_metrics(random_set, randomization_samples, info, seed, progress),
+            randomization_metrics(
+                random_set, randomization_samples, info, options.seed, options.progress
+            ),
         )
         if subset < len(test):
             same = [
@@ -299,24 +318,20 @@ def default_limit(trained: TrainedModel, root: Path, split: str, info: DatasetIn
     return None
 
 
-def evaluate_checkpoint(  # noqa: PLR0913 (to group: as evaluate)
+def evaluate_checkpoint(
     trained: TrainedModel,
     root: str | Path,
-    split: str = "test",
-    randomization_samples: int = DEFAULT_RANDOMIZATION_SAMPLES,
-    seed: int = 0,
-    limit: int | None = None,
-    progress: bool = False,
-    tta: bool = False,
+    options: ScoringOptions | None = None,
     info: DatasetInfo | None = None,
-    randomization_limit: int | None = None,
 ) -> Evaluation:
-    """CNN and randomization metrics on the first ``limit`` samples of ``split`` (all: None),
-    randomization on the first ``randomization_limit`` of those (``evaluate``).
+    """CNN and randomization metrics of a trained network on a split of the data set at
+    ``root``, as ``options`` says (default: all of the test split, randomization N = 10⁴).
 
     ``info``: the data set at ``root`` (read from it when None; M defaults to the training's).
     """
     root = Path(root)
+    options = options or ScoringOptions()
+    split, limit = options.split, options.limit
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     check_limit(limit)
@@ -339,13 +354,8 @@ def evaluate_checkpoint(  # noqa: PLR0913 (to group: as evaluate)
         for_target(build_loss(trained.config.loss), trained.standardizer.target_mode),
         dataset,
         trained.device,
-        randomization_samples,
         info,
-        seed,
-        progress=progress,
-        split=split,
-        tta=tta,
-        randomization_limit=randomization_limit,
+        options,
     )
 
 

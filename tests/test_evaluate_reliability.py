@@ -23,8 +23,8 @@ from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.inference import load_trained_model
+from normcoef.scoring import ScoringOptions, evaluate_checkpoint
 from normcoef.scoring import evaluate as evaluate_metrics
-from normcoef.scoring import evaluate_checkpoint
 from normcoef.training.factory import build_loss
 
 
@@ -106,10 +106,16 @@ def test_a_sample_limit_below_one_is_refused_rather_than_sliced(
 
     with pytest.raises(ValueError, match=rf"evaluation.max_samples.*>= 1.*got {limit}"):
         evaluate_metrics(
-            trained.model, loss_fn, samples, trained.device, 0, DatasetInfo(steps=10), limit=limit
+            trained.model,
+            loss_fn,
+            samples,
+            trained.device,
+            DatasetInfo(steps=10),
+            ScoringOptions(limit=limit, randomization_samples=0),
         )
     with pytest.raises(ValueError, match=rf"--max-samples.*got {limit}"):
-        evaluate_checkpoint(trained, empty_test.root, "train", 0, limit=limit)
+        options = ScoringOptions(split="train", limit=limit, randomization_samples=0)
+        evaluate_checkpoint(trained, empty_test.root, options)
 
 
 @pytest.mark.slow

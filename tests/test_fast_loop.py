@@ -19,7 +19,14 @@ from normcoef.data.torch_dataset import NormalizationDataset, PreparedData, Stan
 from normcoef.losses import MSELoss
 from normcoef.models import SkipAddCNN
 from normcoef.training.batches import batch_indices, device_batches
-from normcoef.training.loop import DivergenceError, collate, resident_split, train_model
+from normcoef.training.loop import (
+    DivergenceError,
+    Optimization,
+    RunOutputs,
+    collate,
+    resident_split,
+    train_model,
+)
 from normcoef.training.schedules import constant
 from normcoef.training.settings import LoopSettings
 
@@ -70,12 +77,10 @@ def train(
         loss_fn or MSELoss(),
         tiny_data(online),
         settings(**values),
-        run_dir,
         CPU,
-        functools.partial(torch.optim.Adam, lr=1e-3),  # conf/optimizer/adam
-        constant,
+        Optimization(functools.partial(torch.optim.Adam, lr=1e-3), constant),  # conf/optimizer/adam
+        RunOutputs(run_dir, on_metrics=on_metrics),
         resume_from=resume_from,
-        on_metrics=on_metrics,
     )
 
 

@@ -28,6 +28,7 @@ from normcoef.data.storage import load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.inference import load_trained_model, resolve_checkpoint
 from normcoef.pipeline import run_training
+from normcoef.scoring import ScoringOptions
 from normcoef.scoring import evaluate as evaluate_metrics
 from normcoef.training.factory import build_loss
 from normcoef.training.forward import evaluate_split
@@ -120,9 +121,8 @@ def test_a_sample_limit_applies_to_the_cnn_and_the_randomization_alike(trained: 
             loss_fn,
             dataset,
             model.device,
-            RANDOMIZATION_SAMPLES,
             DatasetInfo(steps=10),
-            limit=limit,
+            ScoringOptions(limit=limit, randomization_samples=RANDOMIZATION_SAMPLES),
         )
 
     limited, first_only = run(test, 1), run(test.head(1), None)

@@ -1,5 +1,6 @@
-"""Imports run downward only: physics → data → models → training → evaluation/tracking →
-pipeline → CLIs. The table below is the one statement of the layers (README, "Layout").
+"""Imports run downward only: physics → data → models → training → config →
+evaluation/tracking → pipeline → commands (normcoef.cli). The table below is the one
+statement of the layers (README, "Layout").
 
 A module may import its own layer and those below it, never one above: a lower layer stays
 usable (and testable) without what is built on it.

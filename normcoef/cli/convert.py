@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 
 from normcoef.console import bounded_int, exit_on_user_error, warn
-from normcoef.data.conversion import convert_dataset
+from normcoef.data.conversion import ConversionOptions, convert_dataset
 from normcoef.data.original import SCALINGS
 from normcoef.data.storage import load_mask
 from normcoef.data.verification import DEFAULT_TOLERANCE
@@ -46,9 +46,7 @@ def main(argv: list[str] | None = None) -> None:
     mask = None
     if args.mask:
         mask = load_mask(args.mask)
-    metadata = convert_dataset(
-        args.src,
-        args.dst,
+    options = ConversionOptions(
         steps=args.steps,
         scaling=args.scaling,
         statistics=args.statistics,
@@ -57,9 +55,8 @@ def main(argv: list[str] | None = None) -> None:
         periodic_y=args.periodic_y,
         verify=args.verify,
         tolerance=args.tolerance,
-        note=print,
-        warn=warn,
     )
+    metadata = convert_dataset(args.src, args.dst, options, note=print, warn=warn)
     counts = ", ".join(f"{split} {n}" for split, n in metadata["splits"].items())
     print(f"wrote {args.dst}: {counts} samples, {metadata['shape'][0]}x{metadata['shape'][1]}")
     print(f"check it any time with: python -m normcoef.check {args.dst}")

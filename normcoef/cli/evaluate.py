@@ -29,6 +29,7 @@ from normcoef.inference import TrainedModel
 from normcoef.scoring import (
     DEFAULT_RANDOMIZATION_SAMPLES,
     Evaluation,
+    ScoringOptions,
     default_limit,
     evaluate_checkpoint,
     log_evaluation,
@@ -127,18 +128,16 @@ def run(argv: list[str] | None = None) -> Evaluation:
     seed = args.seed
     if seed is None:
         seed = trained.config.evaluation.randomization_seed
-    evaluation = evaluate_checkpoint(
-        trained,
-        root,
-        args.split,
-        args.randomization_samples,
-        seed,
-        limit,
-        args.progress,
-        args.tta,
-        info,
-        args.randomization_max_samples,
+    options = ScoringOptions(
+        split=args.split,
+        limit=limit,
+        randomization_samples=args.randomization_samples,
+        randomization_limit=args.randomization_max_samples,
+        seed=seed,
+        tta=args.tta,
+        progress=args.progress,
     )
+    evaluation = evaluate_checkpoint(trained, root, options, info)
     table = evaluation.table()
     print(f"{args.split} metrics of {trained.path} (step {trained.step}) on {root}:\n\n{table}")
     if args.output_dir is not None:

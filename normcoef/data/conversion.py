@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -96,25 +97,42 @@ def write_converted(
     return masks
 
 
-def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
+@dataclass(frozen=True)
+class ConversionOptions:
+    """How an original data set is read and checked (the convert command's flags).
+
+    ``steps`` (M) and the periodicity describe the operator its γ were made with; ``scaling``
+    (auto, standardize, min-max, none) and ``statistics`` (its ``dict_std_mean.txt``) say how
+    to undo the inputs' scaling; ``mask``: the grid's ocean mask when γ != 0 cannot tell it;
+    ``verify`` training samples are checked against their exact Γ (0: none) at ``tolerance``.
+    """
+
+    steps: int = 10
+    scaling: str = "auto"
+    statistics: str | Path | None = None
+    mask: np.ndarray | None = None
+    periodic_x: bool = True
+    periodic_y: bool = False
+    verify: int = 1
+    tolerance: float = DEFAULT_TOLERANCE
+
+
+def convert_dataset(
     src: str | Path,
     dst: str | Path,
-    steps: int = 10,
-    scaling: str = "auto",
-    statistics: str | Path | None = None,
-    mask: np.ndarray | None = None,
-    periodic_x: bool = True,
-    periodic_y: bool = False,
-    verify: int = 1,
-    tolerance: float = DEFAULT_TOLERANCE,
+    options: ConversionOptions | None = None,
     note: Log = _stderr,
     warn: Log = _stderr,
 ) -> dict:
     """Convert ``src`` (original layout) into ``dst``; return the metadata written.
 
-    ``verify`` training samples are checked against their exact Γ (with ``steps`` and the
-    periodicity) before ``dst`` appears; a disagreement is an error naming the likely cause.
+    The training samples ``options.verify`` names are checked against their exact Γ before
+    ``dst`` appears; a disagreement is an error naming the likely cause.
     """
+    options = options or ConversionOptions()
+    steps, verify, mask = options.steps, options.verify, options.mask
+    periodic_x, periodic_y = options.periodic_x, options.periodic_y
+    statistics = options.statistics
     src, dst = Path(src), Path(dst)
     _check_destination(src, dst)
     if steps < 4 or steps % 2:
@@ -123,7 +141,9 @@ def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
         raise ValueError(f"--verify must be >= 0 (0: no check); got {verify}")
     periodic = (periodic_x, periodic_y)
     samples = read_all(src, periodic, note)
-    found = resolve_scaling(src, scaling, Path(statistics) if statistics else None, samples, note)
+    found = resolve_scaling(
+        src, options.scaling, Path(statistics) if statistics else None, samples, note
+    )
     common = shared_mask(samples, found, mask, warn)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
@@ -156,7 +176,7 @@ def convert_dataset(  # noqa: PLR0913 (to group: the options as one value)
         write_json(tmp / STATISTICS, dataset_statistics(tmp))
         if verify:
             report = check_dataset(
-                tmp, verify, ["train"], steps, periodic_x, tolerance, progress=note
+                tmp, verify, ["train"], steps, periodic_x, options.tolerance, progress=note
             )
             if not report.agrees:
                 raise DatasetError(

@@ -191,33 +191,49 @@ class Checkpointer:
             self.on_checkpoint(self.run_dir / name)
 
 
-def train_model(  # noqa: PLR0913 (to group: optimizer, schedule, callbacks)
+@dataclass(frozen=True)
+class Optimization:
+    """The optimizer and learning-rate schedule a run builds on its network's parameters
+    (``conf/optimizer``, ``conf/scheduler`` through ``training.factory``)."""
+
+    make_optimizer: OptimizerFactory
+    make_scheduler: SchedulerFactory
+
+
+@dataclass(frozen=True)
+class RunOutputs:
+    """Where a run writes and who hears of it: its checkpoint folder, what every checkpoint
+    carries beside the weights, ``on_metrics(metrics, step)`` for each logged step and
+    ``on_checkpoint(path)`` for each checkpoint once written."""
+
+    run_dir: Path
+    checkpoint_extra: dict = field(default_factory=dict)
+    on_metrics: Callable[[dict[str, float], int], None] | None = None
+    on_checkpoint: Callable[[Path], None] | None = None
+
+
+def train_model(
     model: nn.Module,
     loss_fn: nn.Module,
     data: PreparedData,
     settings: LoopSettings,
-    run_dir: Path,
     device: torch.device,
-    make_optimizer: OptimizerFactory,
-    make_scheduler: SchedulerFactory,
+    optimization: Optimization,
+    outputs: RunOutputs,
     *,
-    checkpoint_extra: dict | None = None,
     resume_from: Path | None = None,
-    on_metrics: Callable[[dict[str, float], int], None] | None = None,
-    on_checkpoint: Callable[[Path], None] | None = None,
 ) -> TrainResult:
-    """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``.
-    ``make_optimizer``/``make_scheduler``: ``training.factory``; ``on_metrics(metrics, step)``
-    hears each logged step, ``on_checkpoint(path)`` each checkpoint once written."""
-    run_dir = Path(run_dir)
+    """Train for ``settings.steps`` steps; keep ``best.pt`` (by ``monitor``) and ``last.pt``
+    in ``outputs.run_dir``; go on from ``resume_from`` (a ``last.pt``) when given."""
+    run_dir, on_checkpoint = Path(outputs.run_dir), outputs.on_checkpoint
     check_can_train(model, data, settings, run_dir, resume_from)
     run_dir.mkdir(parents=True, exist_ok=True)
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     model.to(device, memory_format=memory_format)  # type: ignore[call-overload]  # stubs omit it
-    optimizer = make_optimizer(model.parameters())
-    scheduler = make_scheduler(optimizer, settings.steps)
+    optimizer = optimization.make_optimizer(model.parameters())
+    scheduler = optimization.make_scheduler(optimizer, settings.steps)
     saver = Checkpointer(
-        run_dir, model, optimizer, scheduler, checkpoint_extra or {}, on_checkpoint
+        run_dir, model, optimizer, scheduler, outputs.checkpoint_extra, on_checkpoint
     )
     start, best = 0, Best()
     if resume_from is not None:
@@ -235,7 +251,7 @@ def train_model(  # noqa: PLR0913 (to group: optimizer, schedule, callbacks)
     forward = source.forward
     if compiled := settings.compile != "none":
         forward = torch.compile(forward, mode=settings.compile)
-    history = History(on_metrics)
+    history = History(outputs.on_metrics)
     losses, postfix = LossLog(history.emit), {}
     autocast = settings.mixed_precision and device.type == "cuda"
     bar = tqdm(range(start, last), initial=start, total=settings.steps,
