@@ -55,6 +55,18 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
     return wrapper
 
 
+def console_main(run: Callable[[list[str] | None], object]) -> Callable[..., None]:
+    """The console script's ``main`` of a command whose ``run(argv)`` returns its result (for
+    tests and callers): exit 0 when it succeeds (pip's wrapper would take a returned value for
+    an exit status), 2 with one ``error:`` line on a user error."""
+
+    @exit_on_user_error
+    def main(argv: list[str] | None = None) -> None:
+        run(argv)
+
+    return main
+
+
 def warn(message: str) -> None:
     """A one-line warning on stderr: the run goes on, the user is told."""
     print(f"warning: {message}", file=sys.stderr)

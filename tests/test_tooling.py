@@ -33,6 +33,14 @@ HELP = {
 WRAPPER = "import sys; from {module} import {name}; sys.argv[0] = {script!r}; sys.exit({name}())"
 
 
+def repo_env() -> dict[str, str]:
+    """The environment with this checkout importable from any working directory."""
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+    }
+
+
 def test_every_entry_point_has_a_console_script():
     assert set(SCRIPTS) == set(HELP)
 
@@ -44,23 +52,20 @@ def test_a_console_script_names_a_callable_main(script: str):
     assert callable(getattr(importlib.import_module(module), name))
 
 
-@pytest.mark.parametrize("script", sorted(HELP))
-def test_a_console_script_runs_from_any_directory(script: str, tmp_path: Path):
-    module, _, name = SCRIPTS[script].partition(":")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
+def assert_shows_its_help(script: str, command: list[str], cwd: Path) -> None:
+    """``command --help`` run in ``cwd`` exits 0 and shows what ``script``'s help shows."""
     done = subprocess.run(
-        [sys.executable, "-c", WRAPPER.format(module=module, name=name, script=script), "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
+        [*command, "--help"], cwd=cwd, env=repo_env(), capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     assert HELP[script] in done.stdout
+
+
+@pytest.mark.parametrize("script", sorted(HELP))
+def test_a_console_script_runs_from_any_directory(script: str, tmp_path: Path):
+    module, _, name = SCRIPTS[script].partition(":")
+    wrapper = WRAPPER.format(module=module, name=name, script=script)
+    assert_shows_its_help(script, [sys.executable, "-c", wrapper], tmp_path)
 
 
 def test_every_command_lives_in_the_cli_package_and_every_cli_module_is_a_command():
@@ -80,20 +85,7 @@ def test_the_old_python_m_form_of_a_command_still_runs_it(script: str, tmp_path:
     """``python -m normcoef.train`` etc., as the docs and users' scripts write them, run the
     command of ``normcoef.cli`` (the old module paths are aliases)."""
     command = script.removeprefix("normcoef-")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        [sys.executable, "-m", f"normcoef.{command}", "--help"],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    assert HELP[script] in done.stdout
+    assert_shows_its_help(script, [sys.executable, "-m", f"normcoef.{command}"], tmp_path)
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -113,10 +105,7 @@ def test_make_without_a_target_lists_every_target_and_installs_nothing():
 def run_console_script(script: str, *argv: str, cwd: Path) -> subprocess.CompletedProcess:
     """``script`` as pip's console-script wrapper runs it (``sys.exit(main())``)."""
     module, _, name = SCRIPTS[script].partition(":")
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
-    }
+    env = repo_env()
     wrapper = WRAPPER.format(module=module, name=name, script=script)
     return subprocess.run(
         [sys.executable, "-c", wrapper, *argv],

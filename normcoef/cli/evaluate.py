@@ -21,7 +21,7 @@ from normcoef.cli.checkpoint_options import (
     checkpoint_or_pretrained,
     load_from_arguments,
 )
-from normcoef.console import bounded_int, exit_on_user_error, warn
+from normcoef.console import bounded_int, console_main, warn
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS, load_split
 from normcoef.gamma_files import FAR_FROM_TRAINING, far_from_training
@@ -150,12 +150,7 @@ def run(argv: list[str] | None = None) -> Evaluation:
     return evaluation
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    """normcoef-evaluate: exits 0 when it succeeds (the console-script wrapper would take a
-    returned value for an exit status), 2 on a user error."""
-    run(argv)
-
+main = console_main(run)  # normcoef-evaluate
 
 if __name__ == "__main__":
     main()

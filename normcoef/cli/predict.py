@@ -42,7 +42,7 @@ from normcoef.cli.checkpoint_options import (
     add_checkpoint_arguments,
     load_from_arguments,
 )
-from normcoef.console import exit_on_user_error, warn
+from normcoef.console import console_main, warn
 from normcoef.data.original import SCALINGS
 from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
 from normcoef.data.storage import input_files, load_array, load_mask
@@ -130,12 +130,7 @@ def run(argv: list[str] | None = None) -> list[Path]:
     return outputs
 
 
-@exit_on_user_error
-def main(argv: list[str] | None = None) -> None:
-    """normcoef-predict: exits 0 when it succeeds (the console-script wrapper would take a
-    returned value for an exit status), 2 on a user error."""
-    run(argv)
-
+main = console_main(run)  # normcoef-predict
 
 if __name__ == "__main__":
     main()
