@@ -20,7 +20,7 @@ from omegaconf import DictConfig, OmegaConf
 from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import SPLITS
-from normcoef.data.torch_dataset import PreparedData, prepare_data
+from normcoef.data.torch_dataset import DataSettings, PreparedData, prepare_data
 from normcoef.inference import ResumePoint, resume_point
 from normcoef.losses import for_target
 from normcoef.models import count_parameters
@@ -88,17 +88,17 @@ def dataset_info(cfg: DictConfig) -> DatasetInfo:
 
 def load_data(cfg: DictConfig, info: DatasetInfo | None = None) -> PreparedData:
     info = info or dataset_info(cfg)
-    return prepare_data(
-        cfg.dataset.root,
-        cfg.dataset.standardization,
-        cfg.distance_map.metric,
-        list(cfg.augmentation.transforms),
-        cfg.augmentation.mode,
+    settings = DataSettings(
+        root=cfg.dataset.root,
+        standardization=cfg.dataset.standardization,
+        distance_metric=cfg.distance_map.metric,
+        augmentation=list(cfg.augmentation.transforms),
+        augmentation_mode=cfg.augmentation.mode,
         seed=cfg.trainer.seed,
-        info=info,
         limits=dict(cfg.dataset.splits) if info.is_generated else None,
         target=cfg.target.name,
     )
+    return prepare_data(settings, info)
 
 
 def loop_settings(trainer: DictConfig) -> LoopSettings:

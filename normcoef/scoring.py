@@ -169,8 +169,10 @@ def tta_metrics(
     was_training = model.training
     model.eval()
     split, predictions = dataset.split, []
-    for fields, ocean in zip(split.fields, split.ocean, strict=True):
-        gamma = predict_gamma(model, dataset.standardizer, fields, ocean, device, tta=True)
+    for i, (fields, ocean) in enumerate(zip(split.fields, split.ocean, strict=True)):
+        gamma = predict_gamma(
+            model, dataset.standardizer, fields, ocean, device, tta=True, prior=dataset.prior(i)
+        )
         predictions.append(np.where(ocean, gamma, 0.0))
     model.train(was_training)
     per_sample = [

@@ -3,6 +3,7 @@ uniform-lattice prior log(γ²/γ_prior²) with the prior as an extra input chan
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,23 @@ from helpers import compose_config, tiny_overrides
 
 from normcoef.cli import evaluate, predict
 from normcoef.config import validate
+from normcoef.data import torch_dataset
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import Split, load_split
-from normcoef.data.torch_dataset import NormalizationDataset, Standardizer, augment_offline
+from normcoef.data.torch_dataset import (
+    DataSettings,
+    NormalizationDataset,
+    PreparedData,
+    Standardizer,
+    augment_offline,
+    prepare_data,
+)
 from normcoef.data.transforms import transform_cells, transform_fields
 from normcoef.inference import load_trained_model
 from normcoef.losses import RelativeSquaredErrorLoss, for_target
 from normcoef.metrics import relative_variance_error
 from normcoef.physics.prior import uniform_lattice_prior
+from normcoef.scoring import prior_metrics, tta_metrics
 from normcoef.training.checkpoint import CheckpointError
 from tests.test_prior import random_sample
 
@@ -117,6 +127,69 @@ def test_offline_augmentation_gives_each_copy_the_prior_of_its_own_fields():
     np.testing.assert_allclose(
         dataset.item(1)[0][3], transform_cells("hflip", dataset.item(0)[0][3].numpy())
     )
+
+
+def count_prior_computations(monkeypatch: pytest.MonkeyPatch) -> Counter:
+    """How many times γ_prior was computed for each sample (keyed by its fields' bytes)."""
+    computed: Counter = Counter()
+
+    def counting(fields: np.ndarray, ocean: np.ndarray, *args) -> np.ndarray:
+        computed[np.asarray(fields)[:3].tobytes()] += 1
+        return uniform_lattice_prior(fields, ocean, *args)
+
+    monkeypatch.setattr(torch_dataset, "uniform_lattice_prior", counting)
+    return computed
+
+
+def prepare_residual_data(root: Path, augmentation_mode: str) -> PreparedData:
+    """The tiny data set (3/1/2 samples) on the prior_residual target, hflip augmented."""
+    settings = DataSettings(
+        root, "partial", None, ["hflip"], augmentation_mode, target="prior_residual"
+    )
+    return prepare_data(settings)
+
+
+def test_preparing_offline_augmented_data_computes_each_samples_prior_once(
+    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch
+):
+    computed = count_prior_computations(monkeypatch)
+
+    data = prepare_residual_data(tiny_dataset(test=2), "offline")
+    for dataset in (data.train, data.valid, data.test, data.test.head(1)):
+        for i in range(len(dataset)):
+            dataset.item(i)
+            dataset.physical_gamma(i, np.zeros(dataset.split.ocean.shape[1:]))
+    prior_metrics(data.test.head(1))
+
+    # 3 training samples and their flipped copies, 1 valid, 2 test: each computed once.
+    assert sorted(computed.values()) == [1] * (3 * 2 + 1 + 2)
+
+
+def test_online_augmentation_computes_a_flipped_samples_prior_when_first_drawn_only(
+    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch
+):
+    computed = count_prior_computations(monkeypatch)
+
+    data = prepare_residual_data(tiny_dataset(test=2), "online")
+    assert sorted(computed.values()) == [1] * (3 + 1 + 2)
+    for _ in range(2):  # 20 draws of identity or hflip per sample, twice
+        for draw in range(20):
+            for i in range(len(data.train)):
+                data.train.item(i, draw)
+
+    assert sorted(computed.values()) == [1] * (3 * 2 + 1 + 2)
+
+
+def test_evaluating_with_tta_computes_only_the_flipped_inputs_priors(
+    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch
+):
+    data = prepare_residual_data(tiny_dataset(test=2), "offline")
+    computed = count_prior_computations(monkeypatch)
+
+    tta_metrics(torch.nn.Conv2d(4, 1, 1), data.test, torch.device("cpu"))
+
+    # hflip, vflip and rot180 of each of the 2 test samples: the samples' own were known.
+    assert sorted(computed.values()) == [1] * (3 * 2)
 
 
 def test_the_relative_loss_of_a_log_ratio_target_is_the_relative_error_of_physical_gamma():

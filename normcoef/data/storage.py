@@ -204,19 +204,28 @@ def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.
 
 @dataclass
 class Split:
-    """All samples of one split, in memory. Arrays: (N, 3, H, W), (N, H, W), (N, H, W)."""
+    """All samples of one split, in memory. Arrays: (N, 3, H, W), (N, H, W), (N, H, W).
+
+    ``prior`` (N, H, W): each sample's γ_prior once computed (the prior_residual target,
+    ``normcoef.data.torch_dataset.with_priors``), so that statistics, inputs, targets and the
+    prior's own metrics share one computation per sample.
+    """
 
     ids: list[str]
     fields: np.ndarray
     gamma: np.ndarray
     ocean: np.ndarray
+    prior: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def head(self, count: int) -> Split:
         """The first ``count`` samples (all when there are fewer)."""
-        return Split(self.ids[:count], self.fields[:count], self.gamma[:count], self.ocean[:count])
+        prior = None if self.prior is None else self.prior[:count]
+        return Split(
+            self.ids[:count], self.fields[:count], self.gamma[:count], self.ocean[:count], prior
+        )
 
 
 def load_split(root: Path, split: str, limit: int | None = None) -> Split:

@@ -10,3 +10,8 @@ TARGETS: tuple[str, ...] = ("gamma", "prior_residual")
 def check_target(target: str) -> None:
     if target not in TARGETS:
         raise ValueError(f"unknown target {target!r}; choose one of {TARGETS}")
+
+
+def needs_prior(target: str) -> bool:
+    """Whether the target needs each sample's γ_prior (its reference and an input channel)."""
+    return target == "prior_residual"

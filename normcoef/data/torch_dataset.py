@@ -9,7 +9,8 @@ so that land is left out of losses and metrics. Statistics come from the trainin
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
@@ -27,9 +28,10 @@ from normcoef.data.standardization import (
     standardize,
 )
 from normcoef.data.storage import Split, load_split
-from normcoef.data.targets import check_target
+from normcoef.data.targets import check_target, needs_prior
 from normcoef.data.transforms import (
     SUFFIX,
+    Sample,
     check_augmentation_supported,
     expand_offline,
     parse_augmentation,
@@ -42,6 +44,26 @@ from normcoef.physics.prior import uniform_lattice_prior
 def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:
     """log of values > 0 on ocean cells; 0 on land (where γ and γ_prior are 0)."""
     return np.log(np.where(ocean, values, 1.0))
+
+
+def lattice_prior(fields: np.ndarray, ocean: np.ndarray, info: DatasetInfo) -> np.ndarray:
+    """γ_prior (H, W) of one sample's physical fields (A_i, A_j, W first) on ``info``'s grid
+    with its M, the one γ was computed with."""
+    if info.steps is None:
+        raise ValueError("the prior_residual target needs the number of diffusion steps M")
+    return uniform_lattice_prior(fields[:3], ocean, info.steps, *info.periodicity)
+
+
+def with_priors(split: Split, info: DatasetInfo) -> Split:
+    """``split`` carrying each sample's γ_prior, computed once: the statistics, the network's
+    inputs and targets and the prior's own metrics all read these (a global grid's prior
+    costs an interpolation per cell). A split that already carries them comes back as is."""
+    if split.prior is not None:
+        return split
+    prior = np.zeros(split.gamma.shape)
+    for k, (fields, ocean) in enumerate(zip(split.fields, split.ocean, strict=True)):
+        prior[k] = lattice_prior(fields, ocean, info)
+    return replace(split, prior=prior)
 
 
 @dataclass
@@ -74,7 +96,7 @@ class Standardizer:
 
     @property
     def uses_prior(self) -> bool:
-        return self.target_mode == "prior_residual"
+        return needs_prior(self.target_mode)
 
     @property
     def periodic_x(self) -> bool:
@@ -108,23 +130,17 @@ class Standardizer:
         target_mode: str = "gamma",
     ) -> Standardizer:
         """Statistics of the training split; ``info`` gives the grid's periodicity and M (the
-        prior_residual target needs M)."""
+        prior_residual target needs M, and reads the priors ``train`` carries, if any)."""
         info = info or DatasetInfo()
         if len(train) == 0:
             raise ValueError("the training split is empty: cannot compute statistics")
         check_target(target_mode)
         inputs = compute_statistics(list(train.fields), list(train.ocean), mode)
         oceans = list(train.ocean)
-        if target_mode == "gamma":
+        if not needs_prior(target_mode):
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
             return cls(inputs, target, mode, distance_metric, info)
-        steps = info.steps
-        if steps is None:
-            raise ValueError("the prior_residual target needs the number of diffusion steps M")
-        priors = [
-            uniform_lattice_prior(f, o, steps, info.periodic_x, info.periodic_y)
-            for f, o in zip(train.fields, oceans, strict=True)
-        ]
+        priors = cast(np.ndarray, with_priors(train, info).prior)
         log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
         ratios = [
             2 * (_log_on_ocean(g, o) - lp[0])[None]
@@ -152,7 +168,7 @@ class Standardizer:
         }
         if self.uses_prior:
             data["steps"] = self.steps
-            data["prior_stats"] = self._prior_parts()[1].to_dict()
+            data["prior_stats"] = self._prior_stats().to_dict()
         return data
 
     @classmethod
@@ -186,15 +202,13 @@ class Standardizer:
 
     def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray | None:
         """γ_prior (H, W) of physical fields with the prior_residual target; None otherwise."""
-        if not self.uses_prior:
-            return None
-        steps = self._prior_parts()[0]
-        return uniform_lattice_prior(fields[:3], ocean, steps, self.periodic_x, self.periodic_y)
+        return lattice_prior(fields, ocean, self.info) if self.uses_prior else None
 
-    def _prior_parts(self) -> tuple[int, ChannelStatistics]:
-        """(M, prior statistics), both set with the prior_residual target (``__post_init__``)."""
-        assert self.steps is not None and self.prior_stats is not None
-        return self.steps, self.prior_stats
+    def _prior_stats(self) -> ChannelStatistics:
+        """The prior channel's statistics, set with the prior_residual target
+        (``__post_init__``)."""
+        assert self.prior_stats is not None
+        return self.prior_stats
 
     def model_inputs(
         self, fields: np.ndarray, ocean: np.ndarray, prior: np.ndarray | None = None
@@ -210,7 +224,7 @@ class Standardizer:
         if self.uses_prior:
             prior = self.prior(fields, ocean) if prior is None else prior
             log_prior = _log_on_ocean(cast(np.ndarray, prior), ocean)[None]
-            channels.append(standardize(log_prior, self._prior_parts()[1], "partial", ocean))
+            channels.append(standardize(log_prior, self._prior_stats(), "partial", ocean))
         return np.concatenate(channels).astype(np.float32)
 
     def _distance_map(self, ocean: np.ndarray) -> np.ndarray:
@@ -262,12 +276,13 @@ class NormalizationDataset(Dataset):
         online_transforms: list[str] | None = None,
         seed: int = 0,
     ) -> None:
-        self.split = split
+        # Each sample's γ_prior, unless the split carries it (prior_residual target only).
+        self.split = with_priors(split, standardizer.info) if standardizer.uses_prior else split
         self.standardizer = standardizer
         self.online = list(online_transforms or [])
         self.seed = seed
-        # γ_prior per (sample, transform), computed once (prior_residual target only).
-        self._priors: dict[tuple[int, str], np.ndarray | None] = {}
+        # γ_prior per (sample, online transform), computed when first drawn.
+        self._moved_priors: dict[tuple[int, str], np.ndarray] = {}
         # Without online augmentation every item is fixed: build the tensors once.
         self._cache: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] | None = (
             None if self.online else [self._build(i, "identity") for i in range(len(split))]
@@ -294,11 +309,16 @@ class NormalizationDataset(Dataset):
         )
 
     def prior(self, i: int, name: str = "identity") -> np.ndarray | None:
-        """γ_prior of sample i after transform ``name`` (None with the gamma target)."""
-        if (i, name) not in self._priors:
+        """γ_prior of sample i after transform ``name`` (None with the gamma target): the
+        split's, or that of the transformed fields, computed once per sample and transform."""
+        if not self.standardizer.uses_prior:
+            return None
+        if name == "identity":
+            return cast(np.ndarray, self.split.prior)[i]
+        if (i, name) not in self._moved_priors:
             fields, ocean = self._sample(i, name)[:2]
-            self._priors[i, name] = self.standardizer.prior(fields, ocean)
-        return self._priors[i, name]
+            self._moved_priors[i, name] = lattice_prior(fields, ocean, self.standardizer.info)
+        return self._moved_priors[i, name]
 
     def physical_gamma(self, i: int, standardized: np.ndarray) -> np.ndarray:
         """Physical γ of the network's output for (untransformed) sample i."""
@@ -326,7 +346,8 @@ class NormalizationDataset(Dataset):
 
 def augment_offline(split: Split, transforms: list[str], info: DatasetInfo) -> Split:
     """The training split followed by transformed copies (report: "20/1" for hflip), moved
-    with the grid's periodicity on both axes, as online augmentation moves them."""
+    with the grid's periodicity on both axes, as online augmentation moves them. A split
+    carrying priors gives its copies theirs (``_priors_of_copies``)."""
     if not transforms:
         return split
     samples = expand_offline(
@@ -335,12 +356,29 @@ def augment_offline(split: Split, transforms: list[str], info: DatasetInfo) -> S
         *info.periodicity,
     )
     ids = [f"{i}{SUFFIX[t]}" for i in split.ids for t in ("identity", *transforms)]
+    prior = None
+    if split.prior is not None:
+        prior = _priors_of_copies(split.prior, samples, 1 + len(transforms), info)
     return Split(
         ids,
         np.stack([s.fields for s in samples]),
         np.stack([s.gamma for s in samples]),
         np.stack([s.mask for s in samples]),
+        prior,
     )
+
+
+def _priors_of_copies(
+    prior: np.ndarray, copies: list[Sample], per_sample: int, info: DatasetInfo
+) -> np.ndarray:
+    """γ_prior of each of ``expand_offline``'s copies, ``per_sample`` per original (itself
+    first): the original's prior, or the prior of the transformed fields. Not the transformed
+    prior: the two agree only up to rounding under quarter turns (tests/test_prior.py)."""
+    priors = np.repeat(prior, per_sample, axis=0)
+    for k, copy in enumerate(copies):
+        if k % per_sample:
+            priors[k] = lattice_prior(copy.fields, copy.mask, info)
+    return priors
 
 
 @dataclass
@@ -351,43 +389,60 @@ class PreparedData:
     standardizer: Standardizer
 
 
-def prepare_data(  # noqa: PLR0913 (to group: the dataset and augmentation settings)
-    root: str | Path,
-    mode: Mode,
-    distance_metric: Metric | None,
-    augmentation: list[str] | str | None = None,
-    augmentation_mode: str = "offline",
-    seed: int = 0,
-    info: DatasetInfo | None = None,
-    limits: dict[str, int] | None = None,
-    target: str = "gamma",
-) -> PreparedData:
-    """Load the splits (at most ``limits[split]`` samples each), fit statistics on the
-    un-augmented training split, augment. ``info``: the data set's description (read from
-    ``root`` when None); ``target``: see ``TARGETS``; ``prior_residual`` needs its M."""
-    info = info or DatasetInfo.load(root)
-    limits = limits or {}
+@dataclass(frozen=True)
+class DataSettings:
+    """What ``prepare_data`` reads and how: the data set at ``root`` (at most ``limits[split]``
+    samples per split), its standardization (``Mode``), the distance channel, the augmentation
+    (``parse_augmentation``'s spec, ``offline`` or ``online``, drawn with ``seed``) and the
+    target (``TARGETS``)."""
+
+    root: str | Path
+    standardization: Mode
+    distance_metric: Metric | None
+    augmentation: Sequence[str] | str | None = None
+    augmentation_mode: str = "offline"
+    seed: int = 0
+    limits: Mapping[str, int] | None = None
+    target: str = "gamma"
+
+
+def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> PreparedData:
+    """Load the splits, fit statistics on the un-augmented training split, augment.
+
+    ``info``: the data set's description (read from ``settings.root`` when None); the
+    prior_residual target needs its M. Each sample's γ_prior is computed once: the training
+    split carries its priors into the statistics, the augmented copies and the data set.
+    """
+    info = info or DatasetInfo.load(settings.root)
+    limits = settings.limits or {}
     splits = {
-        name: load_split(Path(root), name, limits.get(name)) for name in ("train", "valid", "test")
+        name: load_split(Path(settings.root), name, limits.get(name))
+        for name in ("train", "valid", "test")
     }
     if len(splits["train"]) == 0:
         raise ValueError(
-            f"{root} has no training sample under train/X and train/Y; generate it with "
-            "`python -m normcoef.generate` or point dataset.root at a data set"
+            f"{settings.root} has no training sample under train/X and train/Y; generate it "
+            "with `python -m normcoef.generate` or point dataset.root at a data set"
         )
-    standardizer = Standardizer.fit(splits["train"], mode, distance_metric, info, target)
-    transforms = parse_augmentation(augmentation)
+    if needs_prior(settings.target):
+        splits["train"] = with_priors(splits["train"], info)
+    standardizer = Standardizer.fit(
+        splits["train"], settings.standardization, settings.distance_metric, info, settings.target
+    )
+    transforms = parse_augmentation(settings.augmentation)
     height, width = splits["train"].gamma.shape[1:]
     check_augmentation_supported(transforms, *info.periodicity, (height, width))
     online = None
-    if augmentation_mode == "offline":
+    if settings.augmentation_mode == "offline":
         splits["train"] = augment_offline(splits["train"], transforms, info)
-    elif augmentation_mode == "online":
+    elif settings.augmentation_mode == "online":
         online = transforms
     else:
-        raise ValueError(f"augmentation mode must be offline or online; got {augmentation_mode!r}")
+        raise ValueError(
+            f"augmentation mode must be offline or online; got {settings.augmentation_mode!r}"
+        )
     return PreparedData(
-        NormalizationDataset(splits["train"], standardizer, online, seed),
+        NormalizationDataset(splits["train"], standardizer, online, settings.seed),
         NormalizationDataset(splits["valid"], standardizer),
         NormalizationDataset(splits["test"], standardizer),
         standardizer,

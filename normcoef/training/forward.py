@@ -28,12 +28,14 @@ def predict_gamma(
     ocean: np.ndarray,
     device: torch.device,
     tta: bool = False,
+    prior: np.ndarray | None = None,
 ) -> np.ndarray:
     """Physical γ (H, W) float64 of (3, H, W) fields on an (H, W) ocean mask.
 
     With ``tta`` the network sees the input under each of ``TTA_TRANSFORMS`` (fields moved by
     ``transform_fields``, so each describes the flipped operator), each output is converted to
     physical γ and flipped back, and the variances γ² are averaged: γ = sqrt(mean γ_t²).
+    ``prior``: the fields' γ_prior when the caller holds it (a data set's), not computed again.
     """
     names = TTA_TRANSFORMS if tta else ("identity",)
     periodic = standardizer.info.periodicity
@@ -41,10 +43,11 @@ def predict_gamma(
     for name in names:
         moved = transform_fields(name, fields[:3], *periodic) if tta else fields
         moved_ocean = transform_cells(name, ocean) if tta else ocean
-        prior = standardizer.prior(moved, moved_ocean)
-        x = torch.from_numpy(standardizer.model_inputs(moved, moved_ocean, prior))
+        known = prior if name == "identity" else None
+        moved_prior = standardizer.prior(moved, moved_ocean) if known is None else known
+        x = torch.from_numpy(standardizer.model_inputs(moved, moved_ocean, moved_prior))
         pred = model(x[None].to(device))[0, 0].double().cpu().numpy()
-        gamma = standardizer.physical_gamma(pred, prior)
+        gamma = standardizer.physical_gamma(pred, moved_prior)
         if not tta:
             return gamma
         variance += transform_cells(name, gamma) ** 2  # each flip is its own inverse
