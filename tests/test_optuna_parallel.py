@@ -262,6 +262,18 @@ def running_trial(workdir: Path, name: str, process: subprocess.Popen) -> int:
     raise AssertionError(f"search {name} ended before it could be stopped in its second trial")
 
 
+def stopped_in_a_trial(
+    workdir: Path, name: str, n_trials: int, stop: signal.Signals, *overrides: str
+) -> int:
+    """Start a search, send it ``stop`` while it runs a trial after a COMPLETE one, wait for
+    it to end; that trial's number."""
+    process = search(workdir, name, n_trials, *overrides)
+    trial = running_trial(workdir, name, process)
+    process.send_signal(stop)
+    process.communicate(timeout=120)
+    return trial
+
+
 def snapshot(folders: list[Path]) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for folder in folders for p in folder.rglob("*")}
 
@@ -278,10 +290,7 @@ def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_tw
 ):
     heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=2"]
     storage = f"sqlite:///{workdir}/killed.db"
-    process = search(workdir, "killed", 3, *heartbeat)
-    killed = running_trial(workdir, "killed", process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    killed = stopped_in_a_trial(workdir, "killed", 3, signal.SIGKILL, *heartbeat)
     before = optuna.load_study(study_name="killed", storage=storage).get_trials()
     done = [t.number for t in before if t.state == TrialState.COMPLETE]
     folders = trial_folders(workdir, "killed")
@@ -316,10 +325,7 @@ def test_a_search_resumed_at_once_after_a_kill_leaves_no_trial_running(workdir: 
     # A grace period longer than the resumed process takes to start: the heartbeat is fresh.
     heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]
     storage = f"sqlite:///{workdir}/at_once.db"
-    process = search(workdir, "at_once", 2, *heartbeat)
-    killed = running_trial(workdir, "at_once", process)
-    process.send_signal(signal.SIGKILL)
-    process.communicate()
+    killed = stopped_in_a_trial(workdir, "at_once", 2, signal.SIGKILL, *heartbeat)
 
     finished(search(workdir, "at_once", 2, *heartbeat))  # no sleep: the heartbeat is fresh
 
@@ -340,10 +346,7 @@ def test_a_search_resumed_at_once_after_a_kill_leaves_no_trial_running(workdir: 
     "the interrupted trial is marked FAIL at once",
 )
 def test_an_interrupted_trial_is_marked_fail_at_once(workdir: Path):
-    process = search(workdir, "interrupted", 3)
-    interrupted = running_trial(workdir, "interrupted", process)
-    process.send_signal(signal.SIGINT)
-    process.communicate(timeout=120)
+    interrupted = stopped_in_a_trial(workdir, "interrupted", 3, signal.SIGINT)
 
     study = optuna.load_study(
         study_name="interrupted", storage=f"sqlite:///{workdir}/interrupted.db"
