@@ -18,6 +18,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from normcoef.conf_dir import CONF_DIR
 from normcoef.data.generation import GenerationSpec
+from normcoef.data.priors import DEFAULT_NODES, PRIORS
 from normcoef.data.targets import TARGETS
 from normcoef.physics.solvers import DEVICES
 from normcoef.training.settings import LoopSettings
@@ -56,6 +57,21 @@ class TargetConfig:
     def __post_init__(self) -> None:
         if self.name not in TARGETS:
             raise ValueError(f"name={self.name}: must be one of {', '.join(TARGETS)}")
+
+
+@dataclass
+class PriorConfig:
+    """The physics prior of the prior_residual target (``normcoef.data.priors.PRIORS``) and,
+    for ``geometry``, its table's nodes per axis."""
+
+    name: str = "geometry"
+    nodes: int = DEFAULT_NODES
+
+    def __post_init__(self) -> None:
+        if self.name not in PRIORS:
+            raise ValueError(f"name={self.name}: must be one of {', '.join(PRIORS)}")
+        if not 2 <= self.nodes <= 16:
+            raise ValueError(f"nodes={self.nodes}: must be between 2 and 16 (4 measured enough)")
 
 
 @dataclass
@@ -126,6 +142,7 @@ class TrainSchema:
     distance_map: DistanceMapConfig = field(default_factory=DistanceMapConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     target: TargetConfig = field(default_factory=TargetConfig)
+    prior: PriorConfig = field(default_factory=PriorConfig)
     loss: Any = MISSING
     optimizer: OptimizerConfig = MISSING
     scheduler: Any = MISSING
@@ -193,6 +210,7 @@ def register_configs() -> None:
     cs.store(group="distance_map", name="schema", node=DistanceMapConfig)
     cs.store(group="augmentation", name="schema", node=AugmentationConfig)
     cs.store(group="target", name="schema", node=TargetConfig)
+    cs.store(group="prior", name="schema", node=PriorConfig)
     cs.store(group="optimizer", name="schema", node=OptimizerConfig)
     cs.store(group="trainer", name="schema", node=TrainerConfig)
 

@@ -97,6 +97,8 @@ def load_data(cfg: DictConfig, info: DatasetInfo | None = None) -> PreparedData:
         seed=cfg.trainer.seed,
         limits=dict(cfg.dataset.splits) if info.is_generated else None,
         target=cfg.target.name,
+        prior=cfg.prior.name,
+        prior_nodes=cfg.prior.nodes,
     )
     return prepare_data(settings, info)
 

@@ -344,6 +344,7 @@ def evaluate_checkpoint(
             f"{root} is a grid with (periodic_x, periodic_y) = {info.periodicity} but the network "
             f"was trained on one with {trained_periodicity}"
         )
+    trained.standardizer.read_tables_from(root)  # a geometry prior's table of that grid
     dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
     if len(dataset) == 0:
         raise ValueError(

@@ -140,6 +140,15 @@ TinyDataset = Callable[..., Path]
 TrainTiny = Callable[..., tuple[Path, Path]]
 
 
+@pytest.fixture(autouse=True, scope="session")
+def private_table_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Geometry tables of grids outside a data set go to a folder of the test session, not
+    the user's ~/.cache (subprocesses inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NORMCOEF_CACHE_DIR", str(tmp_path_factory.mktemp("normcoef-cache")))
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyDataset:
     """``tiny_dataset(test=2, steps=None, into=None)``: the data set of

@@ -14,8 +14,9 @@ from helpers import compose_config, tiny_overrides
 
 from normcoef.cli import evaluate, predict
 from normcoef.config import validate
-from normcoef.data import torch_dataset
+from normcoef.data import priors
 from normcoef.data.info import DatasetInfo
+from normcoef.data.priors import PRIORS
 from normcoef.data.storage import Split, load_split
 from normcoef.data.torch_dataset import (
     DataSettings,
@@ -29,6 +30,7 @@ from normcoef.data.transforms import transform_cells, transform_fields
 from normcoef.inference import load_trained_model
 from normcoef.losses import RelativeSquaredErrorLoss, for_target
 from normcoef.metrics import relative_variance_error
+from normcoef.physics.geometry_prior import GeometryTable
 from normcoef.physics.prior import uniform_lattice_prior
 from normcoef.scoring import prior_metrics, tta_metrics
 from normcoef.training.checkpoint import CheckpointError
@@ -130,31 +132,41 @@ def test_offline_augmentation_gives_each_copy_the_prior_of_its_own_fields():
 
 
 def count_prior_computations(monkeypatch: pytest.MonkeyPatch) -> Counter:
-    """How many times γ_prior was computed for each sample (keyed by its fields' bytes)."""
+    """How many times γ_prior was computed for each sample (keyed by its fields' bytes), by
+    either prior."""
     computed: Counter = Counter()
+    uniform, geometry = priors.uniform_lattice_prior, GeometryTable.prior
 
-    def counting(fields: np.ndarray, ocean: np.ndarray, *args) -> np.ndarray:
+    def counting_uniform(fields: np.ndarray, ocean: np.ndarray, *args) -> np.ndarray:
         computed[np.asarray(fields)[:3].tobytes()] += 1
-        return uniform_lattice_prior(fields, ocean, *args)
+        return uniform(fields, ocean, *args)
 
-    monkeypatch.setattr(torch_dataset, "uniform_lattice_prior", counting)
+    def counting_geometry(table: GeometryTable, fields: np.ndarray, ocean: np.ndarray):
+        computed[np.asarray(fields)[:3].tobytes()] += 1
+        return geometry(table, fields, ocean)
+
+    monkeypatch.setattr(priors, "uniform_lattice_prior", counting_uniform)
+    monkeypatch.setattr(GeometryTable, "prior", counting_geometry)
     return computed
 
 
-def prepare_residual_data(root: Path, augmentation_mode: str) -> PreparedData:
+def prepare_residual_data(
+    root: Path, augmentation_mode: str, prior: str = "geometry"
+) -> PreparedData:
     """The tiny data set (3/1/2 samples) on the prior_residual target, hflip augmented."""
     settings = DataSettings(
-        root, "partial", None, ["hflip"], augmentation_mode, target="prior_residual"
+        root, "partial", None, ["hflip"], augmentation_mode, target="prior_residual", prior=prior
     )
     return prepare_data(settings)
 
 
+@pytest.mark.parametrize("prior", PRIORS)
 def test_preparing_offline_augmented_data_computes_each_samples_prior_once(
-    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch
+    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch, prior: str
 ):
     computed = count_prior_computations(monkeypatch)
 
-    data = prepare_residual_data(tiny_dataset(test=2), "offline")
+    data = prepare_residual_data(tiny_dataset(test=2), "offline", prior)
     for dataset in (data.train, data.valid, data.test, data.test.head(1)):
         for i in range(len(dataset)):
             dataset.item(i)
@@ -165,12 +177,13 @@ def test_preparing_offline_augmented_data_computes_each_samples_prior_once(
     assert sorted(computed.values()) == [1] * (3 * 2 + 1 + 2)
 
 
+@pytest.mark.parametrize("prior", PRIORS)
 def test_online_augmentation_computes_a_flipped_samples_prior_when_first_drawn_only(
-    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch
+    tiny_dataset: TinyDataset, monkeypatch: pytest.MonkeyPatch, prior: str
 ):
     computed = count_prior_computations(monkeypatch)
 
-    data = prepare_residual_data(tiny_dataset(test=2), "online")
+    data = prepare_residual_data(tiny_dataset(test=2), "online", prior)
     assert sorted(computed.values()) == [1] * (3 + 1 + 2)
     for _ in range(2):  # 20 draws of identity or hflip per sample, twice
         for draw in range(20):

@@ -148,6 +148,18 @@ def load_array(path: Path) -> np.ndarray:
     return array.astype(np.float64, copy=False)
 
 
+def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
+    """Every array of an intact npz file by name (pickles refused): files of several arrays
+    that this package writes itself, e.g. a geometry table."""
+    path = Path(path)
+    _check_archive(path)
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: np.asarray(data[key]) for key in data.keys()}
+    except (ValueError, OSError) as error:
+        raise DamagedFileError(path, f"holds no valid arrays ({error})") from error
+
+
 def crop_halo(array: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:
     """``array`` (..., H + 2a, W + 2b) cropped to its centre (..., H, W) = ``shape``.
 

@@ -20,6 +20,14 @@ from torch.utils.data import Dataset
 
 from normcoef.data.distance import Metric, standardized_distance
 from normcoef.data.info import DatasetInfo
+from normcoef.data.priors import (
+    DEFAULT_NODES,
+    CellPrior,
+    GeometryPrior,
+    UniformPrior,
+    make_prior,
+    prior_from_dict,
+)
 from normcoef.data.standardization import (
     ChannelStatistics,
     Mode,
@@ -38,7 +46,6 @@ from normcoef.data.transforms import (
     random_transform,
     transform_sample,
 )
-from normcoef.physics.prior import uniform_lattice_prior
 
 
 def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:
@@ -46,23 +53,15 @@ def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:
     return np.log(np.where(ocean, values, 1.0))
 
 
-def lattice_prior(fields: np.ndarray, ocean: np.ndarray, info: DatasetInfo) -> np.ndarray:
-    """γ_prior (H, W) of one sample's physical fields (A_i, A_j, W first) on ``info``'s grid
-    with its M, the one γ was computed with."""
-    if info.steps is None:
-        raise ValueError("the prior_residual target needs the number of diffusion steps M")
-    return uniform_lattice_prior(fields[:3], ocean, info.steps, *info.periodicity)
-
-
-def with_priors(split: Split, info: DatasetInfo) -> Split:
+def with_priors(split: Split, prior: CellPrior) -> Split:
     """``split`` carrying each sample's γ_prior, computed once: the statistics, the network's
     inputs and targets and the prior's own metrics all read these (a global grid's prior
     costs an interpolation per cell). A split that already carries them comes back as is."""
     if split.prior is not None:
         return split
-    prior = np.zeros(split.gamma.shape)
+    compute, prior = prior, np.zeros(split.gamma.shape)
     for k, (fields, ocean) in enumerate(zip(split.fields, split.ocean, strict=True)):
-        prior[k] = lattice_prior(fields, ocean, info)
+        prior[k] = compute(fields, ocean)
     return replace(split, prior=prior)
 
 
@@ -78,10 +77,12 @@ class Standardizer:
     mode: Mode
     distance_metric: Metric | None = None
     # The grid's periodicity moves faces in test-time augmentation and, with M, defines the
-    # prior (prior_residual only), whose channel, log γ_prior, prior_stats standardize.
+    # prior (prior_residual only), whose channel, log γ_prior, prior_stats standardize;
+    # prior_model computes it (``normcoef.data.priors``: uniform or geometry, recorded).
     info: DatasetInfo = field(default_factory=DatasetInfo)
     target_mode: str = "gamma"
     prior_stats: ChannelStatistics | None = None
+    prior_model: CellPrior | None = None
     # Standardized distance map per ocean mask: samples of a grid share one mask (flips give a
     # handful), and the transform costs 6-20 ms on the global grid, every item of every step.
     _distance_maps: dict[bytes, np.ndarray] = field(
@@ -93,6 +94,9 @@ class Standardizer:
         check_target(self.target_mode)
         if self.uses_prior and (self.steps is None or self.prior_stats is None):
             raise ValueError("the prior_residual target needs steps and prior statistics")
+        if self.uses_prior and self.prior_model is None:
+            assert self.steps is not None
+            self.prior_model = UniformPrior(self.steps, *self.info.periodicity)
 
     @property
     def uses_prior(self) -> bool:
@@ -128,9 +132,11 @@ class Standardizer:
         distance_metric: Metric | None,
         info: DatasetInfo | None = None,
         target_mode: str = "gamma",
+        prior: CellPrior | None = None,
     ) -> Standardizer:
         """Statistics of the training split; ``info`` gives the grid's periodicity and M (the
-        prior_residual target needs M, and reads the priors ``train`` carries, if any)."""
+        prior_residual target needs M, and reads the priors ``train`` carries, if any);
+        ``prior``: the prior_residual target's γ_prior (None: the uniform one)."""
         info = info or DatasetInfo()
         if len(train) == 0:
             raise ValueError("the training split is empty: cannot compute statistics")
@@ -140,7 +146,10 @@ class Standardizer:
         if not needs_prior(target_mode):
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
             return cls(inputs, target, mode, distance_metric, info)
-        priors = cast(np.ndarray, with_priors(train, info).prior)
+        if info.steps is None:
+            raise ValueError("the prior_residual target needs the number of diffusion steps M")
+        prior = prior or UniformPrior(info.steps, *info.periodicity)
+        priors = cast(np.ndarray, with_priors(train, prior).prior)
         log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
         ratios = [
             2 * (_log_on_ocean(g, o) - lp[0])[None]
@@ -154,6 +163,7 @@ class Standardizer:
             info,
             target_mode,
             compute_statistics(log_priors, oceans, "partial"),
+            prior,
         )
 
     def to_dict(self) -> dict:
@@ -169,6 +179,7 @@ class Standardizer:
         if self.uses_prior:
             data["steps"] = self.steps
             data["prior_stats"] = self._prior_stats().to_dict()
+            data["prior"] = self.cell_prior.to_dict()
         return data
 
     @classmethod
@@ -198,11 +209,30 @@ class Standardizer:
             info,
             data.get("target_mode", "gamma"),  # checkpoints from before the option
             None if prior_stats is None else ChannelStatistics.from_dict(prior_stats),
+            # The prior it was trained on; checkpoints from before the choice: uniform.
+            None if prior_stats is None else prior_from_dict(data.get("prior"), info),
         )
 
     def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray | None:
         """γ_prior (H, W) of physical fields with the prior_residual target; None otherwise."""
-        return lattice_prior(fields, ocean, self.info) if self.uses_prior else None
+        return self.cell_prior(fields, ocean) if self.uses_prior else None
+
+    @property
+    def cell_prior(self) -> CellPrior:
+        """The prior_residual target's prior (``__post_init__`` sets it)."""
+        assert self.prior_model is not None
+        return self.prior_model
+
+    def read_tables_from(self, *directories: Path) -> None:
+        """Have a geometry prior look for (and save) its grid tables in ``directories`` first:
+        the data set evaluated, the folder of a shipped network."""
+        if isinstance(self.prior_model, GeometryPrior):
+            self.prior_model = self.prior_model.stored_in(*directories)
+
+    @property
+    def prior_name(self) -> str | None:
+        """``geometry`` or ``uniform`` with the prior_residual target; None otherwise."""
+        return self.cell_prior.to_dict()["name"] if self.uses_prior else None
 
     def _prior_stats(self) -> ChannelStatistics:
         """The prior channel's statistics, set with the prior_residual target
@@ -277,7 +307,8 @@ class NormalizationDataset(Dataset):
         seed: int = 0,
     ) -> None:
         # Each sample's γ_prior, unless the split carries it (prior_residual target only).
-        self.split = with_priors(split, standardizer.info) if standardizer.uses_prior else split
+        uses_prior = standardizer.uses_prior
+        self.split = with_priors(split, standardizer.cell_prior) if uses_prior else split
         self.standardizer = standardizer
         self.online = list(online_transforms or [])
         self.seed = seed
@@ -317,7 +348,7 @@ class NormalizationDataset(Dataset):
             return cast(np.ndarray, self.split.prior)[i]
         if (i, name) not in self._moved_priors:
             fields, ocean = self._sample(i, name)[:2]
-            self._moved_priors[i, name] = lattice_prior(fields, ocean, self.standardizer.info)
+            self._moved_priors[i, name] = cast(np.ndarray, self.standardizer.prior(fields, ocean))
         return self._moved_priors[i, name]
 
     def physical_gamma(self, i: int, standardized: np.ndarray) -> np.ndarray:
@@ -344,10 +375,12 @@ class NormalizationDataset(Dataset):
         )
 
 
-def augment_offline(split: Split, transforms: list[str], info: DatasetInfo) -> Split:
+def augment_offline(
+    split: Split, transforms: list[str], info: DatasetInfo, prior: CellPrior | None = None
+) -> Split:
     """The training split followed by transformed copies (report: "20/1" for hflip), moved
     with the grid's periodicity on both axes, as online augmentation moves them. A split
-    carrying priors gives its copies theirs (``_priors_of_copies``)."""
+    carrying priors gives its copies theirs, from ``prior`` (``_priors_of_copies``)."""
     if not transforms:
         return split
     samples = expand_offline(
@@ -356,20 +389,22 @@ def augment_offline(split: Split, transforms: list[str], info: DatasetInfo) -> S
         *info.periodicity,
     )
     ids = [f"{i}{SUFFIX[t]}" for i in split.ids for t in ("identity", *transforms)]
-    prior = None
+    priors = None
     if split.prior is not None:
-        prior = _priors_of_copies(split.prior, samples, 1 + len(transforms), info)
+        if prior is None:
+            raise ValueError("a split carrying priors needs its prior to give its copies theirs")
+        priors = _priors_of_copies(split.prior, samples, 1 + len(transforms), prior)
     return Split(
         ids,
         np.stack([s.fields for s in samples]),
         np.stack([s.gamma for s in samples]),
         np.stack([s.mask for s in samples]),
-        prior,
+        priors,
     )
 
 
 def _priors_of_copies(
-    prior: np.ndarray, copies: list[Sample], per_sample: int, info: DatasetInfo
+    prior: np.ndarray, copies: list[Sample], per_sample: int, compute: CellPrior
 ) -> np.ndarray:
     """γ_prior of each of ``expand_offline``'s copies, ``per_sample`` per original (itself
     first): the original's prior, or the prior of the transformed fields. Not the transformed
@@ -377,7 +412,7 @@ def _priors_of_copies(
     priors = np.repeat(prior, per_sample, axis=0)
     for k, copy in enumerate(copies):
         if k % per_sample:
-            priors[k] = lattice_prior(copy.fields, copy.mask, info)
+            priors[k] = compute(copy.fields, copy.mask)
     return priors
 
 
@@ -394,7 +429,8 @@ class DataSettings:
     """What ``prepare_data`` reads and how: the data set at ``root`` (at most ``limits[split]``
     samples per split), its standardization (``Mode``), the distance channel, the augmentation
     (``parse_augmentation``'s spec, ``offline`` or ``online``, drawn with ``seed``) and the
-    target (``TARGETS``)."""
+    target (``TARGETS``) and, with the prior_residual target, its prior (``PRIORS``: a
+    geometry table is read from, or made into, ``root``)."""
 
     root: str | Path
     standardization: Mode
@@ -404,6 +440,8 @@ class DataSettings:
     seed: int = 0
     limits: Mapping[str, int] | None = None
     target: str = "gamma"
+    prior: str = "geometry"
+    prior_nodes: int = DEFAULT_NODES
 
 
 def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> PreparedData:
@@ -424,17 +462,32 @@ def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> Pre
             f"{settings.root} has no training sample under train/X and train/Y; generate it "
             "with `python -m normcoef.generate` or point dataset.root at a data set"
         )
+    prior = None
     if needs_prior(settings.target):
-        splits["train"] = with_priors(splits["train"], info)
+        train = splits["train"]
+        prior = make_prior(
+            settings.prior,
+            info,
+            train.fields,
+            train.ocean,
+            nodes=settings.prior_nodes,
+            directories=(Path(settings.root),),
+        )
+        splits["train"] = with_priors(train, prior)
     standardizer = Standardizer.fit(
-        splits["train"], settings.standardization, settings.distance_metric, info, settings.target
+        splits["train"],
+        settings.standardization,
+        settings.distance_metric,
+        info,
+        settings.target,
+        prior,
     )
     transforms = parse_augmentation(settings.augmentation)
     height, width = splits["train"].gamma.shape[1:]
     check_augmentation_supported(transforms, *info.periodicity, (height, width))
     online = None
     if settings.augmentation_mode == "offline":
-        splits["train"] = augment_offline(splits["train"], transforms, info)
+        splits["train"] = augment_offline(splits["train"], transforms, info, prior)
     elif settings.augmentation_mode == "online":
         online = transforms
     else:

@@ -16,9 +16,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normcoef.data.torch_dataset import PreparedData
+from normcoef.data.torch_dataset import PreparedData, Standardizer
 from normcoef.training.batch_source import BatchSource, collate, resident_split  # noqa: F401
 from normcoef.training.checkpoint import (
+    CheckpointError,
     check_resumable,
     load_checkpoint,
     resume_into,
@@ -102,7 +103,22 @@ def check_can_train(
             f"trainer.resume={run_dir / 'last.pt'}, or train into another folder"
         )
     if resume_from is not None:
-        check_resumable(model, load_checkpoint(resume_from), resume_from)
+        state = load_checkpoint(resume_from)
+        check_resumable(model, state, resume_from)
+        check_same_prior(data.standardizer, state, resume_from)
+
+
+def check_same_prior(standardizer: Standardizer, state: dict, path: Path) -> None:
+    """A run resumes on the prior it was trained on: the weights correct that prior only."""
+    stored = state.get("standardizer") or {}
+    if "prior_stats" not in stored or not standardizer.uses_prior:
+        return
+    was = (stored.get("prior") or {"name": "uniform"})["name"]
+    if was != standardizer.prior_name:
+        raise CheckpointError(
+            f"cannot resume from {path}: it was trained on prior={was}, this config uses "
+            f"prior={standardizer.prior_name}; resume with prior={was}"
+        )
 
 
 @dataclass

@@ -1,0 +1,241 @@
+"""Which physics prior γ_prior a network corrects, and where a grid's geometry table lives.
+
+Two priors (``PRIORS``), chosen by ``conf/prior`` and recorded in every checkpoint:
+
+- ``uniform``: the unbounded lattice with each cell's coefficients
+  (``normcoef.physics.prior``); no walls. Checkpoints from before the choice have it.
+- ``geometry``: the same, times the exact wall factor of uniform coefficients on the grid's
+  own mask (``normcoef.physics.geometry_prior``): coasts and closed edges included.
+
+A geometry table belongs to a grid (mask, M, periodicity) and to the nodes the network was
+trained with. It is made once, with a progress bar, and saved as
+``prior-geometry-<key>.npz`` in the first writable of the prior's ``directories``: beside the
+grid in a data set (training and ``evaluate --dataset`` put the data set's root first), beside
+a shipped network, and in the user's cache (``NORMCOEF_CACHE_DIR``, else
+``~/.cache/normcoef``) for a user's own grid in ``predict``. A table found there is reused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+from tqdm import tqdm
+
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import DatasetError, load_npz_arrays, save_npz
+from normcoef.physics.geometry_prior import (
+    DEFAULT_NODES,
+    GeometryTable,
+    cell_ratios,
+    log_nodes,
+    mask_digest,
+)
+from normcoef.physics.prior import uniform_lattice_prior
+
+__all__ = ["DEFAULT_NODES", "PRIORS", "CellPrior", "GeometryPrior", "UniformPrior", "make_prior"]
+
+PRIORS: tuple[str, ...] = ("geometry", "uniform")
+"""``geometry`` (walls included) is the default for new runs; ``uniform`` for comparison."""
+TABLE_PREFIX = "prior-geometry-"
+
+
+def check_prior(name: str) -> None:
+    if name not in PRIORS:
+        raise ValueError(f"unknown prior {name!r}; choose one of {', '.join(PRIORS)}")
+
+
+def cache_dir() -> Path:
+    """Where tables for a user's own grids go: ``NORMCOEF_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/normcoef``, else ``~/.cache/normcoef``."""
+    explicit = os.environ.get("NORMCOEF_CACHE_DIR")
+    if explicit:
+        return Path(explicit)
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "normcoef"
+
+
+class CellPrior(Protocol):
+    """γ_prior (H, W) of one sample's physical fields (A_i, A_j, W first) on its mask."""
+
+    def __call__(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class UniformPrior:
+    """The unbounded-lattice prior, walls ignored."""
+
+    steps: int
+    periodic_x: bool = True
+    periodic_y: bool = False
+
+    def __call__(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+        return uniform_lattice_prior(
+            fields[:3], ocean, self.steps, self.periodic_x, self.periodic_y
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": "uniform"}
+
+
+@dataclass
+class GeometryPrior:
+    """The wall-aware prior: one ``GeometryTable`` per ocean mask met, found in (or made into)
+    ``directories``."""
+
+    steps: int
+    periodic_x: bool
+    periodic_y: bool
+    log_alpha: tuple[float, ...]
+    log_beta: tuple[float, ...]
+    directories: tuple[Path, ...] = ()
+    progress: bool = True
+    _tables: dict[str, GeometryTable] = field(default_factory=dict, repr=False, compare=False)
+
+    def __call__(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+        return self.table(ocean).prior(fields[:3], ocean)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": "geometry",
+            "log_alpha": list(self.log_alpha),
+            "log_beta": list(self.log_beta),
+        }
+
+    def stored_in(self, *directories: Path) -> GeometryPrior:
+        """This prior looking first in ``directories`` (a data set's root, a shipped network's
+        folder), then where it looked before; tables already read are kept."""
+        searched = tuple(Path(d) for d in directories)
+        kept = tuple(d for d in self.directories if d not in searched)
+        return replace(self, directories=searched + kept, _tables=self._tables)
+
+    def key(self, ocean: np.ndarray) -> str:
+        """The table's name: its mask, M, periodicity and nodes."""
+        facts = json.dumps(
+            [
+                mask_digest(ocean),
+                self.steps,
+                self.periodic_x,
+                self.periodic_y,
+                list(self.log_alpha),
+                list(self.log_beta),
+            ]
+        )
+        return hashlib.sha256(facts.encode()).hexdigest()[:16]
+
+    def table(self, ocean: np.ndarray) -> GeometryTable:
+        """The table of ``ocean``: in memory, else from a file, else made and saved."""
+        key = self.key(ocean)
+        if key not in self._tables:
+            self._tables[key] = self._read(key) or self._make(ocean, key)
+        return self._tables[key]
+
+    def _read(self, key: str) -> GeometryTable | None:
+        for directory in (*self.directories, cache_dir()):
+            path = directory / f"{TABLE_PREFIX}{key}.npz"
+            if path.is_file():
+                try:
+                    return GeometryTable.from_arrays(load_npz_arrays(path))
+                except (KeyError, ValueError, TypeError) as error:
+                    raise DatasetError(
+                        f"{path} is not a geometry table ({error}); remove it, it is made again "
+                        "on first use"
+                    ) from error
+        return None
+
+    def _make(self, ocean: np.ndarray, key: str) -> GeometryTable:
+        nodes = len(self.log_alpha) * len(self.log_beta)
+        height, width = ocean.shape
+        print(
+            f"making the geometry prior's table for this {height}x{width} grid "
+            f"({int(ocean.sum())} ocean cells, M = {self.steps}): {nodes} exact solves, once "
+            "(~1 minute on one core for a 292x360 grid)",
+            file=sys.stderr,
+        )
+        start = time.perf_counter()
+        with tqdm(total=nodes, desc="geometry table", disable=not self.progress) as bar:
+            table = GeometryTable.build(
+                ocean,
+                self.steps,
+                (self.periodic_x, self.periodic_y),
+                (self.log_alpha, self.log_beta),
+                on_node=bar.update,
+            )
+        saved = self._save(table, key)
+        where = f"saved to {saved}" if saved else "not saved (no writable folder)"
+        print(
+            f"geometry table made in {time.perf_counter() - start:.0f} s, {where}", file=sys.stderr
+        )
+        return table
+
+    def _save(self, table: GeometryTable, key: str) -> Path | None:
+        """Into the first folder that takes it; None if none does (the table still serves)."""
+        for directory in (*self.directories, cache_dir()):
+            path = directory / f"{TABLE_PREFIX}{key}.npz"
+            try:
+                save_npz(path, **table.to_arrays())
+            except OSError:
+                continue
+            return path
+        return None
+
+
+def training_ratios(fields: np.ndarray, ocean: np.ndarray, info: DatasetInfo) -> tuple:
+    """(α, β) of every ocean cell of the samples (N, 3, H, W) on masks (N, H, W), concatenated."""
+    pairs = [cell_ratios(f[:3], o, *info.periodicity) for f, o in zip(fields, ocean, strict=True)]
+    return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
+
+
+def make_prior(
+    name: str,
+    info: DatasetInfo,
+    fields: np.ndarray | None = None,
+    ocean: np.ndarray | None = None,
+    *,
+    nodes: int = DEFAULT_NODES,
+    directories: tuple[Path, ...] = (),
+) -> CellPrior:
+    """The prior ``name`` on ``info``'s grid and M. ``geometry`` places its ``nodes`` per axis
+    over the (α, β) of the training samples ``fields`` (N, 3, H, W) on ``ocean`` (N, H, W)."""
+    check_prior(name)
+    if info.steps is None:
+        raise ValueError("the prior_residual target needs the number of diffusion steps M")
+    if name == "uniform":
+        return UniformPrior(info.steps, *info.periodicity)
+    if fields is None or ocean is None or len(fields) == 0:
+        raise ValueError("the geometry prior places its nodes on training samples; none given")
+    alpha, beta = training_ratios(fields, ocean, info)
+    return GeometryPrior(
+        info.steps,
+        *info.periodicity,
+        log_nodes(alpha, nodes),
+        log_nodes(beta, nodes),
+        tuple(Path(d) for d in directories),
+    )
+
+
+def prior_from_dict(data: dict[str, Any] | None, info: DatasetInfo) -> CellPrior:
+    """The prior a checkpoint recorded (``to_dict``); none recorded: ``uniform``, the only
+    prior before the choice existed."""
+    data = data or {"name": "uniform"}
+    name = data.get("name", "uniform")
+    check_prior(name)
+    if info.steps is None:
+        raise ValueError("the prior_residual target needs the number of diffusion steps M")
+    if name == "uniform":
+        return UniformPrior(info.steps, *info.periodicity)
+    return GeometryPrior(
+        info.steps,
+        *info.periodicity,
+        tuple(float(x) for x in data["log_alpha"]),
+        tuple(float(x) for x in data["log_beta"]),
+    )

@@ -1,0 +1,198 @@
+"""Specification of the wall-aware prior (normcoef/physics/geometry_prior.py) and of where its
+tables live (normcoef/data/priors.py): exact Γ of uniform fields on the grid's own mask."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from normcoef.data import priors
+from normcoef.data.distance import signed_distance
+from normcoef.data.fields import FieldParameters, make_fields
+from normcoef.data.grids import python_grid
+from normcoef.data.info import DatasetInfo
+from normcoef.data.priors import GeometryPrior, make_prior, prior_from_dict
+from normcoef.data.storage import DatasetError
+from normcoef.data.torch_dataset import Standardizer
+from normcoef.data.transforms import transform_cells
+from normcoef.physics import DiffusionOperator, brute_force_normalization, exact_normalization
+from normcoef.physics.geometry_prior import (
+    GeometryTable,
+    TableMismatchError,
+    cell_ratios,
+    log_nodes,
+)
+from normcoef.physics.prior import uniform_lattice_prior
+from tests.test_target import tiny_split
+
+STEPS = 10
+# The generator's ratios a/w on the python grid span ~0.14 to ~1.0 (length scales of 1.5 to 4
+# cells, M = 10): the nodes of these tests.
+NODES = (tuple(np.linspace(np.log(0.14), np.log(1.0), 4)),) * 2
+
+
+def uniform_fields(shape: tuple[int, int], alpha: float, beta: float, w: float = 1.0):
+    ones = np.ones(shape)
+    return np.stack([alpha * w * ones, beta * w * ones, w * ones])
+
+
+def relative_error(prior: np.ndarray, gamma: np.ndarray, ocean: np.ndarray) -> np.ndarray:
+    """ε = γ_prior²/γ² - 1 on ocean cells (the report's relative variance error)."""
+    return prior[ocean] ** 2 / gamma[ocean] ** 2 - 1
+
+
+@pytest.fixture(scope="module")
+def coast():
+    """A 20x32 python grid (coasts north and south, east-west periodic) and its table."""
+    grid = python_grid(20, 32)
+    return grid, GeometryTable.build(grid.mask, STEPS, (True, False), NODES)
+
+
+@pytest.mark.parametrize("node", [(0, 0), (1, 3), (3, 2)])
+@pytest.mark.parametrize("w", [1.0, 3.7])
+def test_at_a_node_the_prior_is_exact_gamma_of_uniform_fields(coast, node, w):
+    grid, table = coast
+    alpha, beta = np.exp(table.log_alpha[node[0]]), np.exp(table.log_beta[node[1]])
+    fields = uniform_fields(grid.shape, alpha, beta, w)
+    exact = exact_normalization(DiffusionOperator(fields, grid.mask, STEPS))
+
+    prior = table.prior(fields, grid.mask)
+
+    np.testing.assert_allclose(prior[grid.mask], exact[grid.mask], rtol=2e-6)
+    assert np.all(prior[~grid.mask] == 0)
+
+
+def test_between_nodes_the_prior_is_within_one_percent_of_exact_gamma_of_uniform_fields(coast):
+    """Measured at the midpoints of the outer cells of the 4x4 nodes, where a natural cubic
+    spline errs most: max |ε| 0.9 % on the 64x128 python grid (docs/results.md)."""
+    grid, table = coast
+    worst = 0.0
+    for i, j in [(0, 0), (0, 2), (2, 1)]:
+        alpha = np.exp((table.log_alpha[i] + table.log_alpha[i + 1]) / 2)
+        beta = np.exp((table.log_beta[j] + table.log_beta[j + 1]) / 2)
+        fields = uniform_fields(grid.shape, alpha, beta)
+        exact = exact_normalization(DiffusionOperator(fields, grid.mask, STEPS))
+        worst = max(
+            worst, np.abs(relative_error(table.prior(fields, grid.mask), exact, grid.mask)).max()
+        )
+    assert 1e-5 < worst < 0.015  # not exact (so the check checks), within the tolerance
+
+
+@pytest.mark.parametrize("name", ["hflip", "vflip", "rot180"])
+def test_the_table_of_a_flipped_grid_is_the_flipped_table(coast, name):
+    grid, table = coast
+    moved_mask = transform_cells(name, grid.mask)
+
+    moved = GeometryTable.build(moved_mask, STEPS, (True, False), NODES)
+
+    for i in range(len(NODES[0])):
+        for j in range(len(NODES[1])):
+            original = np.zeros(grid.shape)
+            original[grid.mask] = table.log_factor[i, j]
+            expected = transform_cells(name, original)[moved_mask]
+            np.testing.assert_allclose(moved.log_factor[i, j], expected, atol=1e-7)
+
+
+def test_a_table_made_for_another_mask_is_refused(coast):
+    grid, table = coast
+    other = grid.mask.copy()
+    other[5, 7] = not other[5, 7]
+    fields = uniform_fields(grid.shape, 0.3, 0.3)
+
+    with pytest.raises(TableMismatchError, match="another ocean mask .* 1 cells that differ"):
+        table.prior(fields, other)
+    with pytest.raises(TableMismatchError, match="M = 10"):
+        table.check_matches(grid.mask, 6, (True, False))
+
+
+@pytest.mark.slow
+def test_it_is_never_worse_than_the_uniform_prior_in_the_open_ocean_and_far_better_at_the_coast():
+    """A generated 48x96 python-grid sample (varying coefficients, M = 10): measured mean |ε|
+    0.0099 (uniform) and 0.0098 (geometry) at >= 8 cells from the coast, 0.092 and 0.017
+    over all ocean."""
+    grid = python_grid(48, 96)
+    fields = make_fields(grid, FieldParameters(), seed=0, index=3)
+    ocean = grid.mask
+    gamma = exact_normalization(DiffusionOperator(fields, ocean, STEPS))
+    alpha, beta = cell_ratios(fields, ocean)
+    table = GeometryTable.build(ocean, STEPS, (True, False), (log_nodes(alpha), log_nodes(beta)))
+
+    geometry = np.abs(relative_error(table.prior(fields, ocean), gamma, ocean))
+    uniform = np.abs(relative_error(uniform_lattice_prior(fields, ocean, STEPS), gamma, ocean))
+
+    far = (signed_distance(ocean, "manhattan", True) >= 8)[ocean]
+    assert geometry[far].mean() <= uniform[far].mean() * 1.01
+    assert geometry.mean() < uniform.mean() / 3
+    assert geometry.max() < uniform.max() / 3
+
+
+def test_on_a_closed_uniform_basin_it_is_exact_where_the_lattice_prior_is_off_by_double():
+    """A 10x16 basin closed on all sides: the corners see two walls."""
+    mask = np.ones((10, 16), bool)
+    table = GeometryTable.build(mask, STEPS, (False, False), NODES)
+    alpha, beta = np.exp(table.log_alpha[2]), np.exp(table.log_beta[1])
+    fields = uniform_fields(mask.shape, alpha, beta, 2.0)
+    brute = brute_force_normalization(DiffusionOperator(fields, mask, STEPS, False, False))
+
+    np.testing.assert_allclose(table.prior(fields, mask), brute, rtol=2e-6)
+    uniform = uniform_lattice_prior(fields, mask, STEPS, False, False)
+    assert np.abs(relative_error(uniform, brute, mask)).max() > 1.0
+
+
+def geometry_prior(tmp_path, split) -> GeometryPrior:
+    prior = make_prior("geometry", DatasetInfo(steps=STEPS), split.fields, split.ocean)
+    assert isinstance(prior, GeometryPrior)
+    return prior.stored_in(tmp_path)
+
+
+def test_a_grid_table_is_made_once_then_read_from_its_folder(tmp_path, monkeypatch):
+    split = tiny_split()
+    built = []
+    build = GeometryTable.build
+    monkeypatch.setattr(
+        GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
+    )
+
+    first = geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])
+    again = geometry_prior(tmp_path, split)(split.fields[1], split.ocean[1])
+
+    assert len(built) == 1
+    assert [p.name for p in tmp_path.iterdir()] == [
+        f"prior-geometry-{geometry_prior(tmp_path, split).key(split.ocean[0])}.npz"
+    ]
+    assert first[split.ocean[0]].min() > 0 and again[split.ocean[1]].min() > 0
+
+
+def test_a_damaged_table_file_is_refused_in_one_line_naming_the_fix(tmp_path):
+    split = tiny_split()
+    prior = geometry_prior(tmp_path, split)
+    prior(split.fields[0], split.ocean[0])
+    path = next(tmp_path.iterdir())
+    path.write_bytes(path.read_bytes()[:40])
+
+    with pytest.raises(DatasetError, match="truncated or damaged"):
+        geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])
+
+
+def test_a_checkpoint_records_its_prior_and_older_ones_keep_the_uniform_one(tmp_path):
+    split = tiny_split()
+    info = DatasetInfo(steps=STEPS)
+    prior = geometry_prior(tmp_path, split)
+    standardizer = Standardizer.fit(split, "partial", None, info, "prior_residual", prior)
+
+    saved = standardizer.to_dict()
+    restored = Standardizer.from_dict(saved, info)
+    old = {key: value for key, value in saved.items() if key != "prior"}
+
+    assert saved["prior"]["name"] == "geometry" and restored.prior_name == "geometry"
+    assert Standardizer.from_dict(old, info).prior_name == "uniform"
+    restored.read_tables_from(tmp_path)
+    np.testing.assert_array_equal(
+        restored.prior(split.fields[0], split.ocean[0]), prior(split.fields[0], split.ocean[0])
+    )
+
+
+def test_an_unknown_prior_is_refused():
+    with pytest.raises(ValueError, match="unknown prior 'walls'; choose one of geometry, uniform"):
+        prior_from_dict({"name": "walls"}, DatasetInfo(steps=STEPS))
+    assert priors.PRIORS == ("geometry", "uniform")
