@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -316,14 +317,16 @@ def test_a_prior_network_is_scored_beside_the_prior_alone_with_both_maps(
     from normcoef.metrics import sample_metrics
 
     root = residual_run.parent / "data"
-    info = DatasetInfo.load(root)
     out = tmp_path / "figures"
     result = evaluate.run(
         [str(residual_run), "-n", "0", "--no-log", "--output-dir", str(out), "--max-samples", "2"]
     )
     test = load_split(root, "test")
+    standardizer = load_trained_model(residual_run).standardizer
+    standardizer.read_tables_from(root)
+    assert standardizer.prior_name == "geometry"  # the default of new runs
     by_hand = [
-        sample_metrics(uniform_lattice_prior(f, o, info.steps, *info.periodicity), g, o)
+        sample_metrics(cast(np.ndarray, standardizer.prior(f, o)), g, o)
         for f, o, g in zip(test.fields[:2], test.ocean[:2], test.gamma[:2], strict=True)
     ]
     prior = result.methods["Prior alone (no network)"]

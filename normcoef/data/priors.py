@@ -34,9 +34,9 @@ from normcoef.data.storage import DatasetError, load_npz_arrays, save_npz
 from normcoef.physics.geometry_prior import (
     DEFAULT_NODES,
     GeometryTable,
-    cell_ratios,
+    grid_digest,
     log_nodes,
-    mask_digest,
+    sample_reference_ratios,
 )
 from normcoef.physics.prior import uniform_lattice_prior
 
@@ -102,7 +102,7 @@ class GeometryPrior:
     _tables: dict[str, GeometryTable] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
-        return self.table(ocean).prior(fields[:3], ocean)
+        return self.table(ocean, fields[2]).prior(fields[:3], ocean)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -118,11 +118,11 @@ class GeometryPrior:
         kept = tuple(d for d in self.directories if d not in searched)
         return replace(self, directories=searched + kept, _tables=self._tables)
 
-    def key(self, ocean: np.ndarray) -> str:
-        """The table's name: its mask, M, periodicity and nodes."""
+    def key(self, ocean: np.ndarray, area: np.ndarray) -> str:
+        """The table's name: its grid (mask, areas), M, periodicity and nodes."""
         facts = json.dumps(
             [
-                mask_digest(ocean),
+                grid_digest(ocean, area),
                 self.steps,
                 self.periodic_x,
                 self.periodic_y,
@@ -132,11 +132,12 @@ class GeometryPrior:
         )
         return hashlib.sha256(facts.encode()).hexdigest()[:16]
 
-    def table(self, ocean: np.ndarray) -> GeometryTable:
-        """The table of ``ocean``: in memory, else from a file, else made and saved."""
-        key = self.key(ocean)
+    def table(self, ocean: np.ndarray, area: np.ndarray) -> GeometryTable:
+        """The table of the grid (``ocean`` mask, (H, W) ``area``): in memory, else from a
+        file, else made and saved."""
+        key = self.key(ocean, area)
         if key not in self._tables:
-            self._tables[key] = self._read(key) or self._make(ocean, key)
+            self._tables[key] = self._read(key) or self._make(ocean, area, key)
         return self._tables[key]
 
     def _read(self, key: str) -> GeometryTable | None:
@@ -152,7 +153,7 @@ class GeometryPrior:
                     ) from error
         return None
 
-    def _make(self, ocean: np.ndarray, key: str) -> GeometryTable:
+    def _make(self, ocean: np.ndarray, area: np.ndarray, key: str) -> GeometryTable:
         nodes = len(self.log_alpha) * len(self.log_beta)
         height, width = ocean.shape
         print(
@@ -165,6 +166,7 @@ class GeometryPrior:
         with tqdm(total=nodes, desc="geometry table", disable=not self.progress) as bar:
             table = GeometryTable.build(
                 ocean,
+                area,
                 self.steps,
                 (self.periodic_x, self.periodic_y),
                 (self.log_alpha, self.log_beta),
@@ -190,8 +192,12 @@ class GeometryPrior:
 
 
 def training_ratios(fields: np.ndarray, ocean: np.ndarray, info: DatasetInfo) -> tuple:
-    """(α, β) of every ocean cell of the samples (N, 3, H, W) on masks (N, H, W), concatenated."""
-    pairs = [cell_ratios(f[:3], o, *info.periodicity) for f, o in zip(fields, ocean, strict=True)]
+    """Reference ratios (``sample_reference_ratios``) of the samples (N, 3, H, W) on masks
+    (N, H, W), concatenated: x, y."""
+    pairs = [
+        sample_reference_ratios(f[:3], o, info.periodicity)
+        for f, o in zip(fields, ocean, strict=True)
+    ]
     return np.concatenate([a for a, _ in pairs]), np.concatenate([b for _, b in pairs])
 
 

@@ -1,26 +1,32 @@
-"""A wall-aware prior for Γ: exact Γ of uniform coefficients on the grid's own mask, tabulated.
+"""A wall-aware prior for Γ: exact Γ of smooth reference fields on the grid itself, tabulated.
 
-The unbounded-lattice prior (``normcoef.physics.prior``) ignores walls: a coast or a closed
-edge reflects the diffusion, and near it the variance of V is up to ~2x the lattice's. For
-uniform coefficients, a_i = α w, a_j = β w, the variance of V on a given mask is a function of
-the cell and of (α, β) only (V scales as 1/w), and it is computed exactly by the probing
-solver. Its ratio to the lattice integral,
+The unbounded-lattice prior (``normcoef.physics.prior``) ignores walls and the grid's metric:
+a coast or a closed edge reflects the diffusion (near it the variance of V is up to ~2x the
+lattice's), and on a Mercator grid the cell areas W change by ~10 % a row at high latitudes,
+where most coasts are. Both are facts of the grid (its mask and W), not of a sample, so they
+are computed once, exactly, on reference fields with a uniform ratio of diffusivity to area,
 
-    F(c; α, β) = diag V_uniform(c) / I(α, β)      (1 in the open ocean, ~2 at a wall),
+    a_i = α (w + w_north) / 2,   a_j = β (w + w_east) / 2,   W = the grid's areas,
 
-carries the whole geometry: coasts, islands, straits, closed edges. The table holds log F at a
-few (log α, log β) nodes (one exact solve each, once per grid); the prior of real, varying
-fields takes each cell's own (α, β) (``cell_face_coefficients``), reads log F there with a
-cubic spline between the nodes, and returns
+(what the generator makes from a uniform length scale in cells), by the probing solver. The
+ratio of their variance to the lattice prior's,
 
-    γ_prior = sqrt(w / (I(α, β) F(c; α, β))).
+    F(c; α, β) = diag V_ref(c) / (I(α_c, β_c) / w_c)     (1 in the open ocean, ~2 at a wall),
 
-At a node and for uniform fields it is exact Γ on any coastline; what remains for a network
-is the effect of coefficients that vary from cell to cell.
+carries coasts, islands, straits, closed edges and the metric. The table holds log F at a few
+(log α, log β) nodes; the prior of real, varying fields reads log F at each cell's own ratios
+(``cell_face_coefficients``, over the reference's own, ``axis_scales``), with a cubic spline
+between the nodes, and returns
+
+    γ_prior = sqrt(w_c / (I(α_c, β_c) F(c; α, β))).
+
+For reference fields at a node it is exact Γ on any coastline; what remains for a network is
+the effect of coefficients that vary from cell to cell.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.interpolate import CubicSpline
 
-from normcoef.physics.diffusion import DiffusionOperator, FieldError, check_fields
+from normcoef.physics.diffusion import DiffusionOperator, FieldError, check_fields, open_faces
 from normcoef.physics.normalization import DEFAULT_TOLERANCE, exact_normalization
 from normcoef.physics.prior import (
     LOG_RATIO_RANGE,
@@ -79,19 +85,69 @@ def spline_weights(nodes: Sequence[float], x: np.ndarray) -> np.ndarray:
     return CubicSpline(nodes, np.eye(nodes.size), bc_type="natural")(x)
 
 
-def mask_digest(mask: np.ndarray) -> str:
-    """A short fingerprint of an ocean mask (shape and cells)."""
+def grid_digest(mask: np.ndarray, area: np.ndarray) -> str:
+    """A short fingerprint of a grid: its mask's shape and cells, and W on its ocean cells."""
     mask = np.asarray(mask, dtype=bool)
-    payload = np.asarray(mask.shape, dtype=np.int64).tobytes() + np.packbits(mask).tobytes()
+    payload = (
+        np.asarray(mask.shape, dtype=np.int64).tobytes()
+        + np.packbits(mask).tobytes()
+        + np.ascontiguousarray(np.asarray(area, dtype=np.float64)[mask]).tobytes()
+    )
     return hashlib.sha256(payload).hexdigest()[:16]
+
+
+def reference_fields(
+    mask: np.ndarray, area: np.ndarray, alpha: float, beta: float, periodicity: tuple[bool, bool]
+) -> np.ndarray:
+    """(3, H, W) fields of uniform ratio α, β on the grid's areas: a_i = α (w + w_north)/2 on
+    open north faces, a_j = β (w + w_east)/2 on open east faces, 0 on closed ones."""
+    north, east = open_faces(mask, *periodicity)
+    area = np.where(mask, area, 1.0)  # land values are a convention (NaN, 0): unused
+    a_i = np.where(north, alpha * 0.5 * (area + np.roll(area, -1, axis=0)), 0.0)
+    a_j = np.where(east, beta * 0.5 * (area + np.roll(area, -1, axis=1)), 0.0)
+    return np.stack([a_i, a_j, area])
+
+
+def axis_scales(
+    mask: np.ndarray, area: np.ndarray, periodicity: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(r_i, r_j) (n_ocean,): a cell's ratios (``cell_ratios``) on the reference fields of
+    α = β = 1; a cell of the reference fields at (α, β) has ratios (α r_i, β r_j). 0 on an
+    axis without an open face."""
+    return cell_ratios(reference_fields(mask, area, 1.0, 1.0, periodicity), mask, *periodicity)
+
+
+def reference_ratios(
+    alpha: np.ndarray, beta: np.ndarray, r_i: np.ndarray, r_j: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference ratios (α_c / r_i, β_c / r_j) of cells whose own ratios are (α_c, β_c):
+    the table's coordinates (a tiny positive value on an axis without an open face)."""
+    tiny = np.exp(LOG_RATIO_RANGE[0])
+    return (
+        np.maximum(alpha, tiny) / np.maximum(r_i, tiny),
+        np.maximum(beta, tiny) / np.maximum(r_j, tiny),
+    )
+
+
+def sample_reference_ratios(
+    fields: np.ndarray, ocean: np.ndarray, periodicity: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The reference ratios of one sample's cells with an open face on each axis (those of x,
+    then those of y): where a table's nodes must lie to cover the sample."""
+    fields, ocean = check_fields(fields, ocean)
+    r_i, r_j = axis_scales(ocean, fields[2], periodicity)
+    x, y = reference_ratios(*cell_ratios(fields, ocean, *periodicity), r_i, r_j)
+    return x[r_i > 0], y[r_j > 0]
 
 
 @dataclass(frozen=True)
 class GeometryTable:
-    """log F (n_α, n_β, n_ocean) of one ocean mask, M and periodicity, at the nodes
-    (``log_alpha``, ``log_beta``) in log(a/w)."""
+    """log F (n_α, n_β, n_ocean) of one grid (ocean mask, areas W on its ocean cells), M and
+    periodicity, at the nodes (``log_alpha``, ``log_beta``) of the reference ratio."""
 
     mask: np.ndarray
+    area: np.ndarray
+    """(n_ocean,) W on the ocean cells."""
     steps: int
     periodic_x: bool
     periodic_y: bool
@@ -104,44 +160,48 @@ class GeometryTable:
     def build(
         cls,
         mask: np.ndarray,
+        area: np.ndarray,
         steps: int,
         periodicity: tuple[bool, bool],
         nodes: tuple[Sequence[float], Sequence[float]],
         tolerance: float = DEFAULT_TOLERANCE,
         on_node: Callable[[], None] | None = None,
     ) -> GeometryTable:
-        """One exact Γ of uniform fields (a_i = α, a_j = β, w = 1) on ``mask`` per node;
-        ``on_node`` is called after each (a progress bar's update)."""
+        """One exact Γ of the reference fields on the grid (``mask``, (H, W) ``area``) per
+        node; ``on_node`` is called after each (a progress bar's update)."""
         mask = np.asarray(mask, dtype=bool)
+        area = np.asarray(area, dtype=np.float64)
         log_alpha, log_beta = (tuple(float(x) for x in axis) for axis in nodes)
         log_factor = np.empty((len(log_alpha), len(log_beta), int(mask.sum())))
-        ones = np.ones(mask.shape)
         for i, la in enumerate(log_alpha):
             for j, lb in enumerate(log_beta):
-                alpha, beta = np.exp(la), np.exp(lb)
-                fields = np.stack([alpha * ones, beta * ones, ones])
+                fields = reference_fields(mask, area, np.exp(la), np.exp(lb), periodicity)
                 op = DiffusionOperator(fields, mask, steps, *periodicity)
                 variance = exact_normalization(op, tolerance)[mask] ** -2.0
-                # The table's own I, so that the prior is exact Γ at the nodes to rounding.
-                lattice = tabulated_lattice_integral(np.array(alpha), np.array(beta), steps)
-                log_factor[i, j] = np.log(variance / lattice)
+                log_factor[i, j] = np.log(
+                    variance / lattice_variance(fields, mask, steps, periodicity)
+                )
                 if on_node is not None:
                     on_node()
         # Rounded as a file stores it: a table made now and one read later give the same prior.
         log_factor = log_factor.astype(np.float32).astype(np.float64)
-        return cls(mask, steps, *periodicity, log_alpha, log_beta, log_factor, tolerance)
+        return cls(
+            mask, area[mask], steps, *periodicity, log_alpha, log_beta, log_factor, tolerance
+        )
 
     @property
-    def digest(self) -> str:
-        return mask_digest(self.mask)
+    def periodicity(self) -> tuple[bool, bool]:
+        return self.periodic_x, self.periodic_y
 
-    def check_matches(self, ocean: np.ndarray, steps: int, periodicity: tuple[bool, bool]) -> None:
-        """Refuse a grid, M or periodicity other than the table's, in one line."""
-        if (steps, periodicity) != (self.steps, (self.periodic_x, self.periodic_y)):
+    def check_matches(
+        self, ocean: np.ndarray, area: np.ndarray, steps: int, periodicity: tuple[bool, bool]
+    ) -> None:
+        """Refuse a grid (mask, areas), M or periodicity other than the table's, in one line."""
+        if (steps, periodicity) != (self.steps, self.periodicity):
             raise TableMismatchError(
                 f"the geometry table was made for M = {self.steps}, (periodic_x, periodic_y) = "
-                f"{(self.periodic_x, self.periodic_y)}, not M = {steps}, {periodicity}; "
-                "make a table for this grid (it is made on first use)"
+                f"{self.periodicity}, not M = {steps}, {periodicity}; make a table for this "
+                "grid (it is made on first use)"
             )
         if ocean.shape != self.mask.shape or not np.array_equal(ocean, self.mask):
             differ = (
@@ -151,25 +211,41 @@ class GeometryTable:
             )
             raise TableMismatchError(
                 f"the geometry table was made for another ocean mask ({self.mask.shape[0]}x"
-                f"{self.mask.shape[1]}, digest {self.digest}; this one has {differ}); "
-                "make a table for this grid (it is made on first use)"
+                f"{self.mask.shape[1]}; this one has {differ}); make a table for this grid "
+                "(it is made on first use)"
+            )
+        if not np.array_equal(area[ocean], self.area):
+            worst = float(np.max(np.abs(area[ocean] / self.area - 1)))
+            raise TableMismatchError(
+                f"the geometry table was made for other cell areas W (up to {worst:.2g} "
+                "relative apart); make a table for this grid (it is made on first use)"
             )
 
     def log_factor_at(self, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
-        """log F (n_ocean,) of each ocean cell at its own (α, β), cubic in log α and log β
-        between the nodes, clamped to the nodes' range outside it."""
-        low, high = LOG_RATIO_RANGE
-        weights_a = spline_weights(self.log_alpha, np.log(np.clip(alpha, np.exp(low), None)))
-        weights_b = spline_weights(self.log_beta, np.log(np.clip(beta, np.exp(low), None)))
+        """log F (n_ocean,) of each ocean cell at its own ratios (α_c, β_c): cubic in the
+        reference ratio (α_c / r_i, β_c / r_j) between the nodes, clamped outside them."""
+        x, y = reference_ratios(alpha, beta, *self.scales)
+        weights_a = spline_weights(self.log_alpha, np.log(x))
+        weights_b = spline_weights(self.log_beta, np.log(y))
         return np.einsum("ca,cb,abc->c", weights_a, weights_b, self.log_factor)
 
+    @functools.cached_property
+    def scales(self) -> tuple[np.ndarray, np.ndarray]:
+        """``axis_scales`` of the table's grid, computed once."""
+        return axis_scales(self.mask, self.grid_area(), self.periodicity)
+
+    def grid_area(self) -> np.ndarray:
+        """W (H, W) of the table's grid, 1 on land."""
+        area = np.ones(self.mask.shape)
+        area[self.mask] = self.area
+        return area
+
     def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
-        """γ_prior (H, W) of (3, H, W) fields A_i, A_j, W on the table's mask; 0 on land."""
+        """γ_prior (H, W) of (3, H, W) fields A_i, A_j, W on the table's grid; 0 on land."""
         fields, ocean = check_fields(fields, ocean)
-        self.check_matches(ocean, self.steps, (self.periodic_x, self.periodic_y))
-        alpha, beta = cell_ratios(fields, ocean, self.periodic_x, self.periodic_y)
-        w = fields[2][ocean]
-        variance = tabulated_lattice_integral(alpha, beta, self.steps) / w
+        self.check_matches(ocean, fields[2], self.steps, self.periodicity)
+        alpha, beta = cell_ratios(fields, ocean, *self.periodicity)
+        variance = lattice_variance(fields, ocean, self.steps, self.periodicity)
         prior = np.zeros(ocean.shape)
         prior[ocean] = (variance * np.exp(self.log_factor_at(alpha, beta))) ** -0.5
         return prior
@@ -179,8 +255,9 @@ class GeometryTable:
         ~1e-7 relative, far below the prior's own error."""
         return {
             "mask": self.mask,
+            "area": self.area,
             "steps": np.asarray(self.steps),
-            "periodicity": np.asarray([self.periodic_x, self.periodic_y]),
+            "periodicity": np.asarray(self.periodicity),
             "log_alpha": np.asarray(self.log_alpha),
             "log_beta": np.asarray(self.log_beta),
             "log_factor": self.log_factor.astype(np.float32),
@@ -190,15 +267,21 @@ class GeometryTable:
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> GeometryTable:
         mask = np.asarray(arrays["mask"], dtype=bool)
+        area = np.asarray(arrays["area"], dtype=np.float64)
         log_alpha = tuple(float(x) for x in arrays["log_alpha"])
         log_beta = tuple(float(x) for x in arrays["log_beta"])
         log_factor = np.asarray(arrays["log_factor"], dtype=np.float64)
-        expected = (len(log_alpha), len(log_beta), int(mask.sum()))
-        if log_factor.shape != expected:
-            raise ValueError(f"log_factor has shape {log_factor.shape}, expected {expected}")
+        n_ocean = int(mask.sum())
+        expected = (len(log_alpha), len(log_beta), n_ocean)
+        if log_factor.shape != expected or area.shape != (n_ocean,):
+            raise ValueError(
+                f"log_factor {log_factor.shape} and area {area.shape} do not fit the mask's "
+                f"{n_ocean} ocean cells and the nodes, {expected}"
+            )
         periodic_x, periodic_y = (bool(p) for p in arrays["periodicity"])
         return cls(
             mask,
+            area,
             int(arrays["steps"]),
             periodic_x,
             periodic_y,
@@ -207,3 +290,11 @@ class GeometryTable:
             log_factor,
             float(arrays["tolerance"]),
         )
+
+
+def lattice_variance(
+    fields: np.ndarray, ocean: np.ndarray, steps: int, periodicity: tuple[bool, bool]
+) -> np.ndarray:
+    """diag V (n_ocean,) of the unbounded-lattice prior: I(α_c, β_c) / w_c."""
+    alpha, beta = cell_ratios(fields, ocean, *periodicity)
+    return tabulated_lattice_integral(alpha, beta, steps) / fields[2][ocean]
