@@ -47,6 +47,10 @@ DEFAULT_NODES = 4
 see ``tests/test_geometry_prior.py`` and docs/results.md (benchmarks/prior_nodes.py)."""
 
 
+NODE_ROUNDING = 0.25
+"""The nodes' range in log(a/w) is rounded outward to multiples of this."""
+
+
 class TableMismatchError(FieldError):
     """A geometry table used for a grid, M or periodicity it was not made for."""
 
@@ -61,16 +65,19 @@ def cell_ratios(
 
 
 def log_nodes(ratios: np.ndarray, count: int = DEFAULT_NODES) -> tuple[float, ...]:
-    """``count`` nodes evenly spaced in log over the positive ``ratios`` (clipped to the
-    lattice table's range): the table then covers the coefficients it will be read at."""
+    """``count`` nodes evenly spaced in log over the positive ``ratios`` (range rounded
+    outward, clipped to the lattice table's): the table covers what it will be read at."""
     if count < 2:
         raise ValueError(f"a geometry table needs at least 2 nodes per axis; got {count}")
     positive = np.asarray(ratios)[np.asarray(ratios) > 0]
     if positive.size == 0:
         raise ValueError("no positive diffusivity ratio to place the table's nodes on")
-    low, high = np.clip(np.log([positive.min(), positive.max()]), *LOG_RATIO_RANGE)
-    if high - low < 1e-6:  # one value: a small interval around it keeps the spline defined
-        low, high = low - 0.05, high + 0.05
+    low, high = np.log([positive.min(), positive.max()])
+    # Outward to multiples of NODE_ROUNDING: samples of one grid drawn alike (10 or 40 of
+    # them) give the same nodes, hence one table; a single value still gets an interval.
+    low = np.floor(low / NODE_ROUNDING) * NODE_ROUNDING
+    high = max(np.ceil(high / NODE_ROUNDING) * NODE_ROUNDING, low + NODE_ROUNDING)
+    low, high = np.clip([low, high], *LOG_RATIO_RANGE)
     return tuple(float(x) for x in np.linspace(low, high, count))
 
 
