@@ -78,9 +78,7 @@ def main() -> None:
             "worst_cell": worst,
             "first_call_s": first,
             "per_sample_s": per_sample_time,
-            "mean_abs_eps_by_distance": dict(
-                zip(distances.tolist(), curve.tolist(), strict=True)
-            ),
+            "mean_abs_eps_by_distance": dict(zip(distances.tolist(), curve.tolist(), strict=True)),
             "nodes": prior.to_dict(),
         }
         summary = ", ".join(f"{k} {v:.4g}" for k, v in results[name]["metrics"].items())

@@ -61,7 +61,10 @@ def main() -> None:
                 eps = sample_metrics(table.prior(fields, ocean), gamma, ocean)["eps_max"]
                 between = max(between, eps)
         scores = aggregate(
-            [sample_metrics(table.prior(f, ocean), g, ocean) for f, g in zip(samples, exact)]
+            [
+                sample_metrics(table.prior(f, ocean), g, ocean)
+                for f, g in zip(samples, exact, strict=True)
+            ]
         )
         print(
             f"{count:5d} | {made:8.1f} | {between:21.4f} | {scores['eps_mean']:.4f}, "

@@ -19,7 +19,9 @@ from mlflow import MlflowClient
 
 from normcoef import pretrained
 from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import GRID
+from normcoef.data.priors import TABLE_PREFIX, GeometryPrior
+from normcoef.data.storage import GRID, load_split
+from normcoef.data.torch_dataset import Standardizer
 from normcoef.inference import load_trained_model, resolve_checkpoint
 from normcoef.tracking import DEFAULT_TRACKING_URI
 
@@ -75,6 +77,19 @@ def provenance(
     }
 
 
+def grid_tables(standardizer: Standardizer, root: Path) -> tuple[Path, ...]:
+    """The geometry table of the training grid (made if missing), for a network on the
+    geometry prior; none for the uniform prior."""
+    standardizer.read_tables_from(root)
+    prior = standardizer.prior_model
+    if not isinstance(prior, GeometryPrior):
+        return ()
+    sample = load_split(root, "test", 1)
+    fields, ocean = sample.fields[0], sample.ocean[0]
+    prior(fields, ocean)  # read, or made and saved in root
+    return (root / f"{TABLE_PREFIX}{prior.key(ocean, fields[2])}.npz",)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run_id")
@@ -86,8 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     details = provenance(args.run_id, args.tracking_uri, args.hardware, args.wall_s, args.note)
     checkpoint = resolve_checkpoint(args.run_id, args.tracking_uri)
-    root = Path(load_trained_model(checkpoint).config.dataset.root)
-    path = pretrained.write_pretrained(checkpoint, root / GRID, args.name, details)
+    trained = load_trained_model(checkpoint)
+    root = Path(trained.config.dataset.root)
+    tables = grid_tables(trained.standardizer, root)
+    path = pretrained.write_pretrained(checkpoint, root / GRID, args.name, details, tables=tables)
     print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its provenance.")
 
 

@@ -112,6 +112,12 @@ def test_the_table_of_a_flipped_grid_is_the_flipped_table(coast, name):
             np.testing.assert_allclose(moved.log_factor[i, j], expected, atol=1e-7)
 
 
+@pytest.mark.reliability(
+    "predict",
+    "a geometry table used for another grid (mask, W, M)",
+    "error",
+    "says what differs; a table for the grid is made on first use",
+)
 def test_a_table_made_for_another_grid_is_refused(coast):
     grid, area, table = coast
     other = grid.mask.copy()
@@ -187,6 +193,12 @@ def test_a_grid_table_is_made_once_then_read_from_its_folder(tmp_path, monkeypat
     assert len(built) == 2 and {p.name for p in tmp_path.iterdir()} == names
 
 
+@pytest.mark.reliability(
+    "train",
+    "a damaged geometry table beside the data set",
+    "error",
+    "names the file; removing it makes it again",
+)
 def test_a_damaged_table_file_is_refused_in_one_line_naming_the_fix(tmp_path):
     split = tiny_split()
     prior = geometry_prior(tmp_path, split)
@@ -194,7 +206,7 @@ def test_a_damaged_table_file_is_refused_in_one_line_naming_the_fix(tmp_path):
     path = next(tmp_path.iterdir())
     path.write_bytes(path.read_bytes()[:40])
 
-    with pytest.raises(DatasetError, match="truncated or damaged"):
+    with pytest.raises(DatasetError, match=r"is truncated or damaged .*; remove it: the geo"):
         geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])
 
 

@@ -362,3 +362,48 @@ def test_randomization_on_the_first_samples_only_adds_a_like_for_like_cnn_row(
     metrics = split.flat_metrics()
     assert metrics["test/cnn_subset/eps_q"] == first.methods["CNN"]["eps_q"]
     assert "the first 1 of them" in split.table()
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "train",
+    "resume on another prior than the checkpoint's",
+    "error",
+    "names both priors and the override that resumes; no run opened",
+)
+def test_a_run_resumes_only_on_the_prior_it_was_trained_on(residual_run: Path):
+    from normcoef.pipeline import run_training
+
+    root = residual_run.parent / "data"
+    overrides = [
+        f"dataset.root={root}",
+        *tiny_overrides(test=2, layers=2, steps=4, eval_every=1),
+        "target=prior_residual",
+        "prior=uniform",
+        "loss=rel_sq",
+        f"trainer.resume={residual_run / 'last.pt'}",
+        "logger=none",
+    ]
+    with pytest.raises(CheckpointError, match="trained on prior=geometry.*resume with prior=geom"):
+        run_training(compose_config("train", *overrides), run_dir=residual_run)
+
+
+@pytest.mark.slow
+def test_predict_makes_a_users_grid_table_once_in_the_cache_and_reuses_it(
+    residual_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("NORMCOEF_CACHE_DIR", str(cache))
+    built = []
+    build = GeometryTable.build
+    monkeypatch.setattr(
+        GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
+    )
+    sample = residual_run.parent / "data" / "test" / "X" / "00000.npz"
+
+    first = predict.run([str(residual_run), str(sample), "-o", str(tmp_path / "a")])
+    second = predict.run([str(residual_run), str(sample), "-o", str(tmp_path / "b")])
+
+    assert len(built) == 1 and len(list(cache.glob("prior-geometry-*.npz"))) == 1
+    with np.load(first[0]) as a, np.load(second[0]) as b:
+        np.testing.assert_array_equal(a["gamma"], b["gamma"])

@@ -48,7 +48,8 @@ def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
     if args.pretrained is not None:
         trained = load_trained_model(checkpoint_path(args.pretrained), args.device)
         trained.grid = grid_path(args.pretrained)
-        trained.standardizer.read_tables_from(HERE)  # its grid's geometry table ships with it
+        # Its grid's geometry table ships with it; a user's own grid's goes to the cache.
+        trained.standardizer.read_tables_from(HERE, write=False)
         print(f"Using {describe(args.pretrained)}.")
         return trained
     return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)

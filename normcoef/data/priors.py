@@ -30,7 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import DatasetError, load_npz_arrays, save_npz
+from normcoef.data.storage import DamagedFileError, DatasetError, load_npz_arrays, save_npz
 from normcoef.physics.geometry_prior import (
     DEFAULT_NODES,
     GeometryTable,
@@ -98,6 +98,9 @@ class GeometryPrior:
     log_alpha: tuple[float, ...]
     log_beta: tuple[float, ...]
     directories: tuple[Path, ...] = ()
+    """Searched first to last, then the cache; a made table goes to the first that takes it."""
+    read_only: tuple[Path, ...] = ()
+    """Searched after ``directories``, never written (a shipped network's folder)."""
     progress: bool = True
     _tables: dict[str, GeometryTable] = field(default_factory=dict, repr=False, compare=False)
 
@@ -111,12 +114,16 @@ class GeometryPrior:
             "log_beta": list(self.log_beta),
         }
 
-    def stored_in(self, *directories: Path) -> GeometryPrior:
-        """This prior looking first in ``directories`` (a data set's root, a shipped network's
-        folder), then where it looked before; tables already read are kept."""
-        searched = tuple(Path(d) for d in directories)
-        kept = tuple(d for d in self.directories if d not in searched)
-        return replace(self, directories=searched + kept, _tables=self._tables)
+    def stored_in(self, *directories: Path, write: bool = True) -> GeometryPrior:
+        """This prior looking first in ``directories`` (a data set's root; with ``write``
+        False, a folder only read, e.g. a shipped network's), then where it looked before;
+        tables already read are kept."""
+        added = tuple(Path(d) for d in directories)
+        if not write:
+            kept = tuple(d for d in self.read_only if d not in added)
+            return replace(self, read_only=added + kept, _tables=self._tables)
+        kept = tuple(d for d in self.directories if d not in added)
+        return replace(self, directories=added + kept, _tables=self._tables)
 
     def key(self, ocean: np.ndarray, area: np.ndarray) -> str:
         """The table's name: its grid (mask, areas), M, periodicity and nodes."""
@@ -141,15 +148,20 @@ class GeometryPrior:
         return self._tables[key]
 
     def _read(self, key: str) -> GeometryTable | None:
-        for directory in (*self.directories, cache_dir()):
+        for directory in (*self.directories, *self.read_only, cache_dir()):
             path = directory / f"{TABLE_PREFIX}{key}.npz"
             if path.is_file():
                 try:
                     return GeometryTable.from_arrays(load_npz_arrays(path))
+                except DamagedFileError as error:
+                    raise DatasetError(
+                        f"{path} {error.problem}; remove it: the geometry table is made again "
+                        "on first use"
+                    ) from error
                 except (KeyError, ValueError, TypeError) as error:
                     raise DatasetError(
-                        f"{path} is not a geometry table ({error}); remove it, it is made again "
-                        "on first use"
+                        f"{path} is not a geometry table ({error}); remove it: the table is "
+                        "made again on first use"
                     ) from error
         return None
 

@@ -223,11 +223,12 @@ class Standardizer:
         assert self.prior_model is not None
         return self.prior_model
 
-    def read_tables_from(self, *directories: Path) -> None:
-        """Have a geometry prior look for (and save) its grid tables in ``directories`` first:
-        the data set evaluated, the folder of a shipped network."""
+    def read_tables_from(self, *directories: Path, write: bool = True) -> None:
+        """Have a geometry prior look for its grid tables in ``directories`` first, and save
+        those it makes there unless ``write`` is False: the data set evaluated (write), the
+        folder of a shipped network (read only)."""
         if isinstance(self.prior_model, GeometryPrior):
-            self.prior_model = self.prior_model.stored_in(*directories)
+            self.prior_model = self.prior_model.stored_in(*directories, write=write)
 
     @property
     def prior_name(self) -> str | None:

@@ -4,7 +4,9 @@ Each name has three files here: ``<name>.pt``, a ``run_training`` checkpoint wit
 optimizer state (read by ``load_checkpoint``: tensors and plain values only, like any
 checkpoint), ``<name>.json``, its provenance (commit, data set, recipe, validation and test
 metrics, hardware), and ``<name>-grid.npz``, the grid it was trained on (the mask
-``normcoef-predict`` uses by default). ``write_pretrained`` makes them from a trained run;
+``normcoef-predict`` uses by default); a network on the geometry prior also ships its grid's
+table (``prior-geometry-<key>.npz``, ``normcoef.data.priors``), so its grid needs no solve.
+``write_pretrained`` makes them from a trained run;
 ``normcoef-predict --pretrained NAME`` and ``normcoef-evaluate --pretrained NAME`` use them.
 """
 
@@ -68,10 +70,12 @@ def write_pretrained(
     name: str,
     details: dict,
     into: Path = HERE,
+    tables: tuple[Path, ...] = (),
 ) -> Path:
     """Ship a trained run's checkpoint as ``name``: weights and what inference needs, without
-    the optimizer and scheduler state; ``details`` (commit, data, metrics) become its
-    provenance. Refuses to replace an existing network of that name."""
+    the optimizer and scheduler state, and the geometry ``tables`` of its grid; ``details``
+    (commit, data, metrics) become its provenance. Refuses to replace an existing network of
+    that name."""
     into = Path(into)
     target = into / f"{name}.pt"
     if target.exists():
@@ -81,5 +85,7 @@ def write_pretrained(
         state[key] = None
     save_checkpoint_state(target, state)
     shutil.copyfile(grid, into / f"{name}-grid.npz")
+    for table in tables:
+        shutil.copyfile(table, into / Path(table).name)
     (into / f"{name}.json").write_text(json.dumps(details, indent=2, sort_keys=True) + "\n")
     return target
