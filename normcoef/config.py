@@ -40,6 +40,8 @@ class DatasetConfig(GenerationSpec):
 @dataclass
 class DistanceMapConfig:
     metric: str | None = None
+    walls: bool = False
+    """The grid's closed edges count as coast in the distance channel."""
 
 
 @dataclass

@@ -92,6 +92,7 @@ def load_data(cfg: DictConfig, info: DatasetInfo | None = None) -> PreparedData:
         root=cfg.dataset.root,
         standardization=cfg.dataset.standardization,
         distance_metric=cfg.distance_map.metric,
+        distance_walls=cfg.distance_map.walls,
         augmentation=list(cfg.augmentation.transforms),
         augmentation_mode=cfg.augmentation.mode,
         seed=cfg.trainer.seed,

@@ -27,6 +27,7 @@ from normcoef.data.generation import (
     summary,
 )
 from normcoef.data.grids import global_grid, make_grid, python_grid
+from normcoef.data.info import DatasetInfo
 from normcoef.data.standardization import (
     ChannelStatistics,
     compute_statistics,
@@ -41,7 +42,9 @@ from normcoef.data.storage import (
     read_sample,
     sample_paths,
 )
+from normcoef.data.torch_dataset import Standardizer
 from normcoef.physics.diffusion import open_faces
+from tests.test_target import tiny_split
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -602,3 +605,34 @@ def test_inputs_with_other_than_three_channels_are_refused_not_cut(
     message = str(error.value)
     assert message.startswith(f"{x_path}: inputs must be (3, H, W) with channels A_i, A_j, W")
     assert f"got ({channels}, 16, 24)" in message and "normcoef.convert" in message
+
+
+def test_with_walls_a_closed_edge_is_coast_in_the_distance_channel():
+    ocean = np.ones((5, 4), bool)
+    ocean[2, 1] = False  # one island cell
+
+    plain = signed_distance(ocean, "manhattan", periodic_x=True)
+    walls = signed_distance(ocean, "manhattan", periodic_x=True, walls=True)
+
+    # The island's 4 ocean neighbours are at 1 either way; row 0 is 3 cells from the island
+    # (2 rows, 1 column) but 1 from the closed southern edge, row 4 likewise from the north.
+    assert plain[0, 0] == 3 and walls[0, 0] == 1 and walls[4, 0] == 1
+    assert walls[2, 1] == plain[2, 1] == 0 and walls[1, 1] == 1
+    np.testing.assert_array_equal(np.minimum(plain, walls), walls)
+    # A doubly periodic grid has no closed edge: walls change nothing.
+    np.testing.assert_array_equal(
+        signed_distance(ocean, "manhattan", True, walls=True, periodic_y=True), plain
+    )
+
+
+def test_a_checkpoint_records_the_walls_flag_and_older_ones_read_without_it():
+    split = tiny_split()
+    info = DatasetInfo(steps=10)
+    walls = Standardizer.fit(split, "partial", "manhattan", info, distance_walls=True)
+    plain = Standardizer.fit(split, "partial", "manhattan", info)
+
+    assert Standardizer.from_dict(walls.to_dict(), info).distance_walls
+    assert "distance_walls" not in plain.to_dict()
+    assert not Standardizer.from_dict(plain.to_dict(), info).distance_walls
+    inputs = walls.model_inputs(split.fields[0], split.ocean[0])
+    assert not np.array_equal(inputs[3], plain.model_inputs(split.fields[0], split.ocean[0])[3])

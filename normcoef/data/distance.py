@@ -2,7 +2,9 @@
 
 The coast is the set of land cells with an ocean 4-neighbour; the distance is measured to the
 nearest coast cell, positive in the ocean, negative inland, 0 on the coast. Unlike the
-original notebook, the distance wraps across the east-west seam (the date line).
+original notebook, the distance wraps across the east-west seam (the date line). With
+``walls``, a closed edge of the grid counts as coast too (a land row or column beyond it):
+the diffusion reflects from it as from land.
 """
 
 from __future__ import annotations
@@ -26,8 +28,15 @@ def coast(mask: np.ndarray, periodic_x: bool = True) -> np.ndarray:
     return near_ocean & ~ocean
 
 
-def signed_distance(mask: np.ndarray, metric: Metric = "manhattan", periodic_x: bool = True):
-    """(H, W) float signed distance (in cells) to the nearest coast cell.
+def signed_distance(
+    mask: np.ndarray,
+    metric: Metric = "manhattan",
+    periodic_x: bool = True,
+    walls: bool = False,
+    periodic_y: bool = False,
+):
+    """(H, W) float signed distance (in cells) to the nearest coast cell; with ``walls``, to
+    the nearest coast cell or closed edge (of a non-periodic axis).
 
     A grid without coast (all ocean or all land) has no distance to speak of: it gets the
     largest possible distance, signed by the cell type.
@@ -35,6 +44,11 @@ def signed_distance(mask: np.ndarray, metric: Metric = "manhattan", periodic_x: 
     if metric not in METRICS:
         raise ValueError(f"unknown distance metric {metric!r}; choose one of {METRICS}")
     ocean = np.asarray(mask, dtype=bool)
+    if walls:
+        rows, columns = (0, 0) if periodic_y else (1, 1), (0, 0) if periodic_x else (1, 1)
+        padded = np.pad(ocean, (rows, columns), constant_values=False)
+        inner = signed_distance(padded, metric, periodic_x)
+        return inner[rows[0] : rows[0] + ocean.shape[0], columns[0] : columns[0] + ocean.shape[1]]
     shore = coast(ocean, periodic_x)
     sign = np.where(ocean, 1.0, -1.0)
     if not shore.any():
@@ -51,8 +65,10 @@ def signed_distance(mask: np.ndarray, metric: Metric = "manhattan", periodic_x: 
     return sign * distance.astype(np.float64)
 
 
-def standardized_distance(mask: np.ndarray, metric: Metric, periodic_x: bool = True):
+def standardized_distance(
+    mask: np.ndarray, metric: Metric, periodic_x: bool = True, walls: bool = False
+):
     """Signed distance standardized over the whole map (the network's 4th channel)."""
-    distance = signed_distance(mask, metric, periodic_x)
+    distance = signed_distance(mask, metric, periodic_x, walls)
     std = distance.std()
     return (distance - distance.mean()) / (std if std > 0 else 1.0)

@@ -83,6 +83,8 @@ class Standardizer:
     target_mode: str = "gamma"
     prior_stats: ChannelStatistics | None = None
     prior_model: CellPrior | None = None
+    # The distance channel counts the grid's closed edges as coast (conf/distance_map walls).
+    distance_walls: bool = False
     # Standardized distance map per ocean mask: samples of a grid share one mask (flips give a
     # handful), and the transform costs 6-20 ms on the global grid, every item of every step.
     _distance_maps: dict[bytes, np.ndarray] = field(
@@ -133,10 +135,12 @@ class Standardizer:
         info: DatasetInfo | None = None,
         target_mode: str = "gamma",
         prior: CellPrior | None = None,
+        distance_walls: bool = False,
     ) -> Standardizer:
         """Statistics of the training split; ``info`` gives the grid's periodicity and M (the
         prior_residual target needs M, and reads the priors ``train`` carries, if any);
-        ``prior``: the prior_residual target's γ_prior (None: the uniform one)."""
+        ``prior``: the prior_residual target's γ_prior (None: the uniform one);
+        ``distance_walls``: closed edges count as coast in the distance channel."""
         info = info or DatasetInfo()
         if len(train) == 0:
             raise ValueError("the training split is empty: cannot compute statistics")
@@ -145,7 +149,7 @@ class Standardizer:
         oceans = list(train.ocean)
         if not needs_prior(target_mode):
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
-            return cls(inputs, target, mode, distance_metric, info)
+            return cls(inputs, target, mode, distance_metric, info, distance_walls=distance_walls)
         if info.steps is None:
             raise ValueError("the prior_residual target needs the number of diffusion steps M")
         prior = prior or UniformPrior(info.steps, *info.periodicity)
@@ -164,6 +168,7 @@ class Standardizer:
             target_mode,
             compute_statistics(log_priors, oceans, "partial"),
             prior,
+            distance_walls,
         )
 
     def to_dict(self) -> dict:
@@ -176,6 +181,8 @@ class Standardizer:
             "periodic_y": self.periodic_y,
             "target_mode": self.target_mode,
         }
+        if self.distance_walls:  # recorded when set: older checkpoints read back without it
+            data["distance_walls"] = True
         if self.uses_prior:
             data["steps"] = self.steps
             data["prior_stats"] = self._prior_stats().to_dict()
@@ -211,6 +218,7 @@ class Standardizer:
             None if prior_stats is None else ChannelStatistics.from_dict(prior_stats),
             # The prior it was trained on; checkpoints from before the choice: uniform.
             None if prior_stats is None else prior_from_dict(data.get("prior"), info),
+            bool(data.get("distance_walls", False)),
         )
 
     def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray | None:
@@ -262,7 +270,7 @@ class Standardizer:
         key = np.packbits(ocean).tobytes() + np.asarray(ocean.shape).tobytes()
         if key not in self._distance_maps:
             self._distance_maps[key] = standardized_distance(
-                ocean, cast(Metric, self.distance_metric), self.periodic_x
+                ocean, cast(Metric, self.distance_metric), self.periodic_x, self.distance_walls
             )
         return self._distance_maps[key]
 
@@ -431,7 +439,8 @@ class DataSettings:
     samples per split), its standardization (``Mode``), the distance channel, the augmentation
     (``parse_augmentation``'s spec, ``offline`` or ``online``, drawn with ``seed``) and the
     target (``TARGETS``) and, with the prior_residual target, its prior (``PRIORS``: a
-    geometry table is read from, or made into, ``root``)."""
+    geometry table is read from, or made into, ``root``); ``distance_walls``: the distance
+    channel counts closed edges as coast."""
 
     root: str | Path
     standardization: Mode
@@ -443,6 +452,7 @@ class DataSettings:
     target: str = "gamma"
     prior: str = "geometry"
     prior_nodes: int = DEFAULT_NODES
+    distance_walls: bool = False
 
 
 def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> PreparedData:
@@ -482,6 +492,7 @@ def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> Pre
         info,
         settings.target,
         prior,
+        settings.distance_walls,
     )
     transforms = parse_augmentation(settings.augmentation)
     height, width = splits["train"].gamma.shape[1:]
