@@ -232,3 +232,23 @@ def test_an_unknown_prior_is_refused():
     with pytest.raises(ValueError, match="unknown prior 'walls'; choose one of geometry, uniform"):
         prior_from_dict({"name": "walls"}, DatasetInfo(steps=STEPS))
     assert priors.PRIORS == ("geometry", "uniform")
+
+
+def test_a_cell_without_faces_on_an_axis_reads_the_table_at_its_neighbours_ratio():
+    """A one-cell strait: land east and west of cell (6, 10), so it has no ratio of its own
+    along x, while its variance depends on its neighbours' east-west diffusion (the table's
+    log F there spans ~1 over the nodes): read at the lowest node it was 14 % off here, up to
+    155 % at straits of the global grid."""
+    mask = np.ones((12, 20), bool)
+    mask[0, :] = mask[-1, :] = False
+    mask[6, 9] = mask[6, 11] = False
+    table = GeometryTable.build(mask, np.full(mask.shape, 1.5), STEPS, (True, False), NODES)
+    for i, j in [(3, 3), (1, 2)]:
+        alpha, beta = np.exp(table.log_alpha[i]), np.exp(table.log_beta[j])
+        fields = reference_fields(mask, np.full(mask.shape, 1.5), alpha, beta, (True, False))
+        exact = exact_normalization(DiffusionOperator(fields, mask, STEPS))
+
+        prior = table.prior(fields, mask)
+
+        assert fields[1][6, 10] == fields[1][6, 9] == 0  # no open east or west face
+        np.testing.assert_allclose(prior[6, 10], exact[6, 10], rtol=2e-6)

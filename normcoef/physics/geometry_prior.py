@@ -231,10 +231,36 @@ class GeometryTable:
     def log_factor_at(self, alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
         """log F (n_ocean,) of each ocean cell at its own ratios (α_c, β_c): cubic in the
         reference ratio (α_c / r_i, β_c / r_j) between the nodes, clamped outside them."""
-        x, y = reference_ratios(alpha, beta, *self.scales)
-        weights_a = spline_weights(self.log_alpha, np.log(x))
-        weights_b = spline_weights(self.log_beta, np.log(y))
+        r_i, r_j = self.scales
+        x, y = reference_ratios(alpha, beta, r_i, r_j)
+        log_x = self._from_neighbours(np.log(x), r_i > 0)
+        log_y = self._from_neighbours(np.log(y), r_j > 0)
+        weights_a = spline_weights(self.log_alpha, log_x)
+        weights_b = spline_weights(self.log_beta, log_y)
         return np.einsum("ca,cb,abc->c", weights_a, weights_b, self.log_factor)
+
+    def _from_neighbours(self, values: np.ndarray, known: np.ndarray) -> np.ndarray:
+        """``values`` (n_ocean,) where ``known``; elsewhere the mean of the known values of the
+        cell's 3x3 neighbourhood (twice widened if need be), else the mean of all known.
+
+        A cell without an open face on an axis has no ratio of its own there, but its
+        variance still depends on that axis' diffusion in its neighbours (of the order of
+        the table's whole range for a cell in a one-cell-wide strait): their ratio it is."""
+        if known.all() or not known.any():
+            return values
+        grid_values, grid_known = np.zeros(self.mask.shape), np.zeros(self.mask.shape)
+        grid_values[self.mask] = np.where(known, values, 0.0)
+        grid_known[self.mask] = known
+        filled = values.copy()
+        missing = ~known
+        for radius in (1, 2, 3):
+            sums = neighbourhood_sum(grid_values, radius, self.periodicity)[self.mask]
+            counts = neighbourhood_sum(grid_known, radius, self.periodicity)[self.mask]
+            found = missing & (counts > 0)
+            filled[found] = sums[found] / counts[found]
+            missing &= ~found
+        filled[missing] = values[known].mean()
+        return filled
 
     @functools.cached_property
     def scales(self) -> tuple[np.ndarray, np.ndarray]:
@@ -297,6 +323,22 @@ class GeometryTable:
             log_factor,
             float(arrays["tolerance"]),
         )
+
+
+def neighbourhood_sum(
+    values: np.ndarray, radius: int, periodicity: tuple[bool, bool]
+) -> np.ndarray:
+    """Sum of (H, W) ``values`` over each cell's (2 radius + 1)² neighbourhood, wrapped across
+    periodic axes, zero beyond closed edges."""
+    modes = ["wrap" if periodic else "constant" for periodic in reversed(periodicity)]
+    padded = np.pad(values, ((radius, radius), (0, 0)), mode=modes[0])  # type: ignore[call-overload]
+    padded = np.pad(padded, ((0, 0), (radius, radius)), mode=modes[1])  # type: ignore[call-overload]
+    height, width = values.shape
+    return sum(
+        padded[dy : dy + height, dx : dx + width]
+        for dy in range(2 * radius + 1)
+        for dx in range(2 * radius + 1)
+    )
 
 
 def lattice_variance(
