@@ -171,7 +171,7 @@ class GeometryPrior:
         print(
             f"making the geometry prior's table for this {height}x{width} grid "
             f"({int(ocean.sum())} ocean cells, M = {self.steps}): {nodes} exact solves, once "
-            "(~1 minute on one core for a 292x360 grid)",
+            "(1-4 minutes for a 292x360 grid on one core)",
             file=sys.stderr,
         )
         start = time.perf_counter()
