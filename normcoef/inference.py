@@ -175,6 +175,11 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
             f"{one_line(error)}"
         ) from error
     model.to(device).eval()
+    # A geometry prior's tables: one shipped beside the checkpoint, or in its training data
+    # set; read only (a user's own grid's table goes to the cache).
+    data_root = OmegaConf.select(config, "dataset.root")
+    beside = [Path(path).parent] + ([Path(data_root)] if data_root else [])
+    standardizer.read_tables_from(*beside, write=False)
     return TrainedModel(
         model,
         standardizer,

@@ -23,6 +23,7 @@ from normcoef.data.storage import GRID, load_split
 from normcoef.inference import load_trained_model
 from normcoef.metrics import sample_metrics
 from normcoef.physics import DiffusionOperator, exact_normalization
+from normcoef.physics.geometry_prior import GeometryTable
 from normcoef.training.checkpoint import load_checkpoint
 
 PROVENANCE_KEYS = {"commit", "recipe", "command", "data", "hardware", "validation", "test"}
@@ -101,6 +102,8 @@ def test_the_global_network_ships_with_its_grid_and_provenance():
         assert {"eps_q", "eps_max", "eps_mean", "rmse"} <= set(info[split])
     trained = load_trained_model(pretrained.checkpoint_path("global"))
     assert trained.dataset.shape == (292, 360) and trained.standardizer.uses_prior
+    assert trained.standardizer.prior_name == "geometry"
+    assert len(list(pretrained.HERE.glob("prior-geometry-*.npz"))) == 1
     assert load_checkpoint(pretrained.checkpoint_path("global"))["optimizer"] is None
     assert pretrained.checkpoint_path("global").stat().st_size < 5_000_000
     with np.load(pretrained.grid_path("global")) as grid:
@@ -109,7 +112,7 @@ def test_the_global_network_ships_with_its_grid_and_provenance():
 
 @pytest.mark.slow
 def test_the_global_network_predicts_exact_gamma_of_a_new_global_sample(
-    tmp_path: Path, capsys: pytest.CaptureFixture
+    tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
 ):
     """A global sample none of its data saw (data seed 1), exact γ computed here (~10 s):
     ``predict --pretrained global`` gets it within twice the test errors its provenance
@@ -123,6 +126,8 @@ def test_the_global_network_predicts_exact_gamma_of_a_new_global_sample(
     inputs.mkdir()
     np.savez(inputs / "00000.npz", fields)
 
+    # Its grid's geometry table ships with it: nothing is solved for the global grid.
+    monkeypatch.setattr(GeometryTable, "build", None)
     (written,) = predict.run(["--pretrained", "global", str(inputs), "-o", str(tmp_path / "a")])
     assert "pretrained network 'global'" in capsys.readouterr().out
     with np.load(written) as out:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from normcoef.inference import TrainedModel, load_trained_model, resolve_checkpoint
-from normcoef.pretrained import HERE, available, checkpoint_path, describe, grid_path
+from normcoef.pretrained import available, checkpoint_path, describe, grid_path
 from normcoef.tracking import DEFAULT_TRACKING_URI
 
 CHECKPOINT_HELP = "a .pt file, a run directory (best.pt, else last.pt) or an MLflow run id"
@@ -48,8 +48,6 @@ def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
     if args.pretrained is not None:
         trained = load_trained_model(checkpoint_path(args.pretrained), args.device)
         trained.grid = grid_path(args.pretrained)
-        # Its grid's geometry table ships with it; a user's own grid's goes to the cache.
-        trained.standardizer.read_tables_from(HERE, write=False)
         print(f"Using {describe(args.pretrained)}.")
         return trained
     return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)
