@@ -53,13 +53,13 @@ def _log_on_ocean(values: np.ndarray, ocean: np.ndarray) -> np.ndarray:
     return np.log(np.where(ocean, values, 1.0))
 
 
-def with_priors(split: Split, prior: CellPrior) -> Split:
+def with_priors(split: Split, compute: CellPrior) -> Split:
     """``split`` carrying each sample's γ_prior, computed once: the statistics, the network's
     inputs and targets and the prior's own metrics all read these (a global grid's prior
     costs an interpolation per cell). A split that already carries them comes back as is."""
     if split.prior is not None:
         return split
-    compute, prior = prior, np.zeros(split.gamma.shape)
+    prior = np.zeros(split.gamma.shape)
     for k, (fields, ocean) in enumerate(zip(split.fields, split.ocean, strict=True)):
         prior[k] = compute(fields, ocean)
     return replace(split, prior=prior)

@@ -84,12 +84,12 @@ def log_nodes(ratios: np.ndarray, count: int = DEFAULT_NODES) -> tuple[float, ..
 def spline_weights(nodes: Sequence[float], x: np.ndarray) -> np.ndarray:
     """(len(x), len(nodes)) weights of the natural cubic spline through the nodes, at ``x``
     clipped to the nodes' range: value(x) = weights @ values_at_nodes (linear with 2 nodes)."""
-    nodes = np.asarray(nodes, dtype=np.float64)
-    x = np.clip(x, nodes[0], nodes[-1])
-    if nodes.size == 2:
-        t = (x - nodes[0]) / (nodes[1] - nodes[0])
+    at = np.asarray(nodes, dtype=np.float64)
+    x = np.clip(x, at[0], at[-1])
+    if at.size == 2:
+        t = (x - at[0]) / (at[1] - at[0])
         return np.stack([1 - t, t], axis=-1)
-    return CubicSpline(nodes, np.eye(nodes.size), bc_type="natural")(x)
+    return CubicSpline(at, np.eye(at.size), bc_type="natural")(x)
 
 
 def grid_digest(mask: np.ndarray, area: np.ndarray) -> str:
