@@ -89,8 +89,9 @@ class UniformPrior:
 
 @dataclass
 class GeometryPrior:
-    """The wall-aware prior: one ``GeometryTable`` per ocean mask met, found in (or made into)
-    ``directories``."""
+    """The wall-aware prior: one ``GeometryTable`` per grid (ocean mask and areas W) met,
+    found in ``directories``, ``read_only`` or the cache, else made into the first of them
+    that takes it."""
 
     steps: int
     periodic_x: bool
