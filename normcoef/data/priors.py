@@ -134,8 +134,9 @@ class GeometryPrior:
                 self.steps,
                 self.periodic_x,
                 self.periodic_y,
-                list(self.log_alpha),
-                list(self.log_beta),
+                # -0.0 and 0.0 are one node (a checkpoint may hold either).
+                [x + 0.0 for x in self.log_alpha],
+                [x + 0.0 for x in self.log_beta],
             ]
         )
         return hashlib.sha256(facts.encode()).hexdigest()[:16]

@@ -78,7 +78,7 @@ def log_nodes(ratios: np.ndarray, count: int = DEFAULT_NODES) -> tuple[float, ..
     low = np.floor(low / NODE_ROUNDING) * NODE_ROUNDING
     high = max(np.ceil(high / NODE_ROUNDING) * NODE_ROUNDING, low + NODE_ROUNDING)
     low, high = np.clip([low, high], *LOG_RATIO_RANGE)
-    return tuple(float(x) for x in np.linspace(low, high, count))
+    return tuple(float(x) + 0.0 for x in np.linspace(low, high, count))  # + 0.0: no -0.0
 
 
 def spline_weights(nodes: Sequence[float], x: np.ndarray) -> np.ndarray:
