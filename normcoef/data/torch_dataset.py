@@ -455,6 +455,21 @@ class DataSettings:
     distance_walls: bool = False
 
 
+def training_prior(settings: DataSettings, info: DatasetInfo, train: Split) -> CellPrior | None:
+    """The prior of ``settings`` (None without the prior_residual target), its geometry
+    nodes placed on ``train``, its grid tables kept in the data set's root."""
+    if not needs_prior(settings.target):
+        return None
+    return make_prior(
+        settings.prior,
+        info,
+        train.fields,
+        train.ocean,
+        nodes=settings.prior_nodes,
+        directories=(Path(settings.root),),
+    )
+
+
 def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> PreparedData:
     """Load the splits, fit statistics on the un-augmented training split, augment.
 
@@ -473,18 +488,9 @@ def prepare_data(settings: DataSettings, info: DatasetInfo | None = None) -> Pre
             f"{settings.root} has no training sample under train/X and train/Y; generate it "
             "with `python -m normcoef.generate` or point dataset.root at a data set"
         )
-    prior = None
-    if needs_prior(settings.target):
-        train = splits["train"]
-        prior = make_prior(
-            settings.prior,
-            info,
-            train.fields,
-            train.ocean,
-            nodes=settings.prior_nodes,
-            directories=(Path(settings.root),),
-        )
-        splits["train"] = with_priors(train, prior)
+    prior = training_prior(settings, info, splits["train"])
+    if prior is not None:
+        splits["train"] = with_priors(splits["train"], prior)
     standardizer = Standardizer.fit(
         splits["train"],
         settings.standardization,
