@@ -11,7 +11,7 @@ without optimizer state, the grid and the provenance (``normcoef.pretrained.writ
 from __future__ import annotations
 
 import argparse
-import re
+import json
 from pathlib import Path
 
 import mlflow
@@ -34,10 +34,12 @@ def provenance(
     client = MlflowClient(uri)
     run = client.get_run(run_id)
     tags, metrics, params = run.data.tags, run.data.metrics, run.data.params
-    table = mlflow.artifacts.load_text(f"{run.info.artifact_uri}/test_metrics.md")
-    samples = re.search(r"(\d+) test samples\.", table)
-    if samples is None or any(f"test/cnn/{key}" not in metrics for key in METRICS):
+    # The whole table as data: means and spreads of every method (test_metrics.json).
+    table = json.loads(mlflow.artifacts.load_text(f"{run.info.artifact_uri}/test_metrics.json"))
+    methods = table.get("methods", {})
+    if "CNN" not in methods or any(f"test/cnn/{key}" not in metrics for key in METRICS):
         raise SystemExit(f"run {run_id} has no test evaluation: run normcoef.evaluate on it")
+    cnn, prior = methods["CNN"], methods.get("Prior alone (no network)", {})
     trained = load_trained_model(resolve_checkpoint(run_id, uri))
     root = Path(trained.config.dataset.root)
     info = DatasetInfo.load(root)
@@ -67,13 +69,12 @@ def provenance(
         },
         "validation": {key: metrics[f"best/val/{key}"] for key in METRICS},
         "test": {
-            **{key: metrics[f"test/cnn/{key}"] for key in METRICS},
-            **{f"{key}_std": metrics[f"test/cnn/{key}_std"] for key in METRICS},
-            "samples": int(samples.group(1)),
+            **{key: cnn[key] for key in METRICS},
+            **{f"{key}_std": cnn[f"{key}_std"] for key in METRICS if f"{key}_std" in cnn},
+            "samples": int(table["samples"]),
         },
-        "test_prior_alone": {
-            key: metrics[f"test/prior/{key}"] for key in METRICS if f"test/prior/{key}" in metrics
-        },
+        "test_prior_alone": {key: prior[key] for key in METRICS if key in prior},
+        "prior": trained.standardizer.prior_name,
     }
 
 
