@@ -62,7 +62,13 @@ def provenance(
             "grid": params.get("dataset.grid"),
             "shape": list(info.shape or ()),
             "seed": int(params.get("dataset.seed", 0)),
-            "splits": {s: int(params[f"dataset.splits.{s}"]) for s in ("train", "valid", "test")},
+            # The test split the stated metrics come from (evaluate may score more samples
+            # than the run's end-of-training test did).
+            "splits": {
+                "train": int(params["dataset.splits.train"]),
+                "valid": int(params["dataset.splits.valid"]),
+                "test": int(table["samples"]),
+            },
             "tolerance": float(params.get("dataset.tolerance", "nan")),
             "steps_M": info.steps,
             "standardization": params.get("dataset.standardization"),
