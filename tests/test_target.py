@@ -322,7 +322,7 @@ def test_a_prior_network_is_scored_beside_the_prior_alone_with_both_maps(
         [str(residual_run), "-n", "0", "--no-log", "--output-dir", str(out), "--max-samples", "2"]
     )
     test = load_split(root, "test")
-    standardizer = load_trained_model(residual_run).standardizer
+    standardizer = load_trained_model(residual_run / "best.pt").standardizer
     standardizer.read_tables_from(root)
     assert standardizer.prior_name == "geometry"  # the default of new runs
     by_hand = [
@@ -399,10 +399,23 @@ def test_predict_makes_a_users_grid_table_once_in_the_cache_and_reuses_it(
     monkeypatch.setattr(
         GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
     )
-    sample = residual_run.parent / "data" / "test" / "X" / "00000.npz"
+    # A grid of the user's own: the training grid with one more island (the training grid's
+    # table, in its data set, is read from there and made nowhere).
+    test = load_split(residual_run.parent / "data", "test", 1)
+    ocean = test.ocean[0].copy()
+    row, column = np.argwhere(ocean[1:-1, 1:-1])[len(np.argwhere(ocean[1:-1, 1:-1])) // 2] + 1
+    ocean[row, column] = False
+    (tmp_path / "X").mkdir()
+    sample, mask = tmp_path / "X" / "00000.npz", tmp_path / "mask.npz"
+    np.savez(sample, test.fields[0])
+    np.savez(mask, mask=ocean)
 
-    first = predict.run([str(residual_run), str(sample), "-o", str(tmp_path / "a")])
-    second = predict.run([str(residual_run), str(sample), "-o", str(tmp_path / "b")])
+    first = predict.run(
+        [str(residual_run), str(sample), "--mask", str(mask), "-o", str(tmp_path / "a")]
+    )
+    second = predict.run(
+        [str(residual_run), str(sample), "--mask", str(mask), "-o", str(tmp_path / "b")]
+    )
 
     assert len(built) == 1 and len(list(cache.glob("prior-geometry-*.npz"))) == 1
     with np.load(first[0]) as a, np.load(second[0]) as b:
