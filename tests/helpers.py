@@ -8,6 +8,7 @@ conftest, the default ``prepend`` import mode). Fixtures live in conftest.py.
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
@@ -17,6 +18,7 @@ from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec
 from normcoef.data.standardization import ChannelStatistics, Mode, standardize
 from normcoef.data.transforms import transform_cells, transform_fields
+from normcoef.physics.geometry_prior import GeometryTable
 
 # --- the tiny data set and runs on it ----------------------------------------------------
 
@@ -116,3 +118,13 @@ def transform_standardized_tensor(
         periodic_y,
     )
     return torch.from_numpy(moved).to(image), torch.from_numpy(moved_mask).to(mask)
+
+
+def count_table_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """A list that grows by one each time a geometry table is built (not read) in the test."""
+    built: list[int] = []
+    build = GeometryTable.build
+    monkeypatch.setattr(
+        GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
+    )
+    return built

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import count_table_builds
 
 from normcoef.data import priors
 from normcoef.data.distance import signed_distance
@@ -176,11 +177,7 @@ def geometry_prior(tmp_path, split) -> GeometryPrior:
 
 def test_a_grid_table_is_made_once_then_read_from_its_folder(tmp_path, monkeypatch):
     split = tiny_split()  # each sample on its own areas W (scaled), i.e. its own grid
-    built = []
-    build = GeometryTable.build
-    monkeypatch.setattr(
-        GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
-    )
+    built = count_table_builds(monkeypatch)
 
     first = geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])
     again = geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])

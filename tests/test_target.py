@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TinyDataset
-from helpers import compose_config, tiny_overrides
+from helpers import compose_config, count_table_builds, tiny_overrides
 
 from normcoef.cli import evaluate, predict
 from normcoef.config import validate
@@ -394,11 +394,7 @@ def test_predict_makes_a_users_grid_table_once_in_the_cache_and_reuses_it(
 ):
     cache = tmp_path / "cache"
     monkeypatch.setenv("NORMCOEF_CACHE_DIR", str(cache))
-    built = []
-    build = GeometryTable.build
-    monkeypatch.setattr(
-        GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
-    )
+    built = count_table_builds(monkeypatch)
     # A grid of the user's own: the training grid with one more island (the training grid's
     # table, in its data set, is read from there and made nowhere).
     test = load_split(residual_run.parent / "data", "test", 1)

@@ -102,11 +102,14 @@ class GeometryPrior:
     """Searched first to last, then the cache; a made table goes to the first that takes it."""
     read_only: tuple[Path, ...] = ()
     """Searched after ``directories``, never written (a shipped network's folder)."""
-    progress: bool = True
     _tables: dict[str, GeometryTable] = field(default_factory=dict, repr=False, compare=False)
 
     def __call__(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
         return self.table(ocean, fields[2]).prior(fields[:3], ocean)
+
+    @property
+    def periodicity(self) -> tuple[bool, bool]:
+        return self.periodic_x, self.periodic_y
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -146,15 +149,19 @@ class GeometryPrior:
         file, else made and saved."""
         key = self.key(ocean, area)
         if key not in self._tables:
-            self._tables[key] = self._read(key) or self._make(ocean, area, key)
+            self._tables[key] = self._read(key, ocean, area) or self._make(ocean, area, key)
         return self._tables[key]
 
-    def _read(self, key: str) -> GeometryTable | None:
+    def _read(self, key: str, ocean: np.ndarray, area: np.ndarray) -> GeometryTable | None:
+        """The table named ``key`` in the first folder holding one, checked to be the grid's
+        and this prior's (a renamed or copied file is refused, not used)."""
         for directory in (*self.directories, *self.read_only, cache_dir()):
             path = directory / f"{TABLE_PREFIX}{key}.npz"
             if path.is_file():
                 try:
-                    return GeometryTable.from_arrays(load_npz_arrays(path))
+                    table = GeometryTable.from_arrays(load_npz_arrays(path))
+                    table.check_matches(ocean, area, self.steps, self.periodicity)
+                    return table
                 except DamagedFileError as error:
                     raise DatasetError(
                         f"{path} {error.problem}; remove it: the geometry table is made again "
@@ -177,12 +184,12 @@ class GeometryPrior:
             file=sys.stderr,
         )
         start = time.perf_counter()
-        with tqdm(total=nodes, desc="geometry table", disable=not self.progress) as bar:
+        with tqdm(total=nodes, desc="geometry table") as bar:
             table = GeometryTable.build(
                 ocean,
                 area,
                 self.steps,
-                (self.periodic_x, self.periodic_y),
+                self.periodicity,
                 (self.log_alpha, self.log_beta),
                 on_node=bar.update,
             )
@@ -227,35 +234,45 @@ def make_prior(
     """The prior ``name`` on ``info``'s grid and M. ``geometry`` places its ``nodes`` per axis
     over the (α, β) of the training samples ``fields`` (N, 3, H, W) on ``ocean`` (N, H, W)."""
     check_prior(name)
-    if info.steps is None:
-        raise ValueError("the prior_residual target needs the number of diffusion steps M")
-    if name == "uniform":
-        return UniformPrior(info.steps, *info.periodicity)
-    if fields is None or ocean is None or len(fields) == 0:
-        raise ValueError("the geometry prior places its nodes on training samples; none given")
-    alpha, beta = training_ratios(fields, ocean, info)
-    return GeometryPrior(
-        info.steps,
-        *info.periodicity,
-        log_nodes(alpha, nodes),
-        log_nodes(beta, nodes),
-        tuple(Path(d) for d in directories),
-    )
+    placed = None
+    if name == "geometry":
+        if fields is None or ocean is None or len(fields) == 0:
+            raise ValueError("the geometry prior places its nodes on training samples; none given")
+        alpha, beta = training_ratios(fields, ocean, info)
+        placed = (log_nodes(alpha, nodes), log_nodes(beta, nodes))
+    return _prior(name, info, placed, directories)
+
+
+def recorded_prior(data: dict[str, Any] | None) -> dict[str, Any]:
+    """The prior a checkpoint's statistics record (``to_dict``); none recorded: ``uniform``,
+    the only prior before the choice existed."""
+    return data or {"name": "uniform"}
 
 
 def prior_from_dict(data: dict[str, Any] | None, info: DatasetInfo) -> CellPrior:
-    """The prior a checkpoint recorded (``to_dict``); none recorded: ``uniform``, the only
-    prior before the choice existed."""
-    data = data or {"name": "uniform"}
+    """The prior a checkpoint recorded (``recorded_prior``), on ``info``'s grid and M."""
+    data = recorded_prior(data)
     name = data.get("name", "uniform")
+    placed = None
+    if name == "geometry":
+        placed = (
+            tuple(float(x) for x in data["log_alpha"]),
+            tuple(float(x) for x in data["log_beta"]),
+        )
+    return _prior(name, info, placed)
+
+
+def _prior(
+    name: str,
+    info: DatasetInfo,
+    nodes: tuple[tuple[float, ...], tuple[float, ...]] | None,
+    directories: tuple[Path, ...] = (),
+) -> CellPrior:
+    """``uniform``, or ``geometry`` at ``nodes`` (log α, log β), on ``info``'s grid and M."""
     check_prior(name)
     if info.steps is None:
         raise ValueError("the prior_residual target needs the number of diffusion steps M")
     if name == "uniform":
         return UniformPrior(info.steps, *info.periodicity)
-    return GeometryPrior(
-        info.steps,
-        *info.periodicity,
-        tuple(float(x) for x in data["log_alpha"]),
-        tuple(float(x) for x in data["log_beta"]),
-    )
+    assert nodes is not None  # make_prior and prior_from_dict place them
+    return GeometryPrior(info.steps, *info.periodicity, *nodes, tuple(Path(d) for d in directories))

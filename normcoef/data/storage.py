@@ -14,12 +14,15 @@ Prediction reads inputs in the X layout and writes ``<id>_norm_coeffs.npz`` file
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -119,19 +122,16 @@ def _check_archive(path: Path) -> None:
         raise DamagedFileError(path, f"is damaged: {damaged} fails its checksum")
 
 
-def load_array(path: Path) -> np.ndarray:
-    """The one float64 array of an npz file (named ``arr_0``, or alone); pickles are refused."""
-    path = Path(path)
+@contextlib.contextmanager
+def _open_npz(path: Path) -> Iterator[Any]:
+    """``np.load`` of an intact npz file, pickles refused; what goes wrong while it is read
+    (here or in the ``with`` body) comes out as a one-line ``DatasetError``."""
     if not path.exists():
         raise DatasetError(f"missing file {path}; regenerate the data set or fix the path")
     try:
         _check_archive(path)
         with np.load(path, allow_pickle=False) as data:
-            keys = list(data.keys())
-            key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DatasetError(f"{path} holds {keys}; expected one array named arr_0")
-            array = np.asarray(data[key])  # a member that is not .npy comes back as bytes
+            yield data
     except DatasetError:
         raise
     except ValueError as error:
@@ -143,6 +143,17 @@ def load_array(path: Path) -> np.ndarray:
         raise DamagedFileError(path, f"holds no valid array ({error})") from error
     except OSError as error:
         raise DatasetError(f"cannot read {path}: {error}") from error
+
+
+def load_array(path: Path) -> np.ndarray:
+    """The one float64 array of an npz file (named ``arr_0``, or alone); pickles are refused."""
+    path = Path(path)
+    with _open_npz(path) as data:
+        keys = list(data.keys())
+        key = "arr_0" if "arr_0" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise DatasetError(f"{path} holds {keys}; expected one array named arr_0")
+        array = np.asarray(data[key])  # a member that is not .npy comes back as bytes
     if array.dtype.kind not in "biuf":
         raise DatasetError(f"{path}: {key} has dtype {array.dtype}; expected real numbers")
     return array.astype(np.float64, copy=False)
@@ -152,12 +163,8 @@ def load_npz_arrays(path: Path) -> dict[str, np.ndarray]:
     """Every array of an intact npz file by name (pickles refused): files of several arrays
     that this package writes itself, e.g. a geometry table."""
     path = Path(path)
-    _check_archive(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: np.asarray(data[key]) for key in data.keys()}
-    except (ValueError, OSError) as error:
-        raise DamagedFileError(path, f"holds no valid arrays ({error})") from error
+    with _open_npz(path) as data:
+        return {key: np.asarray(data[key]) for key in data.keys()}
 
 
 def crop_halo(array: np.ndarray, shape: tuple[int, int], path: Path) -> np.ndarray:

@@ -150,9 +150,7 @@ class Standardizer:
         if not needs_prior(target_mode):
             target = compute_statistics([g[None] for g in train.gamma], oceans, "partial")
             return cls(inputs, target, mode, distance_metric, info, distance_walls=distance_walls)
-        if info.steps is None:
-            raise ValueError("the prior_residual target needs the number of diffusion steps M")
-        prior = prior or UniformPrior(info.steps, *info.periodicity)
+        prior = prior or make_prior("uniform", info)
         priors = cast(np.ndarray, with_priors(train, prior).prior)
         log_priors = [_log_on_ocean(p, o)[None] for p, o in zip(priors, oceans, strict=True)]
         ratios = [

@@ -36,11 +36,7 @@ from scipy.interpolate import CubicSpline
 
 from normcoef.physics.diffusion import DiffusionOperator, FieldError, check_fields, open_faces
 from normcoef.physics.normalization import DEFAULT_TOLERANCE, exact_normalization
-from normcoef.physics.prior import (
-    LOG_RATIO_RANGE,
-    cell_face_coefficients,
-    tabulated_lattice_integral,
-)
+from normcoef.physics.prior import LOG_RATIO_RANGE, cell_ratios, lattice_variance
 
 DEFAULT_NODES = 4
 """Nodes per axis. On the python grid, between-node error of log F (cubic) against exact Γ:
@@ -53,15 +49,6 @@ NODE_ROUNDING = 0.25
 
 class TableMismatchError(FieldError):
     """A geometry table used for a grid, M or periodicity it was not made for."""
-
-
-def cell_ratios(
-    fields: np.ndarray, ocean: np.ndarray, periodic_x: bool = True, periodic_y: bool = False
-) -> tuple[np.ndarray, np.ndarray]:
-    """(α, β) on ocean cells, (n_ocean,) each: the cell's mean open-face a_i, a_j over its w."""
-    a_i, a_j = cell_face_coefficients(fields, ocean, periodic_x, periodic_y)
-    w = fields[2][ocean]
-    return a_i[ocean] / w, a_j[ocean] / w
 
 
 def log_nodes(ratios: np.ndarray, count: int = DEFAULT_NODES) -> tuple[float, ...]:
@@ -185,9 +172,9 @@ class GeometryTable:
                 fields = reference_fields(mask, area, np.exp(la), np.exp(lb), periodicity)
                 op = DiffusionOperator(fields, mask, steps, *periodicity)
                 variance = exact_normalization(op, tolerance)[mask] ** -2.0
-                log_factor[i, j] = np.log(
-                    variance / lattice_variance(fields, mask, steps, periodicity)
-                )
+                ratios = cell_ratios(fields, mask, *periodicity)
+                lattice = lattice_variance(*ratios, area[mask], steps)
+                log_factor[i, j] = np.log(variance / lattice)
                 if on_node is not None:
                     on_node()
         # Rounded as a file stores it: a table made now and one read later give the same prior.
@@ -210,6 +197,10 @@ class GeometryTable:
                 f"{self.periodicity}, not M = {steps}, {periodicity}; make a table for this "
                 "grid (it is made on first use)"
             )
+        self._check_grid(ocean, area)
+
+    def _check_grid(self, ocean: np.ndarray, area: np.ndarray) -> None:
+        """Refuse another mask or other areas W than the table's, in one line."""
         if ocean.shape != self.mask.shape or not np.array_equal(ocean, self.mask):
             differ = (
                 "another shape"
@@ -254,6 +245,8 @@ class GeometryTable:
         filled = values.copy()
         missing = ~known
         for radius in (1, 2, 3):
+            if not missing.any():
+                break
             sums = neighbourhood_sum(grid_values, radius, self.periodicity)[self.mask]
             counts = neighbourhood_sum(grid_known, radius, self.periodicity)[self.mask]
             found = missing & (counts > 0)
@@ -276,9 +269,9 @@ class GeometryTable:
     def prior(self, fields: np.ndarray, ocean: np.ndarray) -> np.ndarray:
         """γ_prior (H, W) of (3, H, W) fields A_i, A_j, W on the table's grid; 0 on land."""
         fields, ocean = check_fields(fields, ocean)
-        self.check_matches(ocean, fields[2], self.steps, self.periodicity)
+        self._check_grid(ocean, fields[2])
         alpha, beta = cell_ratios(fields, ocean, *self.periodicity)
-        variance = lattice_variance(fields, ocean, self.steps, self.periodicity)
+        variance = lattice_variance(alpha, beta, fields[2][ocean], self.steps)
         prior = np.zeros(ocean.shape)
         prior[ocean] = (variance * np.exp(self.log_factor_at(alpha, beta))) ** -0.5
         return prior
@@ -339,11 +332,3 @@ def neighbourhood_sum(
         for dy in range(2 * radius + 1)
         for dx in range(2 * radius + 1)
     )
-
-
-def lattice_variance(
-    fields: np.ndarray, ocean: np.ndarray, steps: int, periodicity: tuple[bool, bool]
-) -> np.ndarray:
-    """diag V (n_ocean,) of the unbounded-lattice prior: I(α_c, β_c) / w_c."""
-    alpha, beta = cell_ratios(fields, ocean, *periodicity)
-    return tabulated_lattice_integral(alpha, beta, steps) / fields[2][ocean]

@@ -96,6 +96,20 @@ def cell_face_coefficients(
     )
 
 
+def cell_ratios(
+    fields: np.ndarray, ocean: np.ndarray, periodic_x: bool = True, periodic_y: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """(α, β) on ocean cells, (n_ocean,) each: the cell's mean open-face a_i, a_j over its w."""
+    a_i, a_j = cell_face_coefficients(fields, ocean, periodic_x, periodic_y)
+    w = fields[2][ocean]
+    return a_i[ocean] / w, a_j[ocean] / w
+
+
+def lattice_variance(alpha: np.ndarray, beta: np.ndarray, w: np.ndarray, steps: int) -> np.ndarray:
+    """diag V of the unbounded lattice at ratios (α, β) and area w, elementwise: I(α, β) / w."""
+    return tabulated_lattice_integral(alpha, beta, steps) / w
+
+
 def uniform_lattice_prior(
     fields: np.ndarray,
     ocean: np.ndarray,
@@ -109,9 +123,8 @@ def uniform_lattice_prior(
     coefficients (``cell_face_coefficients``): γ = (I(α, β) / w)^(-1/2).
     """
     fields, ocean = check_fields(fields, ocean)
-    a_i, a_j = cell_face_coefficients(fields, ocean, periodic_x, periodic_y)
-    w = np.where(ocean, fields[2], 1.0)
-    integral = tabulated_lattice_integral(a_i[ocean] / w[ocean], a_j[ocean] / w[ocean], steps)
+    alpha, beta = cell_ratios(fields, ocean, periodic_x, periodic_y)
+    w = fields[2][ocean]
     prior = np.zeros(ocean.shape)
-    prior[ocean] = np.sqrt(w[ocean] / integral)
+    prior[ocean] = np.sqrt(w / tabulated_lattice_integral(alpha, beta, steps))
     return prior

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from normcoef.data.priors import recorded_prior
 from normcoef.data.torch_dataset import PreparedData, Standardizer
 from normcoef.training.batch_source import BatchSource, collate, resident_split  # noqa: F401
 from normcoef.training.checkpoint import (
@@ -113,7 +114,7 @@ def check_same_prior(standardizer: Standardizer, state: dict, path: Path) -> Non
     stored = state.get("standardizer") or {}
     if "prior_stats" not in stored or not standardizer.uses_prior:
         return
-    was = (stored.get("prior") or {"name": "uniform"})["name"]
+    was = recorded_prior(stored.get("prior"))["name"]
     if was != standardizer.prior_name:
         raise CheckpointError(
             f"cannot resume from {path}: it was trained on prior={was}, this config uses "
