@@ -4,9 +4,10 @@
 
 For each prior, the report's four metrics (mean ± std over samples), mean |ε| against the
 distance to the coast (Manhattan, cells; a figure), and where each sample's worst cell lies
-(within 2 cells of land, within 2 rows of a closed edge, or in the open ocean). The geometry
-prior's nodes are placed on the data set's training split, as training places them, and its
-table is read from (or made into) DATA_ROOT: the cost of making it is printed. Writes
+(``worst_cells.place_of_worst``: within 2 cells of land, within 2 rows of a closed edge, or
+in the open ocean). The geometry prior's nodes are placed on the data set's training split, as
+training places them, and its table is read from (or made into) DATA_ROOT: the cost of making
+it is printed. Writes
 ``prior_alone.json`` and ``prior_error_by_distance.png`` into --out (docs/results.md).
 """
 
@@ -18,6 +19,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from worst_cells import place_of_worst  # benchmarks/: one rule for where a worst cell lies
 
 from normcoef.data.distance import signed_distance
 from normcoef.data.info import DatasetInfo
@@ -25,18 +27,6 @@ from normcoef.data.priors import PRIORS, make_prior
 from normcoef.data.storage import load_split
 from normcoef.figures import plot_error_by_distance
 from normcoef.metrics import aggregate, error_by_distance, relative_error_map, sample_metrics
-
-NEAR = 2
-
-
-def where_worst(error: np.ndarray, to_land: np.ndarray, ocean: np.ndarray) -> str:
-    row, column = np.unravel_index(np.argmax(error), error.shape)
-    if to_land[row, column] <= NEAR:
-        return "land coast"
-    height = ocean.shape[0]
-    if min(row, height - 1 - row) < NEAR:
-        return "closed edge"
-    return "open ocean"
 
 
 def main() -> None:
@@ -68,7 +58,7 @@ def main() -> None:
             per_sample.append(sample_metrics(gamma_prior, gamma, ocean))
             error = np.where(ocean, np.abs(relative_error_map(gamma_prior, gamma, ocean)), 0.0)
             maps.append(error)
-            place = where_worst(error, to_land, ocean)
+            place = place_of_worst(error, to_land)
             worst[place] = worst.get(place, 0) + 1
         per_sample_time = (time.perf_counter() - start) / len(split)
         distances, curve, counts = error_by_distance(np.stack(maps), to_land, split.ocean[0])

@@ -27,6 +27,18 @@ NEAR = 2
 """Cells from land, or rows from a closed edge, that count as "at" it."""
 
 
+def place_of_worst(error: np.ndarray, to_land: np.ndarray) -> str:
+    """Where the largest of an (H, W) |ε| map lies: ``land coast`` (within NEAR cells of
+    land), ``closed edge`` (within NEAR rows of the first or last row, farther from land) or
+    ``open ocean``; ``to_land`` is the distance to land in cells."""
+    row, column = np.unravel_index(np.argmax(error), error.shape)
+    if to_land[row, column] <= NEAR:
+        return "land coast"
+    if min(row, error.shape[0] - 1 - row) <= NEAR:
+        return "closed edge"
+    return "open ocean"
+
+
 def worst_cells(trained: TrainedModel, root: Path, samples: int | None) -> dict:
     split = load_split(root, "test", samples)
     periodic_x = trained.dataset.periodic_x
@@ -36,11 +48,9 @@ def worst_cells(trained: TrainedModel, root: Path, samples: int | None) -> dict:
         per_sample.append(sample_metrics(predicted, gamma, ocean))
         error = np.where(ocean, np.abs(relative_error_map(predicted, gamma, ocean)), 0.0)
         abs_maps.append(error)
-        row, column = np.unravel_index(np.argmax(error), error.shape)
-        to_land = signed_distance(ocean, "manhattan", periodic_x)[row, column]
-        to_wall = min(row, ocean.shape[0] - 1 - row)
-        at_land += bool(to_land <= NEAR)
-        at_wall_only += bool(to_wall <= NEAR and to_land > NEAR)
+        place = place_of_worst(error, signed_distance(ocean, "manhattan", periodic_x))
+        at_land += place == "land coast"
+        at_wall_only += place == "closed edge"
     ocean = split.ocean[0]
     open_ocean = ocean & (signed_distance(ocean, "manhattan", periodic_x) > NEAR)
     walls = np.zeros_like(ocean)
