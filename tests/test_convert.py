@@ -564,3 +564,150 @@ def test_field_statistics_of_another_data_set_are_named_after_the_diagnosis(ours
     error = printed.err.strip().splitlines()[-1]
     assert error.startswith("error: ") and f"the scaling was undone with {stats}" in error
     assert not dst.exists()
+
+
+# --- pairing: every sample's targets are its own ---------------------------------------------
+
+
+def swap_targets(src: Path, first: tuple[str, str], second: tuple[str, str]) -> None:
+    """Exchange two samples' Y files, as a renaming slip would."""
+    a, b = sample_paths(src, *first)[1], sample_paths(src, *second)[1]
+    parked = a.with_name("parked.npz")
+    a.rename(parked)
+    b.rename(a)
+    parked.rename(b)
+
+
+@pytest.mark.reliability(
+    "convert",
+    "Y files swapped between two samples",
+    "error",
+    "refused, names both samples and whose targets each fits; nothing written",
+)
+def test_targets_swapped_between_samples_are_refused_naming_both(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original")
+    swap_targets(src, ("train", "00001"), ("train", "00002"))
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    line = one_line_error(capsys)
+    assert "2 of 4 samples have targets that are not the exact Γ of their own fields" in line
+    assert "train/00001 fits the targets of train/00002" in line
+    assert "train/00002 fits the targets of train/00001" in line
+    assert not dst.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["original"]
+
+
+@pytest.mark.reliability(
+    "convert",
+    "Y files swapped between two samples whose Γ differ by less than the tolerance",
+    "error",
+    "refused: each sample's fields fit the other's targets far better than their own",
+)
+def test_a_swap_between_samples_closer_than_the_tolerance_is_still_named(ours, tmp_path, capsys):
+    first, second = (load_split(ours, "train").gamma[i] for i in (0, 2))
+    ocean = first != 0
+    apart = np.median(np.abs(first[ocean] - second[ocean]) / first[ocean])
+    assert 1e-4 < apart < 1e-2  # the premise: these two tiny samples are close
+    src = write_original(ours, tmp_path / "original")
+    swap_targets(src, ("train", "00000"), ("train", "00002"))
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS, "--tolerance", 1e-2) == EXIT_USER_ERROR
+    line = one_line_error(capsys)
+    assert "train/00000 fits the targets of train/00002" in line
+    assert not dst.exists()
+
+
+@pytest.mark.reliability(
+    "convert",
+    "one sample's Y file from elsewhere (5 % off its fields' Γ)",
+    "error",
+    "refused, names the sample and its difference; nothing written",
+)
+def test_one_foreign_target_file_is_refused_naming_its_sample(ours, tmp_path, capsys):
+    src = write_original(ours, tmp_path / "original", "none")
+    y_path = sample_paths(src, "valid", "00000")[1]
+    with np.load(y_path) as stored:
+        np.savez_compressed(y_path, stored["arr_0"] * 1.05)
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS) == EXIT_USER_ERROR
+    line = one_line_error(capsys)
+    assert "1 of 4 samples" in line and "valid/00000 differs by 5.0e-02 (> 1e-03)" in line
+    assert not dst.exists()
+
+
+@pytest.mark.reliability(
+    "convert",
+    "a correct data set",
+    "handled",
+    "every sample's pairing checked; says how many, and on how many whole samples exact Γ ran",
+)
+@pytest.mark.parametrize(
+    "options, whole",
+    [([], 4), (["--verify", 2], 2), (["--verify-seconds", 0], 1)],
+    ids=["default", "at-most-2", "no-time"],
+)
+def test_a_correct_data_set_says_how_many_pairings_and_whole_samples_were_verified(
+    ours, tmp_path, capsys, options, whole
+):
+    src = write_original(ours, tmp_path / "original")
+    dst = tmp_path / "converted"
+    assert run(convert.main, src, dst, "--steps", STEPS, *options) == 0
+    out = capsys.readouterr().out
+    assert "verified pairing of 4/4 samples (exact Γ at 8 cells each within 1e-03" in out
+    assert f"verified exact Γ on {whole} of 4 whole samples: agrees" in out
+    order = ["train/00000", "train/00001", "train/00002", "valid/00000"]  # training first
+    checked = [line for line in out.splitlines() if line.startswith("exact Γ of ")]
+    assert checked == [f"exact Γ of {name}" for name in order[:whole]]
+
+
+def random_fields(shape: tuple[int, int], seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(3, H, W) random fields whose kernel is short enough to be probed on the grid, and an
+    ocean with an island."""
+    rng = np.random.default_rng(seed)
+    fields = np.stack([rng.uniform(0.05, 0.2, shape), rng.uniform(0.05, 0.2, shape),
+                       rng.uniform(1.0, 2.0, shape)])  # fmt: skip
+    ocean = np.ones(shape, bool)
+    ocean[10:16, 12:22] = False
+    return fields, ocean
+
+
+def test_gamma_at_the_pairing_cells_is_the_exact_gamma_of_the_whole_grid():
+    from normcoef.data.pairing import pairing_cells
+    from normcoef.data.verification import Settings, exact_gamma_at
+    from normcoef.physics import DiffusionOperator, exact_normalization
+    from normcoef.physics.normalization import probing_lattice
+
+    fields, ocean = random_fields((30, 40), seed=3)
+    settings = Settings(STEPS, periodic_x=True, periodic_y=False)
+    op = DiffusionOperator(fields, ocean, STEPS, periodic_x=True, periodic_y=False)
+    spacing = probing_lattice(op)
+    assert spacing[0] * spacing[1] < op.n_ocean  # the full solver probes: another method
+    cells = pairing_cells(ocean, settings)
+    assert cells.size == 8 and ocean.ravel()[cells].all()
+    full = exact_normalization(op).ravel()[cells]
+    np.testing.assert_allclose(exact_gamma_at(fields, ocean, settings, cells), full, rtol=1e-7)
+
+
+def test_gamma_at_cells_is_the_closed_form_of_uniform_periodic_fields():
+    from normcoef.data.verification import Settings, exact_gamma_at
+    from normcoef.physics import uniform_periodic_normalization
+
+    shape, (a_i, a_j, w) = (12, 18), (1.5, 0.7, 2.0)
+    fields = np.stack([np.full(shape, a_i), np.full(shape, a_j), np.full(shape, w)])
+    settings = Settings(STEPS, periodic_x=True, periodic_y=True)
+    cells = np.array([0, 17, 100, 215])
+    gamma = exact_gamma_at(fields, np.ones(shape, bool), settings, cells)
+    closed = uniform_periodic_normalization(a_i, a_j, w, shape, STEPS)
+    np.testing.assert_allclose(gamma, closed, rtol=1e-12)
+
+
+def test_pairing_cells_reach_from_the_coast_to_the_farthest_ocean_cell():
+    from normcoef.data.distance import signed_distance
+    from normcoef.data.pairing import pairing_cells
+    from normcoef.data.verification import Settings
+
+    _, ocean = random_fields((30, 40), seed=0)
+    distance = signed_distance(ocean, walls=True).ravel()
+    cells = pairing_cells(ocean, Settings(STEPS))
+    assert distance[cells].min() == 1 and distance[cells].max() == distance.max()
+    assert len(set(distance[cells])) > 4  # spread between them, not bunched at one distance

@@ -2,12 +2,14 @@
 
     python -m normcoef.convert SRC DST [--steps M] [--scaling auto|none|standardize|minmax]
                                [--statistics FILE] [--mask grid.npz] [--no-periodic-x]
-                               [--periodic-y] [--verify K]
+                               [--periodic-y] [--verify K] [--verify-seconds S]
 
 SRC holds ``{train,valid[,test]}/X/<id>.npz`` (alpha_i_minus, alpha_j_minus, w, with a halo)
 and ``Y/<id>_norm_coeffs.npz``, possibly scaled, with ``dict_std_mean.txt`` or
 ``dict_min_max.txt`` beside them. DST becomes a normcoef data set (faces north/east, no halo,
 raw values, metadata.json, grid.npz, statistics.json), or nothing when anything fails.
+Before it appears, every sample's targets are checked to be its own (exact Γ at a few cells)
+and whole samples' to be their exact Γ, as many as ``--verify-seconds`` allow.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from normcoef.console import bounded_int, exit_on_user_error, warn
-from normcoef.data.conversion import ConversionOptions, convert_dataset
+from normcoef.data.conversion import DEFAULT_VERIFY_SECONDS, ConversionOptions, convert_dataset
 from normcoef.data.original import SCALINGS
 from normcoef.data.storage import load_mask
 from normcoef.data.verification import DEFAULT_TOLERANCE
@@ -34,7 +36,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--periodic-x", action=argparse.BooleanOptionalAction, default=True)
     p.add_argument("--periodic-y", action=argparse.BooleanOptionalAction, default=False)
     p.add_argument(
-        "--verify", type=bounded_int(0), default=1, help="training samples checked (0: none)"
+        "--verify",
+        type=bounded_int(0),
+        metavar="K",
+        help="whole samples given exact Γ, training first: at most K (default: as many as "
+        "--verify-seconds allow, at least 1); 0: no check at all, not even the pairing",
+    )
+    p.add_argument(
+        "--verify-seconds",
+        type=bounded_int(0),
+        default=DEFAULT_VERIFY_SECONDS,
+        metavar="S",
+        help="time for exact Γ of whole samples after the first (%(default)s); every sample's "
+        "pairing is checked regardless",
     )
     p.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE)
     return p
@@ -54,6 +68,7 @@ def main(argv: list[str] | None = None) -> None:
         periodic_x=args.periodic_x,
         periodic_y=args.periodic_y,
         verify=args.verify,
+        verify_seconds=args.verify_seconds,
         tolerance=args.tolerance,
     )
     metadata = convert_dataset(args.src, args.dst, options, note=print, warn=warn)

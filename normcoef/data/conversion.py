@@ -2,7 +2,9 @@
 
 Everything is written into a hidden sibling of the destination and renamed into place at the
 end, so a failure (a bad file, statistics that do not fit, a failed verification) leaves no
-half-written data set; the destination must not exist or be empty.
+half-written data set; the destination must not exist or be empty. The verification checks
+every sample's pairing of fields and targets (``pairing``) and exact Γ of as many whole
+samples as ``--verify-seconds`` allow.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from normcoef.data.original import (
     union_mask,
     unscale_sample,
 )
+from normcoef.data.pairing import check_pairings
 from normcoef.data.storage import (
     GRID,
     METADATA,
@@ -38,7 +41,12 @@ from normcoef.data.storage import (
     write_json,
     write_sample,
 )
-from normcoef.data.verification import DEFAULT_TOLERANCE, check_dataset
+from normcoef.data.verification import DEFAULT_TOLERANCE, Settings, check_within
+
+DEFAULT_VERIFY_SECONDS = 60
+"""Time for exact Γ of whole samples after the first: ~6 samples of the 292x360 global grid
+(9 s each, docs/performance.md), all of a small grid's."""
+NOTHING_WRITTEN = "nothing was written; --verify 0 skips the checks"
 
 
 def _stderr(message: str) -> None:
@@ -113,8 +121,77 @@ class ConversionOptions:
     mask: np.ndarray | None = None
     periodic_x: bool = True
     periodic_y: bool = False
-    verify: int = 1
+    verify: int | None = None
+    verify_seconds: float = DEFAULT_VERIFY_SECONDS
     tolerance: float = DEFAULT_TOLERANCE
+
+
+def verify_converted(
+    root: Path, options: ConversionOptions, ocean_everywhere: np.ndarray, note: Log
+) -> None:
+    """Refuse (one line) unless every sample's targets are its own (``check_pairings``) and
+    whole samples' targets are their exact Γ (``check_within``); print what was checked.
+
+    A pairing that fails for some samples is named at once; one that fails for all is a wrong
+    setting (M, faces, scaling), which the whole-sample check diagnoses."""
+    settings = Settings(options.steps, options.periodic_x, options.periodic_y)
+    pairing = check_pairings(root, settings, options.tolerance, ocean_everywhere, note)
+    if pairing.mismatched and not pairing.systematic:
+        raise DatasetError(f"{pairing.refusal()} ({NOTHING_WRITTEN})")
+    whole, total = check_within(
+        root,
+        settings,
+        options.tolerance,
+        at_most=options.verify,
+        seconds=options.verify_seconds,
+        progress=note,
+    )
+    if not whole.agrees:
+        raise DatasetError(
+            f"converted γ is not the exact Γ of the converted fields: {whole.verdict()} "
+            f"({NOTHING_WRITTEN})"
+        )
+    if pairing.mismatched:  # every sample off at its cells, though whole samples agree
+        raise DatasetError(f"{pairing.refusal()} ({NOTHING_WRITTEN})")
+    note(pairing.summary())
+    note(f"verified exact Γ on {len(whole.samples)} of {total} whole samples: {whole.verdict()}")
+
+
+def _check_options(options: ConversionOptions) -> None:
+    if options.steps < 4 or options.steps % 2:
+        raise ValueError(f"--steps M must be even and >= 4; got {options.steps}")
+    if options.verify is not None and options.verify < 0:
+        raise ValueError(f"--verify must be >= 0 (0: no check); got {options.verify}")
+    if not options.verify_seconds >= 0:
+        raise ValueError(f"--verify-seconds must be >= 0; got {options.verify_seconds}")
+
+
+def converted_metadata(
+    src: Path,
+    samples: list[RawSample],
+    found: Scaling,
+    masked_by: str,
+    grid_mask: np.ndarray,
+    options: ConversionOptions,
+) -> dict:
+    """metadata.json of the converted set; ``masked_by``: where its ocean came from."""
+    return {
+        "format": FORMAT,
+        "converted": {
+            "from": str(src.resolve()),
+            "layout": "original (FolkeKS/DL-normalization): faces south/west, halo",
+            "scaling_undone": found.mode,
+            "statistics": found.source,
+            "halo": list(samples[0].halo),
+            "mask": masked_by,
+        },
+        "splits": dict(Counter(s.split for s in samples)),
+        "shape": list(grid_mask.shape),
+        "ocean_fraction": float(grid_mask.mean()),
+        "periodic_x": options.periodic_x,
+        "periodic_y": options.periodic_y,
+        "steps": options.steps,
+    }
 
 
 def convert_dataset(
@@ -126,25 +203,19 @@ def convert_dataset(
 ) -> dict:
     """Convert ``src`` (original layout) into ``dst``; return the metadata written.
 
-    The training samples ``options.verify`` names are checked against their exact Γ before
-    ``dst`` appears; a disagreement is an error naming the likely cause.
+    Every sample is verified before ``dst`` appears (``verify_converted``); a disagreement is
+    an error naming the samples or the likely cause.
     """
     options = options or ConversionOptions()
-    steps, verify, mask = options.steps, options.verify, options.mask
-    periodic_x, periodic_y = options.periodic_x, options.periodic_y
-    statistics = options.statistics
     src, dst = Path(src), Path(dst)
     _check_destination(src, dst)
-    if steps < 4 or steps % 2:
-        raise ValueError(f"--steps M must be even and >= 4; got {steps}")
-    if verify < 0:
-        raise ValueError(f"--verify must be >= 0 (0: no check); got {verify}")
-    periodic = (periodic_x, periodic_y)
+    _check_options(options)
+    periodic = (options.periodic_x, options.periodic_y)
     samples = read_all(src, periodic, note)
-    found = resolve_scaling(
-        src, options.scaling, Path(statistics) if statistics else None, samples, note
-    )
-    common = shared_mask(samples, found, mask, warn)
+    statistics = Path(options.statistics) if options.statistics else None
+    found = resolve_scaling(src, options.scaling, statistics, samples, note)
+    common = shared_mask(samples, found, options.mask, warn)
+    masked_by = "given" if options.mask is not None else "γ != 0" if common is None else "union"
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
     try:
@@ -152,38 +223,12 @@ def convert_dataset(
         grid_mask = np.any(masks, axis=0)
         if not all(np.array_equal(m, grid_mask) for m in masks):
             warn("the samples' ocean masks differ; grid.npz holds their union")
-        metadata = {
-            "format": FORMAT,
-            "converted": {
-                "from": str(src.resolve()),
-                "layout": "original (FolkeKS/DL-normalization): faces south/west, halo",
-                "scaling_undone": found.mode,
-                "statistics": found.source,
-                "halo": list(samples[0].halo),
-                "mask": "given"
-                if mask is not None
-                else ("union" if common is not None else "γ != 0"),
-            },
-            "splits": dict(Counter(s.split for s in samples)),
-            "shape": list(grid_mask.shape),
-            "ocean_fraction": float(grid_mask.mean()),
-            "periodic_x": periodic_x,
-            "periodic_y": periodic_y,
-            "steps": steps,
-        }
+        metadata = converted_metadata(src, samples, found, masked_by, grid_mask, options)
         write_json(tmp / METADATA, metadata)
         save_npz(tmp / GRID, mask=grid_mask)
         write_json(tmp / STATISTICS, dataset_statistics(tmp))
-        if verify:
-            report = check_dataset(
-                tmp, verify, ["train"], steps, periodic_x, options.tolerance, progress=note
-            )
-            if not report.agrees:
-                raise DatasetError(
-                    f"converted γ is not the exact Γ of the converted fields: {report.verdict()} "
-                    "(nothing was written; --verify 0 skips this check)"
-                )
-            note(f"verified: {report.verdict()}")
+        if options.verify != 0:
+            verify_converted(tmp, options, np.all(masks, axis=0), note)
         os.chmod(tmp, new_directory_mode(dst))  # mkdtemp's 0700 would be the data set's
         os.replace(tmp, dst)  # POSIX: replaces an empty directory, atomically
     except BaseException:

@@ -8,6 +8,7 @@ worst sample (faces shifted, other M, other periodicity, a constant factor, γ²
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,17 @@ import numpy as np
 
 from normcoef.data.info import DatasetInfo
 from normcoef.data.original import faces_to_ours
-from normcoef.data.storage import METADATA, SPLITS, DatasetError, load_split, read_json
+from normcoef.data.storage import (
+    METADATA,
+    SPLITS,
+    DatasetError,
+    list_ids,
+    load_split,
+    read_json,
+    read_sample,
+)
 from normcoef.physics import DiffusionOperator, exact_normalization
+from normcoef.physics.normalization import brute_force_variance
 
 DEFAULT_TOLERANCE = 1e-3
 """Largest mean relative difference |Γ - γ| / Γ over a sample's ocean that still agrees. The
@@ -103,9 +113,41 @@ def relative_difference(
     return float(diff.max()), float(diff.mean())
 
 
+def _operator(fields: np.ndarray, ocean: np.ndarray, settings: Settings) -> DiffusionOperator:
+    return DiffusionOperator(
+        fields, ocean, settings.steps, settings.periodic_x, settings.periodic_y
+    )
+
+
 def exact_gamma(fields: np.ndarray, ocean: np.ndarray, settings: Settings) -> np.ndarray:
-    op = DiffusionOperator(fields, ocean, settings.steps, settings.periodic_x, settings.periodic_y)
-    return exact_normalization(op)
+    return exact_normalization(_operator(fields, ocean, settings))
+
+
+def exact_gamma_at(
+    fields: np.ndarray, ocean: np.ndarray, settings: Settings, cells: np.ndarray
+) -> np.ndarray:
+    """Γ at ``cells`` (flat row-major indices of ocean cells), one column of V each: exact (no
+    probing), for one factorization and M/2 solves of ``len(cells)`` columns, so that every
+    sample of a data set can afford it."""
+    ocean_index = np.cumsum(ocean.ravel()) - 1  # grid cell -> its row of the ocean vector
+    return brute_force_variance(_operator(fields, ocean, settings), ocean_index[cells]) ** -0.5
+
+
+def check_sample(
+    root: Path,
+    split: str,
+    sample_id: str,
+    fields: np.ndarray,
+    gamma: np.ndarray,
+    settings: Settings,
+) -> tuple[SampleCheck, np.ndarray]:
+    """How one sample's γ (ocean: γ != 0) differs from its exact Γ; that Γ."""
+    ocean = gamma != 0
+    try:
+        exact = exact_gamma(fields, ocean, settings)
+    except ValueError as error:
+        raise DatasetError(f"{root}/{split} sample {sample_id}: {error}") from error
+    return SampleCheck(split, sample_id, *relative_difference(exact, gamma, ocean)), exact
 
 
 def likely_causes(
@@ -211,11 +253,7 @@ def check_dataset(
             data.ids, data.fields, data.gamma, data.ocean, strict=True
         ):
             progress(f"exact Γ of {split}/{sample_id}")
-            try:
-                exact = exact_gamma(fields, ocean, settings)
-            except ValueError as error:
-                raise DatasetError(f"{root}/{split} sample {sample_id}: {error}") from error
-            check = SampleCheck(split, sample_id, *relative_difference(exact, gamma, ocean))
+            check, exact = check_sample(root, split, sample_id, fields, gamma, settings)
             report.samples.append(check)
             if worst is None or check.mean_difference > worst[0].mean_difference:
                 worst = (check, fields, gamma, ocean, exact)
@@ -225,6 +263,45 @@ def check_dataset(
         report.causes = likely_causes(*worst[1:], settings, tolerance, progress)
         report.unscaled_with = unscaled_with(root)
     return report
+
+
+def every_sample(root: Path) -> list[tuple[str, str]]:
+    """(split, id) of every sample of ``root``, training ones first."""
+    return [(split, i) for split in SPLITS for i in list_ids(root, split)]
+
+
+def check_within(
+    root: Path,
+    settings: Settings,
+    tolerance: float,
+    *,
+    at_most: int | None,
+    seconds: float,
+    progress: Progress = _silent,
+) -> tuple[CheckReport, int]:
+    """Exact Γ of whole samples, training ones first, as many as time allows: ``at_most``
+    (None: all), and after the first only while the time spent plus the slowest sample so far
+    fits ``seconds``. The first disagreement ends it (the verdict is known) and is diagnosed.
+    Returns the report and how many samples ``root`` holds."""
+    names = every_sample(root)
+    if not names:
+        raise DatasetError(f"{root} holds no sample")
+    report = CheckReport(settings, tolerance, [])
+    start, slowest = time.monotonic(), 0.0
+    for split, sample_id in names[:at_most]:
+        if report.samples and (not report.agrees or time.monotonic() - start + slowest > seconds):
+            break
+        began = time.monotonic()
+        fields, gamma = read_sample(root, split, sample_id)
+        progress(f"exact Γ of {split}/{sample_id}")
+        check, exact = check_sample(root, split, sample_id, fields, gamma, settings)
+        report.samples.append(check)
+        slowest = max(slowest, time.monotonic() - began)
+    if not report.agrees:  # the last sample checked is the one that disagrees
+        ocean = gamma != 0
+        report.causes = likely_causes(fields, gamma, ocean, exact, settings, tolerance, progress)
+        report.unscaled_with = unscaled_with(root)
+    return report, len(names)
 
 
 def unscaled_with(root: Path) -> str | None:
