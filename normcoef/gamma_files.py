@@ -91,12 +91,7 @@ def read_inputs(
             f"{error}; for inputs on another grid than {mask_source}, give its mask with --mask"
         ) from None
     for bad in field_violations(fields, ocean)[:1]:
-        row, column = bad.first
-        raise DatasetError(
-            f"{path}: inputs hold {bad.problem} on ocean cells in channel {bad.channel} "
-            f"({bad.cells} cell(s), first at row {row}, column {column}); "
-            f"{bad.channel} must be finite and {bad.rule} on ocean cells"
-        )
+        raise DatasetError(f"{path}: {bad.describe()}")
     cropped = None
     if have != ocean.shape:
         rows, columns = (np.subtract(have, ocean.shape) // 2).tolist()

@@ -36,6 +36,8 @@ from normcoef.tracking import (
     run_name,
     run_tags,
 )
+from normcoef.tracking.store import tracking_store_problem
+from normcoef.tracking.tracker import tracks_to_mlflow
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (
     build_loss,
@@ -144,6 +146,7 @@ def run_training(
     refusal comes before the MLflow run opens, so a refused run leaves no FAILED run behind.
     """
     validate(cfg)  # a value out of range fails here, naming its key, before anything runs
+    check_tracking_store(cfg.logger)
     job = job or JobContext()
     threads = prepare_process(cfg.trainer, job)
     built = build_run(cfg)
@@ -186,6 +189,15 @@ def run_training(
     where = f"; MLflow run {tracker.run_id}" if tracker.run_id else ""
     print(f"Checkpoints: {run_dir} (best.pt, step {result.best_step}){where}")
     return result.best_value
+
+
+def check_tracking_store(logger: DictConfig) -> None:
+    """Refuse, before anything runs, a run MLflow could not write (``logger=none`` writes
+    nothing)."""
+    if not tracks_to_mlflow(logger):
+        return
+    if (problem := tracking_store_problem(configured_tracking_uri(logger))) is not None:
+        raise ValueError(problem)
 
 
 @dataclass(frozen=True)

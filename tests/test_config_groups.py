@@ -12,7 +12,7 @@ from pathlib import Path
 import hydra.core.utils
 import pytest
 import torch
-from helpers import compose_config
+from helpers import compose_config, one_error_line
 from hydra.errors import MissingConfigException
 from mlflow import MlflowClient
 from omegaconf import DictConfig, OmegaConf
@@ -172,8 +172,7 @@ def test_the_command_line_refuses_a_misspelt_group_before_anything_runs(
         timeout=300,
     )
     assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and done.stderr.count("\n") == 1
-    assert "has no such option; choose one of" in done.stderr
+    assert "has no such option; choose one of" in one_error_line(done.stderr)
     assert list(tmp_path.iterdir()) == []  # no outputs/, multirun/ or mlflow.db
 
 
@@ -247,7 +246,7 @@ def test_a_short_job_folder_is_the_number_and_the_overrides():
     [
         (["experiment=quickstrat"], "experiment=quickstrat: conf/experiment has no such option"),
         (["-m", "model=cnn,skipp"], "model=skipp: conf/model has no such option; choose one of "),
-        (["trainer.stepz=3"], "Could not override 'trainer.stepz'; To append to your config"),
+        (["trainer.stepz=3"], "trainer.stepz=3: trainer has no key 'stepz'; did you mean trainer.st"),
         (["trainer.steps=abc"], "Error merging override trainer.steps=abc; Value 'abc'"),
         (["dataset=schema"], "dataset=schema: the schema checks the options of conf/dataset"),
     ],
@@ -258,6 +257,43 @@ def test_a_command_line_hydra_cannot_compose_is_one_line(arguments: list[str], m
     problem = composition_error(arguments)
     assert problem is not None and problem.startswith(message), problem
     assert "\n" not in problem
+
+
+@pytest.mark.reliability(
+    "train",
+    "a key the config does not have, added with + or ++ (Hydra's own hint) or removed with ~",
+    "error",
+    "one line naming the key meant (trainer.steps for +trainer.stesp), exit 2, nothing run",
+)
+@pytest.mark.parametrize(
+    ("arguments", "message"),
+    [
+        (["+trainer.stesp=5"], "+trainer.stesp=5: trainer has no key 'stesp'; did you mean "),
+        (["++trainer.stesp=5"], "++trainer.stesp=5: trainer has no key 'stesp'; did you mean "),
+        (["~trainer.stesp"], "~trainer.stesp: trainer has no key 'stesp'; did you mean "),
+        (["-m", "trainer.seed=1,2", "+model.chanels=3"], "+model.chanels=3: model has no key "),
+        (["+stesp=5"], "+stesp=5: the config has no key 'stesp'; its keys are dataset, model"),
+        (["+dataset.splits.extra=3"], "+dataset.splits.extra=3: dataset.splits has no key 'ex"),
+    ],
+)
+def test_a_plus_does_not_open_a_way_around_the_schema(arguments: list[str], message: str):
+    from normcoef.cli.train import composition_error
+
+    problem = composition_error(arguments)
+    assert problem is not None and problem.startswith(message), problem
+    meant = {"trainer.stesp": "trainer.steps", "model.chanels": "model.channels"}
+    for typo, key in meant.items():
+        if typo in arguments[-1]:
+            assert f"did you mean {key}?" in problem
+
+
+def test_keys_that_exist_and_group_choices_pass_the_key_check():
+    from normcoef.cli.overrides import unknown_key_problem
+
+    overrides = ["++trainer.steps=3", "~trainer.crop", "model=cnn", "+hydra.job.env_set.X=1"]
+    assert unknown_key_problem("train", overrides) is None
+    assert unknown_key_problem("train", ["model=skip_add", "model.block_layers=2"]) is None
+    assert unknown_key_problem("generate", ["dataset=full_std", "dataset.height=8"]) is None
 
 
 def test_the_option_list_of_a_misspelt_experiment_names_the_smoke_presets_too():

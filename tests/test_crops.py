@@ -160,7 +160,7 @@ def test_crops_need_a_fixed_training_split(tmp_path: Path):
 def test_a_sample_without_any_ocean_window_is_named():
     data = split()
     data[2][1] = False
-    with pytest.raises(ValueError, match=r"training samples \[1\] have no 4x6 window"):
+    with pytest.raises(ValueError, match=r"training samples \[1\] have no ocean cell"):
         crop_sampler(network(False, True), data, [4, 6])
 
 

@@ -22,8 +22,8 @@ from normcoef.cli.checkpoint_options import (
     load_from_arguments,
 )
 from normcoef.console import bounded_int, console_main, warn
-from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import SPLITS, load_split
+from normcoef.data.info import DatasetInfo, fact_differences
+from normcoef.data.storage import SPLITS, DatasetError, load_split
 from normcoef.gamma_files import FAR_FROM_TRAINING, far_from_training
 from normcoef.inference import TrainedModel
 from normcoef.scoring import (
@@ -41,16 +41,15 @@ from normcoef.tracking import ExistingRun
 def warn_if_unlike_training(
     trained: TrainedModel, root: Path, split: str, info: DatasetInfo
 ) -> None:
-    """A data set on another grid, or whose inputs lie far from the training statistics (other
-    units, another resolution), is evaluated with a warning saying so: the metrics are right,
-    but they measure an extrapolation."""
-    shape, trained_shape = info.shape, trained.dataset.shape
-    if shape is not None and trained_shape is not None and shape != trained_shape:
-        warn(
-            f"{root} is a {shape[0]}x{shape[1]} grid, the network was trained on "
-            f"{trained_shape[0]}x{trained_shape[1]}: it is fully convolutional but learned one "
-            "resolution, so expect larger errors"
-        )
+    """A data set of another operator (M, periodicity) is refused: its targets are not what
+    the network estimates. One on another grid, or whose inputs lie far from the training
+    statistics (other units, another resolution), is evaluated with a warning saying so: the
+    metrics are right, but they measure an extrapolation."""
+    wrong, doubtful = fact_differences(trained.dataset, info, str(root))
+    if wrong:
+        raise DatasetError("; ".join(wrong))
+    for difference in doubtful:
+        warn(difference)
     first = load_split(root, split, 1)
     if len(first) and (far := far_from_training(first.fields[0], first.ocean[0], trained)):
         warn(

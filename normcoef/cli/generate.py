@@ -12,17 +12,28 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+from normcoef.cli.overrides import unknown_key_problem
 from normcoef.config import CONF_DIR, generation_spec, register_configs, validate
-from normcoef.console import exit_on_user_error, interrupt_on_sigterm
+from normcoef.console import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
 from normcoef.data.generation import generate_dataset, summary
 
 register_configs()
 EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
+def main() -> None:
+    """normcoef-generate: a key the config does not have (``+dataset.heigth=32``) is one
+    ``error:`` line and exit 2 before anything is written; the rest goes to Hydra."""
+    arguments = [a for a in sys.argv[1:] if not a.startswith("-")]
+    if (problem := unknown_key_problem("generate", arguments)) is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        raise SystemExit(EXIT_USER_ERROR)
+    hydra_main()
+
+
 @hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
 @exit_on_user_error
-def main(cfg: DictConfig) -> None:
+def hydra_main(cfg: DictConfig) -> None:
     validate(cfg)
     root = cfg.dataset.root
     interrupt_on_sigterm()  # the default action would leave the workers computing

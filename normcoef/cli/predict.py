@@ -43,10 +43,12 @@ from normcoef.cli.checkpoint_options import (
     load_from_arguments,
 )
 from normcoef.console import console_main, warn
+from normcoef.data.info import DatasetInfo, enclosing_dataset, fact_differences
 from normcoef.data.original import SCALINGS
 from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
-from normcoef.data.storage import input_files, load_array, load_mask
+from normcoef.data.storage import DatasetError, input_files, load_array, load_mask
 from normcoef.gamma_files import grid_differences, predict_files
+from normcoef.inference import TrainedModel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -117,6 +119,7 @@ def run(argv: list[str] | None = None) -> list[Path]:
     if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
         warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
     inputs = input_files(args.inputs)
+    refuse_another_operator(trained, [*args.inputs, *([args.mask] if args.mask else [])])
     original = None
     if args.original:
         stored = [(path, stored_fields(load_array(path), ocean.shape, path)) for path in inputs]
@@ -128,6 +131,15 @@ def run(argv: list[str] | None = None) -> list[Path]:
     )
     print(f"Wrote {len(outputs)} file(s) to {args.output_dir}.")
     return outputs
+
+
+def refuse_another_operator(trained: TrainedModel, paths: list[str | Path]) -> None:
+    """Inputs or a mask taken from a data set of another M or periodicity ask for Γ of
+    another operator than the network's: refused (``info.fact_differences``), once per set."""
+    for root in dict.fromkeys(filter(None, (enclosing_dataset(Path(p)) for p in paths))):
+        wrong, _ = fact_differences(trained.dataset, DatasetInfo.load(root), f"data set {root}")
+        if wrong:
+            raise DatasetError("; ".join(wrong))
 
 
 main = console_main(run)  # normcoef-predict

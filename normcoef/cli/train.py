@@ -20,6 +20,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from normcoef.cli.overrides import unknown_key_problem
 from normcoef.config import CONF_DIR, group_options, register_configs, validate
 from normcoef.console import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
 from normcoef.pipeline import run_training
@@ -75,6 +76,9 @@ def composition_error(arguments: list[str]) -> str | None:
                     f"{group}=schema: the schema checks the options of conf/{group}, it is not "
                     f"one; choose one of {', '.join(group_options(group))}"
                 )
+        for job in jobs:
+            if (problem := unknown_key_problem("train", job)) is not None:
+                return problem
         with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
             composed = [compose("train", overrides=job, return_hydra_config=True) for job in jobs]
             for cfg in composed:  # values out of range first, then data sets that are missing

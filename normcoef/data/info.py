@@ -113,6 +113,61 @@ class DatasetInfo:
         return cls(**{key: value for key, value in data.items() if key in known})
 
 
+def fact_differences(
+    trained: DatasetInfo, info: DatasetInfo, what: str
+) -> tuple[list[str], list[str]]:
+    """How the data set ``what`` (its ``info``) differs from the one a network was
+    ``trained`` on: (what cannot be right, what may be). M and periodicity define the operator
+    whose Γ the network learned: another M or another seam is another operator, and scoring or
+    predicting it would measure the wrong thing. Another grid shape or grid is another
+    resolution or ocean: the network is fully convolutional, so it runs, less accurately."""
+    wrong, doubtful = [], []
+    if trained.steps is not None and info.steps is not None and trained.steps != info.steps:
+        wrong.append(
+            f"{what} was made with M={info.steps} diffusion steps, the network learned Γ of "
+            f"M={trained.steps}: its targets are another operator's; use a data set made with "
+            f"M={trained.steps} (dataset.fields.steps={trained.steps})"
+        )
+    if trained.periodicity != info.periodicity:
+        wrong.append(
+            f"{what} is {_periodicity(info)}, the network was trained on a grid "
+            f"{_periodicity(trained)}: another operator at the seam; use a data set of the "
+            "network's periodicity"
+        )
+    if trained.shape is not None and info.shape is not None and trained.shape != info.shape:
+        doubtful.append(
+            f"{what} is a {info.shape[0]}x{info.shape[1]} grid, the network was trained on "
+            f"{trained.shape[0]}x{trained.shape[1]}: it is fully convolutional but learned one "
+            "resolution, so expect larger errors"
+        )
+    elif trained.grid and info.grid and trained.grid != info.grid:
+        doubtful.append(
+            f"{what} is the {info.grid} grid, the network was trained on the {trained.grid} "
+            "grid: another ocean, so expect larger errors"
+        )
+    return wrong, doubtful
+
+
+def enclosing_dataset(path: Path) -> Path | None:
+    """The data set a file or folder belongs to (``<root>/grid.npz``, ``<root>/test/X``,
+    ``<root>/test/X/00000.npz``): the nearest folder up to three levels up holding
+    ``metadata.json``; None outside any data set."""
+    path = Path(path).absolute()
+    for folder in [path, *path.parents][:4]:
+        if (folder / METADATA).is_file():
+            return folder
+    return None
+
+
+def _periodicity(info: DatasetInfo) -> str:
+    axes = [
+        name
+        for name, flag in (("east-west", info.periodic_x), ("north-south", info.periodic_y))
+        if flag
+    ]
+    return f"periodic {' and '.join(axes)}" if axes else "closed on every side"
+
+
 def refuse_original_layout(root: Path) -> None:
     """A folder of the report's code, recognised by its scaling statistics: read as it is, its
     inputs are scaled and its faces south/west (training on it "works", wrongly), so every

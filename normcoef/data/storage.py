@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from normcoef.physics.diffusion import field_violations
+
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TARGET_SUFFIX = "_norm_coeffs"
 METADATA = "metadata.json"
@@ -218,6 +220,9 @@ def read_sample(root: Path, split: str, sample_id: str) -> tuple[np.ndarray, np.
         raise DatasetError(f"{y_path}: γ must be >= 0 (0 marks land)")
     if not (gamma > 0).any():
         raise DatasetError(f"{y_path}: γ is 0 everywhere, so there is no ocean cell")
+    # One rule for every reader and target: what no diffusion operator can have is refused.
+    for bad in field_violations(fields, gamma > 0)[:1]:
+        raise DatasetError(f"{x_path}: {bad.describe()}; fix or regenerate the sample")
     return fields, gamma
 
 

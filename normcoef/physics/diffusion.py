@@ -66,6 +66,15 @@ class FieldViolation:
     def rule(self) -> str:
         return "> 0 (cell areas)" if self.channel == "W" else ">= 0 (0 closes a face)"
 
+    def describe(self) -> str:
+        """The one wording of a violation, whichever command met it."""
+        row, column = self.first
+        return (
+            f"inputs hold {self.problem} on ocean cells in channel {self.channel} "
+            f"({self.cells} cell(s), first at row {row}, column {column}); "
+            f"{self.channel} must be finite and {self.rule} on ocean cells"
+        )
+
 
 def field_violations(fields: np.ndarray, mask: np.ndarray) -> list[FieldViolation]:
     """Each rule that (3, H, W) fields break on ocean cells, channel by channel: finite

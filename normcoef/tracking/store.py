@@ -19,6 +19,8 @@ from __future__ import annotations
 import fcntl
 import json
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -60,6 +62,99 @@ def store_exists(uri: str) -> bool:
     """False for an embedded SQLite store whose file is missing (MLflow would create it)."""
     path = sqlite_path(uri)
     return path is None or path.exists()
+
+
+SERVER_TIMEOUT_S = 5.0
+"""How long a run waits for a tracking server or database to answer before it is refused."""
+
+
+def tracking_store_problem(uri: str) -> str | None:
+    """Why runs cannot be written to ``uri`` (a SQLite file that cannot be written, a file
+    store MLflow no longer writes, a server or database that does not answer, a database
+    driver not installed), on one line with the fix; None when they can. Checked before a run
+    opens, so a refused command leaves the store as it was."""
+    scheme = uri.partition("://")[0] if "://" in uri else "file"
+    if scheme.startswith("sqlite"):
+        return sqlite_store_problem(uri)
+    if scheme == "file":
+        if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true"):
+            return None
+        return (
+            f"logger.tracking_uri={uri} is a folder (MLflow's file store), which MLflow no "
+            "longer writes to: use a database, e.g. logger.tracking_uri=sqlite:///mlflow.db"
+        )
+    if scheme in ("http", "https"):
+        return server_problem(uri)
+    if scheme in ("databricks", "uc"):
+        return None  # hosted stores: MLflow's own credentials decide
+    return database_problem(uri)
+
+
+def sqlite_store_problem(uri: str) -> str | None:
+    """A SQLite store needs a writable file, or a writable folder to create it in."""
+    path = sqlite_path(uri)
+    if path is None:
+        return None
+    if path.exists():
+        if path.is_dir() or not os.access(path, os.R_OK | os.W_OK):
+            return f"{uri}: {path} is not a file this user can write; choose another store"
+        return None
+    folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
+    try:  # a real file: permissions say yes to root on read-only and virtual file systems
+        with tempfile.TemporaryFile(dir=folder):
+            return None
+    except OSError as error:
+        return (
+            f"{uri}: cannot create {path} ({error.strerror or error} in {folder}); "
+            "choose another store"
+        )
+
+
+def server_problem(uri: str) -> str | None:
+    """A tracking server must answer (any HTTP status will do: it is there)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=SERVER_TIMEOUT_S):
+            return None
+    except urllib.error.HTTPError:
+        return None
+    except (urllib.error.URLError, OSError) as error:
+        reason = getattr(error, "reason", error)
+        return (
+            f"the MLflow server at {uri} does not answer ({reason}): start it (docs/reviewing.md)"
+            ", or set logger.tracking_uri to another store"
+        )
+
+
+def database_problem(uri: str) -> str | None:
+    """A database store needs its SQLAlchemy driver, and the database must answer."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
+
+    try:
+        engine = create_engine(uri)
+    except (ArgumentError, NoSuchModuleError) as error:
+        return f"logger.tracking_uri={uri}: not a store MLflow knows ({one_line_error(error)})"
+    except ImportError as error:
+        return (
+            f"logger.tracking_uri={uri} needs the database driver {error.name or error}: "
+            "pip install 'normcoef[cluster]' (PostgreSQL), or the driver of your database"
+        )
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        return f"the database at {engine.url!r} does not answer ({one_line_error(error)})"
+    finally:
+        engine.dispose()
+    return None
+
+
+def one_line_error(error: BaseException) -> str:
+    """The first line of an exception's message (drivers add SQL and links below it)."""
+    return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
 
 
 @contextmanager

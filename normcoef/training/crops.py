@@ -18,6 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -34,6 +35,33 @@ def check_crop_size(size: tuple[int, int], shape: tuple[int, int]) -> None:
         )
 
 
+def check_crop(
+    model: nn.Module, online: bool, size: list[int], oceans: torch.Tensor | np.ndarray
+) -> None:
+    """Every reason ``model`` cannot train on ``size`` crops of the split whose ocean masks
+    are ``oceans`` (N, H, W), as a one-line error: cheap, so a run checks it before it opens."""
+    if online:
+        raise ValueError(
+            "trainer.crop needs a fixed training split: use augmentation.mode=offline "
+            "(online augmentation transforms whole grids every step)"
+        )
+    if not hasattr(model, "forward_with_halo") or getattr(model, "halo", 0) < 1:
+        raise ValueError(
+            "trainer.crop needs a network with valid padding (model.padding=valid): with "
+            "same padding a crop's edges would see copies of themselves, not their neighbours"
+        )
+    height, width = oceans.shape[-2:]
+    check_crop_size((int(size[0]), int(size[1])), (int(height), int(width)))
+    # A crop no larger than the grid covers every cell in some window: only a sample without
+    # any ocean has no window to draw.
+    empty = (torch.as_tensor(oceans).flatten(1).sum(1) == 0).nonzero().flatten().tolist()
+    if empty:
+        raise ValueError(
+            f"training samples {empty[:5]} have no ocean cell: no crop of them carries a loss; "
+            "remove them from the training split"
+        )
+
+
 def crop_sampler(
     model: nn.Module,
     resident: tuple[torch.Tensor, ...] | None,
@@ -41,18 +69,9 @@ def crop_sampler(
 ) -> CropSampler:
     """The sampler of ``trainer.crop`` windows for ``model``, or a one-line error saying why
     this model or data cannot train on crops."""
-    if resident is None:
-        raise ValueError(
-            "trainer.crop needs a fixed training split: use augmentation.mode=offline "
-            "(online augmentation transforms whole grids every step)"
-        )
-    halo = getattr(model, "halo", 0)
-    if not hasattr(model, "forward_with_halo") or halo < 1:
-        raise ValueError(
-            "trainer.crop needs a network with valid padding (model.padding=valid): with "
-            "same padding a crop's edges would see copies of themselves, not their neighbours"
-        )
-    inputs, targets, oceans = resident
+    check_crop(model, resident is None, size, torch.empty(0) if resident is None else resident[2])
+    halo: int = model.halo  # type: ignore[assignment]  # check_crop: an int >= 1
+    inputs, targets, oceans = resident  # type: ignore[misc]  # check_crop refused None
     return CropSampler.build(
         (inputs, targets, oceans),
         (int(size[0]), int(size[1])),
@@ -105,12 +124,6 @@ class CropSampler:
         lefts = found.shape[-1]
         valid = found.flatten(1) > 0
         counts = valid.sum(1)
-        empty = (counts == 0).nonzero().flatten().tolist()
-        if empty:
-            raise ValueError(
-                f"training samples {empty[:5]} have no {h}x{w} window with an ocean cell: "
-                "choose a larger trainer.crop"
-            )
         windows = torch.zeros(len(valid), int(counts.max()), dtype=torch.long)
         for i, row in enumerate(valid):
             origins = row.nonzero().flatten()

@@ -16,18 +16,18 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from normcoef.data.priors import recorded_prior
-from normcoef.data.torch_dataset import PreparedData, Standardizer
+from normcoef.data.torch_dataset import PreparedData
 from normcoef.training.batch_source import BatchSource, collate, resident_split  # noqa: F401
 from normcoef.training.checkpoint import (
-    CheckpointError,
     check_resumable,
     load_checkpoint,
     resume_into,
     save_checkpoint,
 )
+from normcoef.training.crops import check_crop
 from normcoef.training.factory import OptimizerFactory, SchedulerFactory
 from normcoef.training.forward import evaluate_split
+from normcoef.training.resume_checks import check_same_data, check_same_prior
 from normcoef.training.settings import LoopSettings
 
 
@@ -89,6 +89,8 @@ def check_can_train(
     ``run_dir`` None: the folder is not known yet, and not checked."""
     if len(data.train) == 0:
         raise ValueError("the training split is empty")
+    if settings.crop is not None:
+        check_crop(model, bool(data.train.online), settings.crop, data.train.split.ocean)
     if settings.monitor.startswith("val/") and len(data.valid) == 0:
         raise ValueError(
             f"trainer.monitor={settings.monitor} needs a validation split; the data set has none"
@@ -107,19 +109,7 @@ def check_can_train(
         state = load_checkpoint(resume_from)
         check_resumable(model, state, resume_from)
         check_same_prior(data.standardizer, state, resume_from)
-
-
-def check_same_prior(standardizer: Standardizer, state: dict, path: Path) -> None:
-    """A run resumes on the prior it was trained on: the weights correct that prior only."""
-    stored = state.get("standardizer") or {}
-    if "prior_stats" not in stored or not standardizer.uses_prior:
-        return
-    was = recorded_prior(stored.get("prior"))["name"]
-    if was != standardizer.prior_name:
-        raise CheckpointError(
-            f"cannot resume from {path}: it was trained on prior={was}, this config uses "
-            f"prior={standardizer.prior_name}; resume with prior={was}"
-        )
+        check_same_data(data.standardizer, state, resume_from)
 
 
 @dataclass
