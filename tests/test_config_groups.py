@@ -246,7 +246,7 @@ def test_a_short_job_folder_is_the_number_and_the_overrides():
     [
         (["experiment=quickstrat"], "experiment=quickstrat: conf/experiment has no such option"),
         (["-m", "model=cnn,skipp"], "model=skipp: conf/model has no such option; choose one of "),
-        (["trainer.stepz=3"], "trainer.stepz=3: trainer has no key 'stepz'; did you mean trainer.st"),
+        (["trainer.stepz=3"], "trainer.stepz=3: trainer has no key 'stepz'; did you mean"),
         (["trainer.steps=abc"], "Error merging override trainer.steps=abc; Value 'abc'"),
         (["dataset=schema"], "dataset=schema: the schema checks the options of conf/dataset"),
     ],
