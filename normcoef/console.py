@@ -58,11 +58,16 @@ def exit_on_user_error(main: Callable[..., T]) -> Callable[..., T]:
 def console_main(run: Callable[[list[str] | None], object]) -> Callable[..., None]:
     """The console script's ``main`` of a command whose ``run(argv)`` returns its result (for
     tests and callers): exit 0 when it succeeds (pip's wrapper would take a returned value for
-    an exit status), 2 with one ``error:`` line on a user error."""
+    an exit status), 2 with one ``error:`` line on a user error, 130 with one
+    ``interrupted:`` line on Ctrl-C."""
 
     @exit_on_user_error
     def main(argv: list[str] | None = None) -> None:
-        run(argv)
+        try:
+            run(argv)
+        except KeyboardInterrupt as error:  # Ctrl-C: one line, not a traceback
+            print("\ninterrupted: stopped before it finished; run it again", file=sys.stderr)
+            raise SystemExit(interrupted_status(error)) from None
 
     return main
 
@@ -88,8 +93,20 @@ def bounded_int(minimum: int) -> Callable[[str], int]:
     return parse
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt (``interrupt_on_sigterm``) so that Ctrl-C's clean-up
+    runs; only the exit status tells the two apart."""
+
+
+def interrupted_status(error: KeyboardInterrupt) -> int:
+    """The shell's status of a process a signal stopped, 128 + the signal: 130 for Ctrl-C
+    (SIGINT), 143 for ``kill`` or a batch system's time limit (SIGTERM)."""
+    stopped_by = signal.SIGTERM if isinstance(error, Terminated) else signal.SIGINT
+    return 128 + int(stopped_by)
+
+
 def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
+    raise Terminated
 
 
 def interrupt_on_sigterm() -> None:

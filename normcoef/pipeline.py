@@ -181,6 +181,8 @@ def run_training(
         evaluate_finished(cfg, built, result, tracker)
     except BaseException as error:
         end_failed(tracker, error)
+        if isinstance(error, KeyboardInterrupt):
+            say_what_was_kept(error, run_dir, tracker.run_id)
         raise
     # The validation metrics of the best checkpoint: what sweeps and reports select on.
     best = {"best/" + key: value for key, value in result.best_metrics.items()}
@@ -312,6 +314,20 @@ def end_failed(tracker: NullTracker, error: BaseException) -> None:
     if isinstance(error, DivergenceError):
         tracker.set_tags({Tag.FAILURE: str(error)})
     tracker.finish("KILLED" if isinstance(error, KeyboardInterrupt) else "FAILED")
+
+
+def say_what_was_kept(interrupt: KeyboardInterrupt, run_dir: Path, run_id: str | None) -> None:
+    """Give an interrupt the line the command prints: how the run ended and what it kept;
+    ``resume_from`` is the checkpoint to resume (None: none was written yet)."""
+    ended = f"MLflow run {run_id} ended KILLED" if run_id else "the run stopped"
+    last = run_dir / "last.pt"
+    if last.exists():
+        step = load_checkpoint(last)["step"]
+        kept = f"{ended}; its checkpoints are in {run_dir} (last.pt at step {step})"
+    else:
+        kept = f"{ended} before its first checkpoint (trainer.checkpoint_every); nothing to resume"
+    interrupt.args = (kept,)
+    interrupt.resume_from = last if last.exists() else None  # type: ignore[attr-defined]
 
 
 def describe_data_as_read(cfg: DictConfig, info: DatasetInfo) -> None:

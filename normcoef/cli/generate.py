@@ -14,11 +14,15 @@ from omegaconf import DictConfig
 
 from normcoef.cli.overrides import unknown_key_problem
 from normcoef.config import CONF_DIR, generation_spec, register_configs, validate
-from normcoef.console import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
+from normcoef.console import (
+    EXIT_USER_ERROR,
+    exit_on_user_error,
+    interrupt_on_sigterm,
+    interrupted_status,
+)
 from normcoef.data.generation import generate_dataset, summary
 
 register_configs()
-EXIT_INTERRUPTED = 130  # the shell's code for a process stopped by Ctrl-C (128 + SIGINT)
 
 
 def main() -> None:
@@ -45,13 +49,13 @@ def hydra_main(cfg: DictConfig) -> None:
             workers=cfg.workers,
             device=cfg.device,
         )
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as error:
         print(
             f"\ninterrupted: the samples finished so far are kept in {root}; "
             "run the same command again to finish",
             file=sys.stderr,
         )
-        raise SystemExit(EXIT_INTERRUPTED) from None
+        raise SystemExit(interrupted_status(error)) from None
     print(summary(root))
 
 

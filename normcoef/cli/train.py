@@ -8,6 +8,7 @@ raises, and normcoef.sweeps.failures lists it when the sweep ends and exits non-
 from __future__ import annotations
 
 import functools
+import shlex
 import sys
 from pathlib import Path
 from typing import cast
@@ -22,7 +23,12 @@ from omegaconf.errors import OmegaConfBaseException
 
 from normcoef.cli.overrides import unknown_key_problem
 from normcoef.config import CONF_DIR, group_options, register_configs, validate
-from normcoef.console import EXIT_USER_ERROR, exit_on_user_error, interrupt_on_sigterm
+from normcoef.console import (
+    EXIT_USER_ERROR,
+    exit_on_user_error,
+    interrupt_on_sigterm,
+    interrupted_status,
+)
 from normcoef.pipeline import run_training
 from normcoef.sweeps.naming import register_resolvers
 from normcoef.tracking import flatten, job_context
@@ -165,7 +171,25 @@ def hydra_main(cfg: DictConfig) -> float:
         run_dir=Path(hydra_cfg.runtime.output_dir) / cfg.trainer.output_dir,
         job=job_context(cast(DictConfig, hydra_cfg)),  # typed HydraConf, a DictConfig at run time
     )
-    return train() if multirun else exit_on_user_error(train)()
+    if multirun:
+        return train()
+    try:
+        return exit_on_user_error(train)()
+    except KeyboardInterrupt as error:
+        print(f"\ninterrupted: {interrupted_line(error)}", file=sys.stderr)
+        raise SystemExit(interrupted_status(error)) from None
+
+
+def interrupted_line(error: KeyboardInterrupt) -> str:
+    """What an interrupted run kept, and the command that resumes it (the same command line
+    with ``trainer.resume`` set to its last checkpoint)."""
+    said = str(error) or "stopped before its run opened; nothing was recorded"
+    resume_from = getattr(error, "resume_from", None)
+    if resume_from is None:
+        return said
+    arguments = [a for a in sys.argv[1:] if not a.lstrip("+").startswith("trainer.resume=")]
+    command = ["python", "-m", "normcoef.train", *arguments, f"trainer.resume={resume_from}"]
+    return f"{said}; resume with: {shlex.join(command)}"
 
 
 if __name__ == "__main__":
