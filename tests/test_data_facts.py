@@ -50,6 +50,11 @@ def test_every_fact_of_another_operator_is_named_and_another_grid_only_doubted()
     assert len(wrong) == 2 and "M=8" in wrong[0] and "M=10" in wrong[0]
     assert "closed on every side" in wrong[1] and "periodic east-west" in wrong[1]
     assert len(doubtful) == 1 and "32x48" in doubtful[0] and "16x24" in doubtful[0]
+    # A prediction has no targets: another periodicity is only doubtful there.
+    wrong, doubtful = fact_differences(
+        trained, DatasetInfo(steps=10, periodic_x=False), "X", targets=False
+    )
+    assert wrong == [] and "keeps the training's padding" in doubtful[0]
     same = fact_differences(trained, DatasetInfo(steps=10, shape=(16, 24), grid="python"), "X")
     assert same == ([], [])
     assert fact_differences(trained, DatasetInfo(steps=None), "X") == ([], [])  # M unknown

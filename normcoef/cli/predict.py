@@ -137,7 +137,8 @@ def refuse_another_operator(trained: TrainedModel, paths: list[str | Path]) -> N
     """Inputs or a mask taken from a data set of another M or periodicity ask for Γ of
     another operator than the network's: refused (``info.fact_differences``), once per set."""
     for root in dict.fromkeys(filter(None, (enclosing_dataset(Path(p)) for p in paths))):
-        wrong, _ = fact_differences(trained.dataset, DatasetInfo.load(root), f"data set {root}")
+        info = DatasetInfo.load(root)
+        wrong, _ = fact_differences(trained.dataset, info, f"data set {root}", targets=False)
         if wrong:
             raise DatasetError("; ".join(wrong))
 

@@ -114,13 +114,15 @@ class DatasetInfo:
 
 
 def fact_differences(
-    trained: DatasetInfo, info: DatasetInfo, what: str
+    trained: DatasetInfo, info: DatasetInfo, what: str, targets: bool = True
 ) -> tuple[list[str], list[str]]:
     """How the data set ``what`` (its ``info``) differs from the one a network was
-    ``trained`` on: (what cannot be right, what may be). M and periodicity define the operator
-    whose Γ the network learned: another M or another seam is another operator, and scoring or
-    predicting it would measure the wrong thing. Another grid shape or grid is another
-    resolution or ocean: the network is fully convolutional, so it runs, less accurately."""
+    ``trained`` on: (what cannot be right, what may be). M defines the operator whose Γ the
+    network learned: with another M every target is another operator's, and scoring or
+    predicting it would measure the wrong thing. Another periodicity changes the operator near
+    the edges: targets there (``targets``: scoring, resuming) are another operator's, while a
+    prediction is only less accurate there. Another grid shape or grid is another resolution
+    or ocean: the network is fully convolutional, so it runs, less accurately."""
     wrong, doubtful = [], []
     if trained.steps is not None and info.steps is not None and trained.steps != info.steps:
         wrong.append(
@@ -129,10 +131,15 @@ def fact_differences(
             f"M={trained.steps} (dataset.fields.steps={trained.steps})"
         )
     if trained.periodicity != info.periodicity:
-        wrong.append(
+        (wrong if targets else doubtful).append(
             f"{what} is {_periodicity(info)}, the network was trained on a grid "
-            f"{_periodicity(trained)}: another operator at the seam; use a data set of the "
-            "network's periodicity"
+            f"{_periodicity(trained)}: "
+            + (
+                "its targets near the edges are another operator's; use a data set of the "
+                "network's periodicity"
+                if targets
+                else "it keeps the training's padding, so expect larger errors near the edges"
+            )
         )
     if trained.shape is not None and info.shape is not None and trained.shape != info.shape:
         doubtful.append(
