@@ -128,3 +128,20 @@ def count_table_builds(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         GeometryTable, "build", classmethod(lambda cls, *a, **k: built.append(1) or build(*a, **k))
     )
     return built
+
+
+# --- what a refused command prints -------------------------------------------------------
+
+
+def one_error_line(stderr: str, prefix: str = "error: ", *, usage: bool = False) -> str:
+    """The one line a refused command wrote to stderr, checked to be all it wrote: a traceback,
+    a warning or a second message besides it fails. ``usage``: argparse's usage block (a
+    ``usage: `` line and its indented continuations), which argparse prints before its error,
+    comes first."""
+    assert "Traceback" not in stderr, stderr
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    if usage:
+        assert lines and lines[0].startswith("usage: "), stderr
+        lines = [line for line in lines[1:] if not line.startswith(" ")]
+    assert len(lines) == 1 and lines[0].startswith(prefix), stderr
+    return lines[0]

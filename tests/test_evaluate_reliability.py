@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from conftest import TrainTiny
+from helpers import one_error_line
 
 from normcoef.cli import evaluate
 from normcoef.data.info import DatasetInfo
@@ -44,13 +45,12 @@ def empty_test(tmp_path_factory: pytest.TempPathFactory, train_tiny: TrainTiny) 
 
 
 def argparse_error(capsys: pytest.CaptureFixture, argv: list[str]) -> str:
-    """Run ``evaluate.main`` expecting argparse to refuse ``argv``; return its error line."""
+    """Run ``evaluate.main`` expecting argparse to refuse ``argv``; return its one error line
+    (after the usage)."""
     with pytest.raises(SystemExit) as exit_info:
         evaluate.main(argv)
     assert exit_info.value.code == 2
-    lines = capsys.readouterr().err.strip().splitlines()
-    assert lines[0].startswith("usage: ")
-    return lines[-1]
+    return one_error_line(capsys.readouterr().err, "python -m normcoef.evaluate: ", usage=True)
 
 
 @pytest.mark.slow
@@ -67,8 +67,7 @@ def test_a_negative_sample_limit_is_refused_by_the_command(tmp_path: Path):
     )
 
     assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.strip().splitlines()[-1] == (
+    assert one_error_line(done.stderr, "python -m normcoef.evaluate: ", usage=True) == (
         "python -m normcoef.evaluate: error: argument --max-samples: must be >= 1; got -1"
     )
 
@@ -145,9 +144,9 @@ def test_evaluating_an_empty_test_split_names_the_folder(
         evaluate.main([str(empty_test.run_dir), "-n", "0"])
 
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: {empty_test.root / 'test'} holds no sample")
-    assert "dataset.splits.test=N" in err and err.count("\n") == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith(f"error: {empty_test.root / 'test'} holds no sample")
+    assert "dataset.splits.test=N" in line
 
 
 def test_debug_mode_shows_the_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):

@@ -203,8 +203,9 @@ def test_a_damaged_table_file_is_refused_in_one_line_naming_the_fix(tmp_path):
     path = next(tmp_path.iterdir())
     path.write_bytes(path.read_bytes()[:40])
 
-    with pytest.raises(DatasetError, match=r"is truncated or damaged .*; remove it: the geo"):
+    with pytest.raises(DatasetError, match=r"is truncated or damaged .*; remove it: the geo") as e:
         geometry_prior(tmp_path, split)(split.fields[0], split.ocean[0])
+    assert str(e.value).startswith(f"{path} ") and "\n" not in str(e.value)
 
 
 def test_a_checkpoint_records_its_prior_and_older_ones_keep_the_uniform_one(tmp_path):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import TrainTiny
-from helpers import compose_config
+from helpers import compose_config, one_error_line
 from omegaconf import OmegaConf
 
 from normcoef import pretrained
@@ -65,9 +65,8 @@ def test_an_unknown_pretrained_name_is_refused_naming_the_shipped_ones(
     with pytest.raises(SystemExit) as exit_info:
         predict.main(["--pretrained", "glob", "x.npz", "-o", str(tmp_path)])
     assert exit_info.value.code == 2
-    error = capsys.readouterr().err
-    assert error.startswith("error: no pretrained network 'glob'; shipped: global")
-    assert error.count("\n") == 1
+    line = one_error_line(capsys.readouterr().err)
+    assert line.startswith("error: no pretrained network 'glob'; shipped: global")
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import one_error_line
 from mlflow import MlflowClient
 
 from normcoef.cli.report import main, split_arguments
@@ -120,10 +121,7 @@ def refused(capsys: pytest.CaptureFixture, *args: str) -> str:
     with pytest.raises(SystemExit) as stop:
         main(list(args))
     assert stop.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and err.count("\n") == 1, err
-    assert "Traceback" not in err
-    return err
+    return one_error_line(capsys.readouterr().err)
 
 
 @pytest.mark.reliability(

@@ -45,15 +45,37 @@ def test_only_a_parallel_launcher_of_a_sweep_runs_jobs_at_once(monkeypatch: pyte
     assert parallel_jobs(hydra_cfg(RunMode.MULTIRUN, {"_target_": "BasicLauncher"})) == 1
 
 
-def test_openmp_threads_sleep_while_they_wait_unless_the_user_says_otherwise():
-    code = "import normcoef, torch, os; torch.ones(1); print(os.environ['OMP_WAIT_POLICY'])"
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    unset = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert unset.stdout.strip() == "PASSIVE", unset.stderr
-    mine = subprocess.run(
-        [sys.executable, "-c", code],
-        env={**env, "OMP_WAIT_POLICY": "ACTIVE"},
-        capture_output=True,
-        text=True,
-    )
-    assert mine.stdout.strip() == "ACTIVE", mine.stderr
+WAIT_POLICY_PROBE = """
+import os, sys
+
+loaded = []  # whether torch was loaded, at each write of OMP_WAIT_POLICY
+
+
+def hook(event, args):
+    if event == "os.putenv" and os.fsdecode(args[0]) == "OMP_WAIT_POLICY":
+        loaded.append("torch" in sys.modules)
+
+
+sys.addaudithook(hook)
+import normcoef.cli.train  # the command that loads the most, torch among it
+import torch
+
+print(os.environ["OMP_WAIT_POLICY"], loaded)
+"""
+"""A fresh interpreter that imports a command and prints the variable and, for each time it
+was set, whether torch was loaded already (libgomp reads it once, when torch loads)."""
+
+
+def wait_policy(**env: str) -> str:
+    """What the probe prints in a fresh process, with ``env`` over this one's environment
+    less OMP_WAIT_POLICY."""
+    base = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    command = [sys.executable, "-c", WAIT_POLICY_PROBE]
+    done = subprocess.run(command, env={**base, **env}, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+def test_openmp_threads_sleep_by_a_setting_made_before_torch_loads_unless_the_user_set_it():
+    assert wait_policy() == "PASSIVE [False]"  # set once, torch not yet loaded
+    assert wait_policy(OMP_WAIT_POLICY="ACTIVE") == "ACTIVE []"  # the user's value, untouched

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from helpers import one_error_line
 
 from normcoef.data.storage import METADATA, read_json
 
@@ -71,7 +72,8 @@ def test_a_console_script_runs_from_any_directory(script: str, tmp_path: Path):
 def test_every_command_lives_in_the_cli_package_and_every_cli_module_is_a_command():
     modules = {SCRIPTS[script].partition(":")[0] for script in SCRIPTS}
     assert all(module.startswith("normcoef.cli.") for module in modules), modules
-    helpers = {"__init__", "checkpoint_options"}  # shared argument parsing, not a command
+    # shared argument parsing and command-line checks, not commands
+    helpers = {"__init__", "checkpoint_options", "overrides"}
     in_package = {
         f"normcoef.cli.{path.stem}"
         for path in (REPO / "normcoef" / "cli").glob("*.py")
@@ -86,6 +88,20 @@ def test_the_old_python_m_form_of_a_command_still_runs_it(script: str, tmp_path:
     command of ``normcoef.cli`` (the old module paths are aliases)."""
     command = script.removeprefix("normcoef-")
     assert_shows_its_help(script, [sys.executable, "-m", f"normcoef.{command}"], tmp_path)
+
+
+def test_a_test_run_names_each_skipped_test_and_why(tmp_path: Path):
+    """``make test`` (CI) runs pytest with pyproject.toml's options, which end the run with one
+    line per skip and its reason: a test that stopped running is seen, not just counted."""
+    (tmp_path / "test_sample.py").write_text(
+        "import pytest\n\n\n@pytest.mark.skip(reason='no engine here')\ndef test_engine():\n"
+        "    pass\n"
+    )
+    options = ["-c", str(REPO / "pyproject.toml"), "--rootdir", str(tmp_path)]
+    command = [sys.executable, "-m", "pytest", *options, "-p", "no:cacheprovider", "test_sample.py"]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "SKIPPED [1] test_sample.py:4: no engine here" in done.stdout, done.stdout
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
@@ -174,9 +190,8 @@ def test_the_data_and_report_console_scripts_exit_0_on_success_and_2_on_a_user_e
         ),
     }
     for name, result in refused.items():
-        lines = result.stderr.strip().splitlines()
         assert result.returncode == 2, (name, result.stderr[-2000:])
-        assert lines and lines[-1].startswith("error: "), (name, lines)
+        one_error_line(result.stderr)
 
 
 def test_the_library_passes_ruff_with_its_complexity_and_argument_rules():

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import TinyDataset
-from helpers import compose_config, tiny_overrides
+from helpers import compose_config, one_error_line, tiny_overrides
 from hydra.errors import ConfigCompositionException
 from mlflow import MlflowClient
 from omegaconf import DictConfig
@@ -324,10 +324,8 @@ def cli(cwd: Path, *overrides: str) -> subprocess.CompletedProcess:
 def test_cli_refuses_a_misspelt_key_naming_it_without_a_traceback(tmp_path: Path):
     done = cli(tmp_path, "trainer.stepz=3")
     assert done.returncode == 2
-    assert done.stderr.startswith("error: Could not override 'trainer.stepz'")
-    assert done.stderr.count("\n") == 1
-    assert "Key 'stepz' not in 'TrainerConfig'" in done.stderr
-    assert "Traceback" not in done.stderr
+    line = one_error_line(done.stderr, "error: trainer.stepz=3: trainer has no key 'stepz'")
+    assert "did you mean trainer.steps?" in line
 
 
 def test_cli_trains_into_the_hydra_run_directory(workdir: Path, tmp_path: Path):

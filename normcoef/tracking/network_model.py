@@ -5,6 +5,12 @@ with it: no pickled Python object is stored, and the checkpoint is read by
 ``normcoef.inference.load_trained_model`` (tensors and plain values only, a config that may
 build only the options of conf/), so loading it is as safe as ``normcoef-predict``.
 
+Nothing in normcoef imports this module: the tracker hands MLflow its path
+(``tracker.NETWORK_MODEL_CODE``) and MLflow copies the file into the logged model, whose copy is
+what loads later. It wraps ``inference``, a layer above the rest of ``tracking``
+(tests/test_layers.py), and stays in this folder, the only one that imports ``mlflow``. A
+logged model needs only ``normcoef.inference.load_trained_model`` to keep its name.
+
 Input: ``{"fields": (N, 3, H, W) float64 A_i, A_j, W, "mask": (N, H, W) bool, True on
 ocean}``; output: γ (N, H, W) float64, NaN on land.
 """

@@ -36,6 +36,9 @@ BATCH_METRICS = 1000  # MLflow's cap on the metrics of one log_batch
 FLUSH_SECONDS = 10.0  # how stale the UI's curves may get during training
 NETWORK_MODEL = "network"
 """The name of the run's MLflow model (``log_network``): ``runs:/<run id>/network``."""
+NETWORK_MODEL_CODE = Path(__file__).with_name("network_model.py")
+"""The model's code, which MLflow copies into the model and loads from there ("models from
+code"); not imported here: it imports ``normcoef.inference``, a layer above tracking."""
 MODEL_REQUIREMENTS = ["normcoef", "torch", "numpy", "scipy", "omegaconf", "hydra-core"]
 """What loading the model needs (normcoef from this repository); given, not inferred: MLflow's
 inference imports and runs the model, seconds at the end of every run."""
@@ -160,7 +163,7 @@ class MLflowTracker(NullTracker):
 
     def log_network(self, checkpoint: Path, example: dict[str, np.ndarray]) -> None:
         """The network of ``checkpoint`` as an MLflow model of this run (the runs table's Models
-        column; registrable), from code (``network_model.py``), with its signature and
+        column; registrable), from code (``NETWORK_MODEL_CODE``), with its signature and
         ``example`` as input example ({"fields": (1, 3, H, W), "mask": (1, H, W)}). Only
         with ``logger.log_model=true``: MLflow's model logging loads and runs the model, seconds
         per run, in which an interrupt was seen lost."""
@@ -180,11 +183,9 @@ class MLflowTracker(NullTracker):
             outputs=Schema([TensorSpec(np.dtype(np.float64), (-1, -1, -1), "gamma")]),
         )
         with quiet_untyped_predict():
-            from normcoef.tracking import network_model
-
             self._mlflow.pyfunc.log_model(
                 name=NETWORK_MODEL,
-                python_model=network_model.__file__,
+                python_model=str(NETWORK_MODEL_CODE),
                 artifacts={"checkpoint": str(checkpoint)},
                 signature=signature,
                 input_example=example,
