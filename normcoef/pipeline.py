@@ -35,9 +35,9 @@ from normcoef.tracking import (
     read_sweep_parent,
     run_name,
     run_tags,
+    tracking_store_problem,
+    tracks_to_mlflow,
 )
-from normcoef.tracking.store import tracking_store_problem
-from normcoef.tracking.tracker import tracks_to_mlflow
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (
     build_loss,

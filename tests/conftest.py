@@ -45,6 +45,101 @@ ENTRY_ORDER = (
 )
 
 
+RULES: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+    (
+        "A refusal leaves no trace",
+        "Every check that can fail from the config or the environment (schema, data set "
+        "facts, crop, padding, tracking store writable and reachable, its driver present, a "
+        "sweep's counts, search space, sampler and Optuna storage) runs before any MLflow run, "
+        "parent or child, is opened.",
+        (
+            "test_a_refused_run_leaves_the_store_as_it_was",
+            "test_a_store_runs_cannot_be_written_to_is_named",
+            "test_a_sweep_that_cannot_run_is_refused_in_one_line_leaving_no_run",
+        ),
+    ),
+    (
+        "What is asked is done, or refused with the reason",
+        "A count below 1, an empty choice or range, a sweep that cannot run anything is "
+        "refused in one line before anything starts. A key the config does not have is "
+        "refused with the key meant, whatever its prefix: `+` and `++` add no key.",
+        (
+            "test_a_plus_does_not_open_a_way_around_the_schema",
+            "test_a_sweep_that_cannot_run_is_refused_in_one_line_leaving_no_run",
+        ),
+    ),
+    (
+        "A killed search resumes at once on the same host",
+        "A RUNNING trial records its owner (host, process id, the process's start time); on "
+        "the same host a trial whose owner is gone is failed and run again at once; across "
+        "hosts the heartbeat's grace period stays the rule. The study lock is tested by a "
+        "forced interleaving, not by a race.",
+        (
+            "test_a_search_killed_and_run_again_at_once_on_the_same_host_goes_on_without_waiting",
+            "test_a_running_trial_of_a_process_of_this_host_that_is_gone_is_marked_fail_at_once",
+            "test_the_study_lock_keeps_a_second_taker_out_until_the_first_releases_it",
+        ),
+    ),
+    (
+        "A data set's facts match the network's",
+        "M and periodicity define the operator a network learned: evaluate and resume refuse "
+        "a data set of another (predict, which has no targets, warns on another periodicity "
+        "and refuses another M); resume also refuses another grid, standardization or "
+        "statistics; another resolution is warned with both sizes.",
+        (
+            "test_evaluate_refuses_a_data_set_of_another_operator",
+            "test_predict_refuses_inputs_of_a_data_set_of_another_operator",
+            "test_resume_refuses_data_its_weights_were_not_fit_to",
+        ),
+    ),
+    (
+        "Physical validity is one rule",
+        "Fields no diffusion operator can have (non-finite, A_i or A_j < 0, W <= 0 on an ocean "
+        "cell) are refused wherever a sample is read (`storage.read_sample`) and wherever a "
+        "user's input is read (`gamma_files`), in the same words, whatever the target.",
+        (
+            "test_fields_no_operator_can_have_are_refused_for_every_target",
+            "test_every_reader_of_a_split_applies_the_rule",
+        ),
+    ),
+    (
+        "`convert` checks every pairing it writes",
+        "Exact Γ at 8 cells of every sample, coast to open ocean, must match its own targets "
+        "and no other sample's better; whole samples are verified as the time budget allows; "
+        "the output says how many.",
+        (
+            "test_targets_swapped_between_samples_are_refused_naming_both",
+            "test_a_correct_data_set_says_how_many_pairings_and_whole_samples_were_verified",
+        ),
+    ),
+    (
+        "An interrupted command says one line",
+        "Ctrl-C exits 130 and SIGTERM 143, with one `interrupted:` line: a training run names "
+        "its KILLED MLflow run, its checkpoints and the command that resumes it.",
+        (
+            "test_an_interrupted_run_says_one_line_and_how_to_resume",
+            "test_a_command_interrupted_says_one_line",
+        ),
+    ),
+    (
+        "The house keeps its floors",
+        "Each room has its own row of `tests/test_layers.py`; imports run down the rows, never "
+        "between rooms of one row, and no chain of imports comes back to where it started.",
+        (
+            "test_imports_run_downward",
+            "test_no_chain_of_imports_comes_back_to_where_it_started",
+        ),
+    ),
+    (
+        "A test checks what its name says",
+        '"One line" means stderr holds exactly one line and no traceback '
+        "(`helpers.one_error_line`); a skipped test is listed with its reason in every run.",
+        ("test_a_test_run_names_each_skipped_test_and_why",),
+    ),
+)
+"""The rules of issue 26 (docs/reliability.md, "Rules"): (name, rule, tests enforcing it)."""
+
+
 @dataclass(frozen=True, order=True)
 class ReliabilityCase:
     entry: str
@@ -97,7 +192,15 @@ def render_reliability(cases: list[ReliabilityCase]) -> str:
     lines += [
         "",
         f"{len(cases)} cases: " + ", ".join(f"{counts[kind]} {kind}" for kind in OUTCOMES) + ".",
+        "",
+        "## Rules",
+        "",
+        "Each rule holds for every command; the tests named enforce it.",
+        "",
     ]
+    for number, (name, rule, tests) in enumerate(RULES, 1):
+        enforced = ", ".join(f"`{test}`" for test in tests)
+        lines.append(f"{number}. **{name}.** {rule} Tests: {enforced}.")
     for entry in ENTRY_ORDER:
         rows = [c for c in cases if c.entry == entry]
         if not rows:
@@ -118,6 +221,11 @@ def pytest_collection_modifyitems(
     collected = {Path(str(item.fspath)).name for item in items}
     every_file = {path.name for path in (REPO / "tests").glob("test_*.py")}
     config.stash[_COMPLETE] = every_file <= collected
+    if config.stash[_COMPLETE]:  # a rule names tests that exist
+        names = {item.originalname for item in items if isinstance(item, pytest.Function)}
+        missing = [test for *_, tests in RULES for test in tests if test not in names]
+        if missing:
+            raise pytest.UsageError(f"RULES name tests that do not exist: {missing}")
     if config.getoption("--write-reliability"):
         RELIABILITY_DOC.parent.mkdir(parents=True, exist_ok=True)
         RELIABILITY_DOC.write_text(render_reliability(cases))

@@ -8,11 +8,13 @@ own new SQLite study and MLflow store.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -28,15 +30,25 @@ from optuna.trial import TrialState
 from normcoef.sweeps.optuna import (
     ScalableOptunaSweeperImpl,
     TrialSeededSampler,
+    ask,
     consecutive_runs,
     fail_stale_trials,
     heartbeats,
     open_storage,
+    study_lock,
 )
+from normcoef.sweeps.trial_owner import OWNER_ATTR, this_process
 from normcoef.tracking.store import prepare_tracking_store, sqlite_path
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = Path("multirun") / "optuna_smoke"
+PG_URI_ENV = "NORMCOEF_PG_URI"
+"""A PostgreSQL server (``postgresql://user@host:port``, a database ``optuna`` on it), as
+tests/cluster/ takes it."""
+NO_POSTGRESQL = pytest.mark.skipif(
+    PG_URI_ENV not in os.environ or importlib.util.find_spec("psycopg2") is None,
+    reason=f"no PostgreSQL server: set {PG_URI_ENV} and install normcoef[cluster]",
+)
 
 
 @pytest.fixture(scope="module")
@@ -171,6 +183,85 @@ def test_a_running_trial_without_heartbeat_beyond_the_grace_period_is_marked_fai
         fail_stale_trials(study)
     states = {t.number: t.state for t in study.get_trials()}
     assert states == {alive.number: TrialState.RUNNING, dead.number: TrialState.FAIL}
+
+
+@pytest.mark.reliability(
+    "sweep",
+    "a RUNNING trial whose process on this host is gone (killed; its pid free or reused)",
+    "handled",
+    "marked FAIL at once; a trial asked on another host is left to its heartbeat",
+)
+def test_a_running_trial_of_a_process_of_this_host_that_is_gone_is_marked_fail_at_once(tmp_path):
+    # Heartbeats fresh and a grace period of 600 s: only the trials' owners tell them apart.
+    storage = open_storage(
+        f"sqlite:///{tmp_path}/study.db", heartbeat_interval=60, grace_period=600
+    )
+    study = optuna.create_study(storage=storage)
+    me = this_process()
+    assert me is not None
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    owners = {
+        "killed": {**me, "pid": int(ended.stdout)},
+        "pid reused": {**me, "started": int(me["started"]) - 1},
+        "on another host": {**me, "host": "another-host", "pid": int(ended.stdout)},
+    }
+    alive = ask(study, 1)[0]  # recorded as this process's
+    numbers = {"alive": alive.number}
+    for name, owner in owners.items():
+        trial = study.ask()
+        trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
+        numbers[name] = trial.number
+    with heartbeats(storage, [alive, *study.get_trials(deepcopy=False)[1:]], interval=60):
+        fail_stale_trials(study)
+
+    states = {name: study.trials[number].state for name, number in numbers.items()}
+    assert study.trials[alive.number].system_attrs[OWNER_ATTR] == me
+    assert states == {
+        "alive": TrialState.RUNNING,
+        "killed": TrialState.FAIL,
+        "pid reused": TrialState.FAIL,
+        "on another host": TrialState.RUNNING,
+    }
+
+
+@pytest.mark.reliability(
+    "sweep",
+    "two processes count and ask a study's trials at the same moment",
+    "handled",
+    "the second waits on the study's lock until the first has asked its trials",
+)
+@pytest.mark.parametrize("engine", ["sqlite", pytest.param("postgresql", marks=NO_POSTGRESQL)])
+def test_the_study_lock_keeps_a_second_taker_out_until_the_first_releases_it(engine, tmp_path):
+    if engine == "sqlite":  # a file lock beside the database: processes of one host
+        storage = f"sqlite:///{tmp_path}/study.db"
+    else:  # an advisory lock of the server: processes of many hosts
+        storage = f"{os.environ[PG_URI_ENV]}/optuna"
+    study, order = f"lock-{tmp_path.name}", []
+    held, release = threading.Event(), threading.Event()
+
+    def first() -> None:
+        with study_lock(storage, study):
+            order.append("first takes it")
+            held.set()
+            release.wait(timeout=30)
+            order.append("first releases it")
+
+    def second() -> None:
+        held.wait(timeout=30)
+        with study_lock(storage, study):
+            order.append("second takes it")
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    held.wait(timeout=30)
+    time.sleep(0.5)  # the second, started, would take a lock that held nothing by now
+    release.set()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert order == ["first takes it", "first releases it", "second takes it"]
 
 
 def test_sqlite_lock_file_sits_beside_the_database_and_servers_get_none():
@@ -311,24 +402,37 @@ def test_a_killed_study_resumes_with_its_killed_trial_failed_and_no_trial_run_tw
     assert snapshot([folders[n][0] for n in done]) == untouched
 
 
+GRACE_PERIOD_S = 600
+"""conf/hparams_search/optuna.yaml's: a trial's heartbeat this old belongs to a dead process."""
+
+
 @pytest.mark.slow
 @pytest.mark.reliability(
     "sweep",
-    "an Optuna search killed, then run again at once (within the grace period)",
+    "an Optuna search killed (kill -9) during a trial, then run again at once on the same host",
     "handled",
-    "waits for the killed trial's heartbeat to go stale, fails it, reaches n_trials COMPLETE",
+    "the killed process is gone: its trial is marked FAIL at once, not after the 600 s grace "
+    "period, and the search reaches n_trials COMPLETE",
 )
-def test_a_search_resumed_at_once_after_a_kill_leaves_no_trial_running(workdir: Path):
-    """The resumed process cannot tell a killed trial from one running elsewhere until its
-    heartbeat is older than the grace period; it waits for that instead of ending with the
-    killed trial RUNNING and the study short of its target."""
-    # A grace period longer than the resumed process takes to start: the heartbeat is fresh.
-    heartbeat = ["hydra.sweeper.heartbeat_interval=1", "hydra.sweeper.grace_period=20"]
+def test_a_search_killed_and_run_again_at_once_on_the_same_host_goes_on_without_waiting(
+    workdir: Path,
+):
+    """The killed trial's heartbeat is fresh, and a process of another host could be running
+    it; but its owner was a process of this host, which is gone."""
     storage = f"sqlite:///{workdir}/at_once.db"
-    killed = stopped_in_a_trial(workdir, "at_once", 2, signal.SIGKILL, *heartbeat)
+    killed = stopped_in_a_trial(workdir, "at_once", 2, signal.SIGKILL)  # default heartbeats
 
-    finished(search(workdir, "at_once", 2, *heartbeat))  # no sleep: the heartbeat is fresh
+    started = time.monotonic()
+    resumed = search(workdir, "at_once", 2)
+    try:  # one trial of seconds to run; a wait for the heartbeat to age would take 600 s
+        out, _ = resumed.communicate(timeout=GRACE_PERIOD_S / 4)
+    except subprocess.TimeoutExpired:
+        resumed.kill()
+        out, _ = resumed.communicate()
+    elapsed = time.monotonic() - started
 
+    assert resumed.returncode == 0 and elapsed < GRACE_PERIOD_S / 4, out[-4000:]
+    assert "waiting for trial" not in out
     states = {
         t.number: t.state
         for t in optuna.load_study(study_name="at_once", storage=storage).get_trials()

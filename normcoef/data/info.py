@@ -123,7 +123,8 @@ def fact_differences(
     the edges: targets there (``targets``: scoring, resuming) are another operator's, while a
     prediction is only less accurate there. Another grid shape or grid is another resolution
     or ocean: the network is fully convolutional, so it runs, less accurately."""
-    wrong, doubtful = [], []
+    wrong: list[str] = []
+    doubtful: list[str] = []
     if trained.steps is not None and info.steps is not None and trained.steps != info.steps:
         wrong.append(
             f"{what} was made with M={info.steps} diffusion steps, the network learned Γ of "

@@ -13,7 +13,9 @@ space parsing and changes four things:
 - while its jobs run, a process records a heartbeat for their trials (RDB storage), and before
   each batch it marks FAIL the RUNNING trials whose heartbeat stopped for ``grace_period``
   seconds (a killed process), as ``optuna.storages.fail_stale_trials`` does in ``optimize``;
-  the trials of a batch interrupted by Ctrl-C are marked FAIL at once;
+  a trial asked by a process of this host that is gone is marked FAIL at once, without
+  waiting for its heartbeat to age (``normcoef.sweeps.trial_owner``); the trials of a batch
+  interrupted by Ctrl-C are marked FAIL at once;
 - ``n_trials`` is the study's target of COMPLETE trials: a process asks new trials until the
   study holds that many COMPLETE ones, counting those of earlier runs and other processes
   (and those running now). Each process asks at most ``n_trials`` trials, so a study whose
@@ -27,6 +29,7 @@ the ``hydra_plugins`` package); configured in conf/hparams_search/optuna.yaml.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
@@ -55,6 +58,7 @@ from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
+from normcoef.sweeps.trial_owner import OWNER_ATTR, host_id, is_gone, this_process
 from normcoef.tracking import sqlite_file_lock
 
 log = logging.getLogger(__name__)
@@ -214,10 +218,27 @@ def study_lock(storage: Any, study_name: str) -> Iterator[None]:
         engine.dispose()
 
 
+def ask(study: Study, count: int) -> list[Trial]:
+    """``count`` new trials, each recorded with this process as its owner (trial_owner)."""
+    trials = [study.ask() for _ in range(count)]
+    owner = this_process()
+    for trial in trials if owner is not None else ():
+        trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
+    return trials
+
+
 def fail_stale_trials(study: Study) -> None:
-    """Mark FAIL the trials of processes that stopped beating (killed, lost their host)."""
+    """Mark FAIL the trials of processes that stopped: at once those of a process of this host
+    that is gone (killed), the others (another host's, or a lost host's) once their heartbeat
+    is older than the grace period."""
     before = {t.number for t in study.get_trials(deepcopy=False, states=(TrialState.FAIL,))}
-    with warnings.catch_warnings():
+    here = host_id()
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = trial.system_attrs.get(OWNER_ATTR)
+        if owner is not None and is_gone(owner, here):
+            with contextlib.suppress(RuntimeError):  # another process marked it first
+                study.tell(trial.number, state=TrialState.FAIL)
+    with warnings.catch_warnings(), contextlib.suppress(RuntimeError):
         warnings.simplefilter("ignore", ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     failed = study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
@@ -277,9 +298,11 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
             return instantiate(config)
         return TrialSeededSampler(lambda seed: instantiate(config, seed=seed), config.seed)
 
-    def sweep(self, arguments: list[str]) -> None:
-        assert self.config is not None and self.launcher is not None
-        plain_optuna_logs_off_a_terminal()
+    def distributions(
+        self, arguments: list[str]
+    ) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
+        """The search space (``params``, then the command line's sweeps) and the fixed values
+        of the sweep's command line ``arguments``."""
         self._process_searchspace_config()
         space, fixed = create_params_from_overrides(
             [*self._parse_sweeper_params_config(), *arguments]
@@ -287,6 +310,12 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         space = {**(self.search_space_distributions or {}), **space}
         for name in fixed:
             space.pop(name, None)
+        return space, fixed
+
+    def sweep(self, arguments: list[str]) -> None:
+        assert self.config is not None and self.launcher is not None
+        plain_optuna_logs_off_a_terminal()
+        space, fixed = self.distributions(arguments)
         directions = self._get_directions()
         # Under the lock: a new SQLite study's tables are created by its first connection.
         with sqlite_file_lock(self.storage if isinstance(self.storage, str) else ""):
@@ -309,7 +338,7 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
                     deepcopy=False, states=(TrialState.COMPLETE, TrialState.RUNNING)
                 )
                 batch = min(self.n_jobs, self.n_trials - len(counted), self.n_trials - asked)
-                trials = [study.ask() for _ in range(max(batch, 0))]
+                trials = ask(study, max(batch, 0))
             if batch <= 0 and beating is not None and asked < self.n_trials:
                 running = [t.number for t in counted if t.state == TrialState.RUNNING]
                 if running:
@@ -352,13 +381,13 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         self._save_results(study, len(directions))
 
     def _wait_for(self, running: list[int], storage: RDBStorage, told: bool) -> bool:
-        """Trials RUNNING in another process, or in a killed one whose heartbeat has not yet
-        outlived the grace period: wait a while for their end (done, or marked FAIL and
-        replaced) rather than leave the study short of its target; says so once."""
+        """Trials RUNNING in another process, or in one killed on another host whose heartbeat
+        has not yet outlived the grace period: wait a while for their end (done, or marked
+        FAIL and replaced) rather than leave the study short of its target; says so once."""
         if not told:
             log.info(
-                "waiting for trial(s) %s: RUNNING elsewhere, or killed (then marked FAIL once"
-                " their heartbeat is %s s old, and run again here)",
+                "waiting for trial(s) %s: RUNNING in another process, or killed on another host"
+                " (then marked FAIL once their heartbeat is %s s old, and run again here)",
                 running,
                 effective_grace_period(storage),
             )

@@ -1,10 +1,11 @@
 """The MLflow parent run of a sweep, opened when the sweep starts (a Hydra callback).
 
-Registered in conf/train.yaml (``hydra.callbacks.parent_run``). ``on_multirun_start`` opens
-(or, for a sweep directory that already has one, e.g. a resumed Optuna study, reopens) a run
-tagged like the sweep's jobs and described in its note, and records its id in the sweep
-directory (``normcoef.tracking.PARENT_FILE``): each job, in this process, a joblib worker or
-another host, reads it and starts nested under the parent. ``on_multirun_end`` logs
+Registered in conf/train.yaml (``hydra.callbacks.parent_run``). ``on_multirun_start`` first
+refuses a sweep that cannot run (``normcoef.sweeps.preflight``), then opens (or, for a sweep
+directory that already has one, e.g. a resumed Optuna study, reopens) a run tagged like the
+sweep's jobs and described in its note, and records its id in the sweep directory
+(``normcoef.tracking.PARENT_FILE``): each job, in this process, a joblib worker or another
+host, reads it and starts nested under the parent. ``on_multirun_end`` logs
 ``normcoef.report``'s table on the parent, tags the best job (chosen on validation ε_Q), and
 closes it.
 """
@@ -21,13 +22,15 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from normcoef.console import USER_ERRORS
+from normcoef.console import USER_ERRORS, one_line
+from normcoef.sweeps.preflight import refuse, sweep_problem
 from normcoef.tracking import (
     RunStore,
     Tag,
     configured_tracking_uri,
     read_sweep_parent,
     sweep_run_name,
+    tracking_store_problem,
     tracks_to_mlflow,
     write_sweep_parent,
 )
@@ -80,16 +83,33 @@ def sweep_tags(config: DictConfig, varied: list[str]) -> dict[str, str]:
     return tags
 
 
+def prepared(store: RunStore, experiment: str) -> str:
+    """The id of ``experiment`` in ``store``, created if new; a store runs cannot be written to
+    (``tracking_store_problem``, the rule a single run follows too) refuses the sweep: each of
+    its jobs would fail on it."""
+    if (problem := tracking_store_problem(store.uri)) is not None:
+        refuse(problem)
+    try:
+        return store.prepare(experiment)
+    except (OSError, ImportError) as error:
+        refuse(
+            f"logger.tracking_uri={store.uri}: its MLflow store cannot be opened: {one_line(error)}"
+        )
+
+
 class ParentRun(Callback):
     """Opens the sweep's parent run before its jobs start and closes it after they end."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        # Before any run opens: a sweep that cannot run is refused and leaves no trace.
+        if (problem := sweep_problem(config)) is not None:
+            refuse(problem)
         if not tracks_to_mlflow(config.logger):
             return
         uri = configured_tracking_uri(config.logger)
         store = RunStore(uri)
         # First in the sweep to open the store: creates it (under its lock) before any job.
-        experiment_id = store.prepare(config.logger.experiment)
+        experiment_id = prepared(store, config.logger.experiment)
         sweep_dir = str(config.hydra.sweep.dir)
         varied = varied_keys(config)
         known = read_sweep_parent(sweep_dir, uri)

@@ -29,6 +29,7 @@ from normcoef.tracking.store import (
     configured_tracking_uri,
     review_url,
     sqlite_file_lock,
+    tracking_store_problem,
 )
 from normcoef.tracking.sweep_parent import PARENT_FILE, read_sweep_parent, write_sweep_parent
 from normcoef.tracking.tags import Tag, run_overrides, run_tags
@@ -55,6 +56,7 @@ __all__ = [
     "short_value",
     "sqlite_file_lock",
     "sweep_run_name",
+    "tracking_store_problem",
     "tracks_to_mlflow",
     "write_sweep_parent",
 ]

@@ -97,7 +97,10 @@ def sqlite_store_problem(uri: str) -> str | None:
         return None
     if path.exists():
         if path.is_dir() or not os.access(path, os.R_OK | os.W_OK):
-            return f"{uri}: {path} is not a file this user can write; choose another store"
+            return (
+                f"logger.tracking_uri={uri}: {path} is not a file this user can write; choose "
+                "another store"
+            )
         return None
     folder = next((p for p in path.absolute().parents if p.exists()), Path("/"))
     try:  # a real file: permissions say yes to root on read-only and virtual file systems
@@ -105,8 +108,8 @@ def sqlite_store_problem(uri: str) -> str | None:
             return None
     except OSError as error:
         return (
-            f"{uri}: cannot create {path} ({error.strerror or error} in {folder}); "
-            "choose another store"
+            f"logger.tracking_uri={uri}: cannot create {path} ({error.strerror or error} in "
+            f"{folder}); choose another store"
         )
 
 
@@ -123,8 +126,8 @@ def server_problem(uri: str) -> str | None:
     except (urllib.error.URLError, OSError) as error:
         reason = getattr(error, "reason", error)
         return (
-            f"the MLflow server at {uri} does not answer ({reason}): start it (docs/reviewing.md)"
-            ", or set logger.tracking_uri to another store"
+            f"logger.tracking_uri={uri}: the MLflow server does not answer ({reason}); start it "
+            "(docs/reviewing.md) or choose another store"
         )
 
 
@@ -146,7 +149,10 @@ def database_problem(uri: str) -> str | None:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
     except SQLAlchemyError as error:
-        return f"the database at {engine.url!r} does not answer ({one_line_error(error)})"
+        return (
+            f"logger.tracking_uri={engine.url!r}: the database does not answer "
+            f"({one_line_error(error)})"
+        )
     finally:
         engine.dispose()
     return None

@@ -19,3 +19,6 @@ trap 'bash "$ENGINES" stop' EXIT
 trap 'exit 130' INT TERM # through the EXIT trap
 bash "$ENGINES" start
 "$PY" -m pytest tests/cluster "$@"
+# The study lock on PostgreSQL, held by one thread while another waits (tests/test_optuna_parallel.py)
+NORMCOEF_PG_URI=postgresql://postgres@127.0.0.1:${NORMCOEF_PG_PORT:-55432} \
+    "$PY" -m pytest tests/test_optuna_parallel.py -k study_lock
