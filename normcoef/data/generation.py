@@ -9,7 +9,7 @@ import signal
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import get_args
 
@@ -100,7 +100,7 @@ class GenerationSpec:
             "height": self.height,
             "width": self.width,
             "seed": self.seed,
-            "fields": asdict(self.fields),
+            "fields": self.fields.described(),
             "tolerance": self.tolerance,
         }
 
