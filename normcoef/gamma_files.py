@@ -152,6 +152,15 @@ def predict_files(
         " from the training data's mean (other units or resolution?); the network "
         "extrapolates there",
     )
+    if trained.input_range is not None:
+        warn_once(
+            [
+                (path, text)
+                for path, sample in zip(inputs, fields, strict=True)
+                if (text := trained.input_range.outside(sample, ocean))
+            ],
+            "",
+        )
     warn_once(
         [
             (path, text)

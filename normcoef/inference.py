@@ -23,6 +23,7 @@ from torch import nn
 
 from normcoef.console import one_line
 from normcoef.data.info import DatasetInfo
+from normcoef.data.input_range import InputRange
 from normcoef.data.storage import (
     GRID,
 )
@@ -109,6 +110,8 @@ class TrainedModel:
     device: torch.device
     grid: Path | None = None
     """The grid.npz it was trained on; None: its data set's (``training_grid``)."""
+    input_range: InputRange | None = None
+    """The kernel widths it was trained on; None for checkpoints from before they were kept."""
 
     @property
     def training_grid(self) -> Path:
@@ -188,6 +191,7 @@ def load_trained_model(path: str | Path, device: str | torch.device = "cpu") -> 
         int(state.get("step", 0)),
         Path(path),
         device,
+        input_range=InputRange.from_dict(state.get("input_range")),
     )
 
 

@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import dataset_choice_label, validate
 from normcoef.data.info import DatasetInfo
+from normcoef.data.input_range import InputRange
 from normcoef.data.storage import SPLITS
 from normcoef.data.torch_dataset import DataSettings, PreparedData, prepare_data
 from normcoef.inference import ResumePoint, resume_point
@@ -281,10 +282,13 @@ def log_run_facts(
     # Sizes after offline augmentation: hflip doubles the training split (report "20/1").
     tracker.log_params({f"data.{split}_samples": len(getattr(data, split)) for split in SPLITS})
     tracker.log_text(OmegaConf.to_yaml(cfg, resolve=True), "config.yaml")
+    train = data.train.split
     return {
         "config": container,
         "standardizer": data.standardizer.to_dict(),
         "dataset": info.to_dict(),
+        # What evaluate and predict compare new inputs with (another resolution, other units).
+        "input_range": InputRange.of(list(train.fields), list(train.ocean)).to_dict(),
     }
 
 

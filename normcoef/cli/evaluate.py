@@ -51,6 +51,10 @@ def warn_if_unlike_training(
     for difference in doubtful:
         warn(difference)
     first = load_split(root, split, 1)
+    if len(first) and trained.input_range is not None:
+        what = f"{root / split} (first sample)"
+        if outside := trained.input_range.outside(first.fields[0], first.ocean[0], what):
+            warn(outside)
     if len(first) and (far := far_from_training(first.fields[0], first.ocean[0], trained)):
         warn(
             f"{root / split} (first sample): {far} lie more than {FAR_FROM_TRAINING:g} standard "
