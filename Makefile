@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data global-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui clean
+.PHONY: help install run data global-data resolution-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -54,6 +54,18 @@ beat: install ## issue 10's recipe: its data, then experiment=beat_randomization
 GLOBAL_SPLITS := dataset.splits.train=10 dataset.splits.valid=1 dataset.splits.test=190
 global-data: install ## the report's global data set, 10/1/190 samples (WORKERS processes)
 	$(PY) -m normcoef.generate dataset=full_std $(GLOBAL_SPLITS) workers=$(WORKERS) $(DATA_ARGS)
+
+# One ocean at three resolutions (conf/dataset/one_ocean.yaml): ORCA2-like 146x180, ORCA1-like
+# 292x360 and ORCA05-like 584x720, RES_TEST exact test samples each (and the one training
+# sample a data set needs); resumable. Times per sample: docs/results.md, "Resolutions".
+RES_TEST ?= 16
+RES_SIZES ?= 146x180 292x360 584x720
+resolution-data: install ## one ocean at 2°, 1° and ½° (dataset=one_ocean), RES_TEST test samples each
+	for size in $(RES_SIZES); do \
+		$(PY) -m normcoef.generate dataset=one_ocean dataset.height=$${size%x*} \
+			dataset.width=$${size#*x} "dataset.splits={train: 1, valid: 0, test: $(RES_TEST)}" \
+			workers=$(WORKERS) $(DATA_ARGS) || exit 1; \
+	done
 
 # Issue 17's runs (docs/results.md "The global grid"): the data, experiment=global_cpu on
 # Full_std and Partial_std, the test evaluation (190 samples; randomization on 4), the skip

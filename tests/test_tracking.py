@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from normcoef import tracking
 from normcoef.metrics import aggregate
 from normcoef.pipeline import run_training
+from normcoef.sweeps.failures import BASIC_SWEEPER
 from normcoef.sweeps.parent_run import ParentRun
 from normcoef.tracking import (
     JobContext,
@@ -168,6 +169,9 @@ def test_job_context_holds_the_overrides_less_excluded_keys_and_the_group_choice
     assert job.choices == {"model": "skip_add"}
 
 
+HYDRA_PLUGINS = "hydra._internal.core_plugins"
+
+
 def sweep_config(uri: str, sweep_dir: Path) -> DictConfig:
     """What the callbacks read of a multirun's config."""
     return OmegaConf.create(
@@ -181,7 +185,11 @@ def sweep_config(uri: str, sweep_dir: Path) -> DictConfig:
             "hydra": {
                 "sweep": {"dir": str(sweep_dir)},
                 "overrides": {"task": ["experiment=smoke/activation", "activation=relu,elu"]},
-                "sweeper": {"params": None},
+                # Hydra's basic sweeper and launcher, as a multirun composes them.
+                "sweeper": {"_target_": BASIC_SWEEPER, "params": None},
+                "launcher": {
+                    "_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"
+                },
             },
         }
     )

@@ -119,7 +119,7 @@ def run(argv: list[str] | None = None) -> list[Path]:
     if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
         warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
     inputs = input_files(args.inputs)
-    refuse_another_operator(trained, [*args.inputs, *([args.mask] if args.mask else [])])
+    refuse_another_operator(trained, args.inputs)
     original = None
     if args.original:
         stored = [(path, stored_fields(load_array(path), ocean.shape, path)) for path in inputs]
@@ -134,8 +134,9 @@ def run(argv: list[str] | None = None) -> list[Path]:
 
 
 def refuse_another_operator(trained: TrainedModel, paths: list[str | Path]) -> None:
-    """Inputs or a mask taken from a data set of another M or periodicity ask for Γ of
-    another operator than the network's: refused (``info.fact_differences``), once per set."""
+    """Inputs taken from a data set of another M ask for Γ of another operator than the
+    network's: refused (``info.fact_differences``), once per set. A mask is geometry only,
+    whichever data set it sits in."""
     for root in dict.fromkeys(filter(None, (enclosing_dataset(Path(p)) for p in paths))):
         info = DatasetInfo.load(root)
         wrong, _ = fact_differences(trained.dataset, info, f"data set {root}", targets=False)

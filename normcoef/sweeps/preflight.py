@@ -82,7 +82,8 @@ def count_problem(config: DictConfig) -> str | None:
             isinstance(value, bool) or not isinstance(value, int) or value < 1
         ):
             return f"hydra.sweeper.{key}={value}: must be a positive integer"
-    if config.hydra.launcher.get("n_jobs") == 0:  # joblib's; below 0 it counts back from the cores
+    launcher = config.hydra.get("launcher") or {}
+    if launcher.get("n_jobs") == 0:  # joblib's; below 0 it counts back from the cores
         return "hydra.launcher.n_jobs=0 runs no job: give a number of workers (-1: one per core)"
     return None
 
