@@ -41,7 +41,7 @@ def quickstart_parts(quick: bool) -> tuple[torch.nn.Module, torch.nn.Module]:
     """The quickstart's network and loss, composed from conf/ like a training run."""
     register_configs()
     small = ["model.layers=4", "model.channels=8"] if quick else []
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=["experiment=quickstart", *small])
     return build_model(cfg.model, cfg.activation, 4), build_loss(cfg.loss)
 

@@ -65,7 +65,7 @@ def report_parts() -> tuple[nn.Module, nn.Module]:
     """The report's network and loss, composed from conf/ like a training run."""
     register_configs()
     overrides = ["model=skip_add", "activation=elu", "distance_map=manhattan"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(REPO / "conf")):
         cfg = compose("train", overrides=overrides)
     torch.manual_seed(0)
     return build_model(cfg.model, cfg.activation, 4), build_loss(cfg.loss)

@@ -203,8 +203,18 @@ def config_groups() -> str:
     return "\n".join(f"{group}: {', '.join(group_options(group))}" for group in groups)
 
 
+def callback_targets(config_name: str) -> list[str]:
+    """The ``_target_`` of each ``hydra.callbacks`` entry of ``conf/<config_name>.yaml``: the
+    execution whitelist under which Hydra builds them (Hydra 1.4's ``instantiate`` warns without
+    one, and 1.5 refuses)."""
+    callbacks = OmegaConf.select(
+        OmegaConf.load(CONF_DIR / f"{config_name}.yaml"), "hydra.callbacks"
+    )
+    return sorted(str(callback._target_) for callback in (callbacks or {}).values())
+
+
 def register_configs() -> None:
-    OmegaConf.register_new_resolver(CONFIG_GROUPS_RESOLVER, config_groups, replace=True)
+    OmegaConf.register_resolver(CONFIG_GROUPS_RESOLVER, config_groups, replace=True)
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainSchema)
     cs.store(name="generate_schema", node=GenerateSchema)

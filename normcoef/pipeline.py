@@ -14,7 +14,6 @@ from typing import cast
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from normcoef.config import dataset_choice_label, validate
@@ -41,6 +40,7 @@ from normcoef.tracking import (
 )
 from normcoef.training.checkpoint import load_checkpoint
 from normcoef.training.factory import (
+    build,
     build_loss,
     build_model,
     optimizer_factory,
@@ -131,7 +131,7 @@ def scoring_options(evaluation: DictConfig, trainer: DictConfig) -> ScoringOptio
 def start_tracker(logger: DictConfig, run_name: str | None, tags: dict[str, str]) -> NullTracker:
     """The tracker of ``conf/logger`` (a ``_partial_`` of a ``normcoef.tracking`` class), given
     the run's name and tags."""
-    return instantiate(logger)(run_name=run_name, tags=tags)
+    return build(logger, "logger")(run_name=run_name, tags=tags)
 
 
 def run_training(

@@ -54,7 +54,7 @@ def compose_config(name: str, *overrides: str, hydra: bool = False) -> DictConfi
     """conf/``name``.yaml composed with ``overrides`` as the entry point would, without running
     it; ``hydra=True`` keeps the ``hydra`` node (run directories, choices)."""
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
         return compose(name, overrides=list(overrides), return_hydra_config=hydra)
 
 

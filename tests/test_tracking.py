@@ -277,7 +277,7 @@ def dying(self, metrics, step=None):
 
 MLflowTracker.log_metrics = dying
 register_configs()
-with initialize_config_dir(config_dir=sys.argv[1], version_base="1.3"):
+with initialize_config_dir(config_dir=sys.argv[1]):
     cfg = compose("train", overrides=sys.argv[2:])
 run_training(cfg)
 """

@@ -35,7 +35,7 @@ def main() -> None:
     hydra_main()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="generate")
+@hydra.main(config_path=str(CONF_DIR), config_name="generate")
 @exit_on_user_error
 def hydra_main(cfg: DictConfig) -> None:
     validate(cfg)

@@ -43,7 +43,7 @@ def unknown_key_problem(config_name: str, overrides: list[str]) -> str | None:
     if not settings:
         return None
     try:
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(str(CONF_DIR)):
             base = compose(config_name, overrides=choices)
     except Exception:  # a bad group choice: Hydra's own refusal names it
         return None

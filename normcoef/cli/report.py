@@ -69,7 +69,7 @@ def compose_train_config(overrides: Sequence[str]) -> DictConfig:
     from normcoef.config import CONF_DIR, register_configs
 
     register_configs()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+    with initialize_config_dir(config_dir=str(CONF_DIR)):
         try:
             return compose("train", overrides=list(overrides), return_hydra_config=True)
         except HydraException as error:  # an unknown experiment, a misspelt key...

@@ -18,11 +18,12 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, MissingConfigException
 from hydra.types import RunMode
+from hydra.utils import execution_whitelist
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from normcoef.cli.overrides import unknown_key_problem
-from normcoef.config import CONF_DIR, group_options, register_configs, validate
+from normcoef.config import CONF_DIR, callback_targets, group_options, register_configs, validate
 from normcoef.console import (
     EXIT_USER_ERROR,
     exit_on_user_error,
@@ -85,7 +86,7 @@ def composition_error(arguments: list[str]) -> str | None:
         for job in jobs:
             if (problem := unknown_key_problem("train", job)) is not None:
                 return problem
-        with initialize_config_dir(str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(str(CONF_DIR)):
             composed = [compose("train", overrides=job, return_hydra_config=True) for job in jobs]
             for cfg in composed:  # values out of range first, then data sets that are missing
                 validate(OmegaConf.masked_copy(cfg, [str(key) for key in cfg if key != "hydra"]))
@@ -155,10 +156,11 @@ def main() -> None:
         if (problem := composition_error(arguments)) is not None:
             print(f"error: {problem}", file=sys.stderr)
             raise SystemExit(EXIT_USER_ERROR)
-    hydra_main()
+    with execution_whitelist(callback_targets("train")):  # Hydra builds conf/train.yaml's
+        hydra_main()
 
 
-@hydra.main(version_base="1.3", config_path=str(CONF_DIR), config_name="train")
+@hydra.main(config_path=str(CONF_DIR), config_name="train")
 def hydra_main(cfg: DictConfig) -> float:
     interrupt_on_sigterm()  # a killed or timed-out run ends KILLED in MLflow, not RUNNING
     hydra_cfg = HydraConfig.get()

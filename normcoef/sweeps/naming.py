@@ -52,5 +52,5 @@ def register_resolvers() -> None:
     Cached like Hydra's ``${now:}``: one value per config, and Hydra copies the cache to the
     configs of a sweep's jobs, so workers of a parallel launcher resolve the same folder.
     """
-    OmegaConf.register_new_resolver(RESOLVER, unique_suffix, use_cache=True, replace=True)
-    OmegaConf.register_new_resolver(JOB_DIR_RESOLVER, job_dir_name, replace=True)
+    OmegaConf.register_resolver(RESOLVER, unique_suffix, use_cache=True, replace=True)
+    OmegaConf.register_resolver(JOB_DIR_RESOLVER, job_dir_name, replace=True)

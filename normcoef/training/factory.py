@@ -1,12 +1,15 @@
 """Build model, loss, optimizer and scheduler from composed configs (Hydra ``_target_``).
 
-A config that comes from elsewhere (a checkpoint's) may build only what conf/ offers:
-``unbuildable`` says what else it would call, before anything is built.
+What a group may build is what its options in conf/ name (``buildable_targets``): Hydra's
+``instantiate`` runs under that execution whitelist, and a config that comes from elsewhere (a
+checkpoint's) is checked against it before anything is built (``unbuildable`` says what else it
+would call).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
@@ -29,11 +32,14 @@ BUILT_GROUPS = ("model", "activation", "loss")
 """The groups ``build_model`` and ``build_loss`` instantiate."""
 
 
-def _instantiate(config: DictConfig, **kwargs: Any) -> Any:
-    """Hydra's ``instantiate``, with a constructor's own ValueError (e.g. ``model.channels=0``)
-    passed on as itself rather than wrapped in Hydra's multi-line InstantiationException."""
+def build(config: DictConfig, group: str, **kwargs: Any) -> Any:
+    """Hydra's ``instantiate`` of a ``conf/<group>`` option, allowed to call only what the
+    group's options name (its execution whitelist), with a constructor's own ValueError (e.g.
+    ``model.channels=0``) passed on as itself rather than wrapped in Hydra's multi-line
+    InstantiationException."""
+    whitelist = sorted(_with_defining_names(buildable_targets(group)))
     try:
-        return instantiate(config, **kwargs)
+        return instantiate(config, _execution_whitelist_=whitelist, **kwargs)
     except InstantiationException as error:
         if isinstance(error.__cause__, ValueError):
             raise error.__cause__ from None
@@ -60,9 +66,10 @@ def build_model(
             f"periodic_y={info.periodic_y}; remove model.periodic_y: the grid's periodicity comes "
             "from the data set's metadata.json"
         )
-    activation = _instantiate(activation_cfg)
-    return _instantiate(
+    activation = build(activation_cfg, "activation")
+    return build(
         model_cfg,
+        "model",
         in_channels=in_channels,
         activation=activation,
         periodic_x=info.periodic_x,
@@ -71,7 +78,7 @@ def build_model(
 
 
 def build_loss(loss_cfg: DictConfig) -> nn.Module:
-    return _instantiate(loss_cfg)
+    return build(loss_cfg, "loss")
 
 
 def optimizer_factory(optimizer_cfg: DictConfig) -> OptimizerFactory:
@@ -79,12 +86,24 @@ def optimizer_factory(optimizer_cfg: DictConfig) -> OptimizerFactory:
 
     Never from a checkpoint's config: resuming builds the current run's (``BUILT_GROUPS``).
     """
-    return _instantiate(optimizer_cfg)
+    return build(optimizer_cfg, "optimizer")
 
 
 def scheduler_factory(scheduler_cfg: DictConfig) -> SchedulerFactory:
     """The schedule of ``conf/scheduler`` (a ``_partial_`` of ``normcoef.training.schedules``)."""
-    return _instantiate(scheduler_cfg)
+    return build(scheduler_cfg, "scheduler")
+
+
+def _with_defining_names(targets: Iterable[str]) -> set[str]:
+    """``targets`` and the names where each is defined (``torch.nn.ELU`` is
+    ``torch.nn.modules.activation.ELU``): Hydra checks the defining name when a built
+    ``_partial_`` is called."""
+    names = set(targets)
+    for target in targets:
+        module, _, attribute = target.rpartition(".")
+        obj = getattr(importlib.import_module(module), attribute)
+        names.add(f"{obj.__module__}.{obj.__qualname__}")
+    return names
 
 
 def resolve_device(name: str) -> torch.device:
@@ -112,9 +131,10 @@ def _nodes(node: Any, where: str) -> Iterator[tuple[str, Any]]:
 
 @functools.cache
 def buildable_targets(group: str) -> frozenset[str]:
-    """Every ``_target_`` in the options of ``conf/<group>`` (one of ``BUILT_GROUPS``).
+    """Every ``_target_`` in the options of ``conf/<group>``.
 
-    The one list of what a stored config may build there: a new option file extends it.
+    The one list of what a config may build there (``build``'s execution whitelist, and what a
+    stored config is checked against): a new option file extends it.
     """
     targets = {
         node["_target_"]
