@@ -142,7 +142,9 @@ search: install ## a hyperparameter search (SEARCH: optuna)
 # No job runner: its 7 processes serve GenAI jobs, browsing runs needs none (docs/reviewing.md).
 MLFLOW_HOST ?= 127.0.0.1
 MLFLOW_PORT ?= 5000
+# A store of an older MLflow is upgraded after a backup first (MLflow would upgrade it with none).
 ui: install ## the MLflow UI on MLFLOW_HOST:MLFLOW_PORT
+	$(PY) -m normcoef.cli.upgrade mlflow sqlite:///mlflow.db
 	@echo "Starting the MLflow UI over ./mlflow.db: http://$(MLFLOW_HOST):$(MLFLOW_PORT) in ~10-40 s (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)

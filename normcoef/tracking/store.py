@@ -68,14 +68,20 @@ SERVER_TIMEOUT_S = 5.0
 """How long a run waits for a tracking server or database to answer before it is refused."""
 
 
+def uri_scheme(uri: str) -> str:
+    """``sqlite``, ``postgresql+psycopg``, ``http``...; ``file`` for a bare path."""
+    return uri.partition("://")[0] if "://" in uri else "file"
+
+
 def tracking_store_problem(uri: str) -> str | None:
     """Why runs cannot be written to ``uri`` (a SQLite file that cannot be written, a file
     store MLflow no longer writes, a server or database that does not answer, a database
-    driver not installed), on one line with the fix; None when they can. Checked before a run
-    opens, so a refused command leaves the store as it was."""
-    scheme = uri.partition("://")[0] if "://" in uri else "file"
+    driver not installed, a database store of an older MLflow), on one line with the fix; None
+    when they can (a SQLite store of an older MLflow is upgraded after a backup). Checked before
+    a run opens, so a refused command leaves the store as it was."""
+    scheme = uri_scheme(uri)
     if scheme.startswith("sqlite"):
-        return sqlite_store_problem(uri)
+        return sqlite_store_problem(uri) or outdated_store_problem(uri)
     if scheme == "file":
         if os.environ.get("MLFLOW_ALLOW_FILE_STORE", "").lower() in ("1", "true"):
             return None
@@ -87,7 +93,22 @@ def tracking_store_problem(uri: str) -> str | None:
         return server_problem(uri)
     if scheme in ("databricks", "uc"):
         return None  # hosted stores: MLflow's own credentials decide
-    return database_problem(uri)
+    return database_problem(uri) or outdated_store_problem(uri)
+
+
+class OutdatedStoreError(ValueError):
+    """A database store of an older MLflow, which MLflow would upgrade with no backup."""
+
+
+def outdated_store_problem(uri: str) -> str | None:
+    """A store made by an older MLflow: upgraded after a backup, or refused in one line
+    (``normcoef.tracking.upgrade``). A server (``http://``) or folder keeps its own schema."""
+    from normcoef.tracking.upgrade import mlflow_store_problem
+
+    scheme = uri_scheme(uri)
+    if scheme in ("file", "http", "https", "databricks", "uc"):
+        return None
+    return mlflow_store_problem(uri)
 
 
 def sqlite_store_problem(uri: str) -> str | None:
@@ -240,6 +261,8 @@ def review_url(ui: str, experiment_id: str) -> str:
 
 def prepare_tracking_store(uri: str, experiment: str) -> str:
     """Point MLflow at ``uri``, create its schema and ``experiment`` if new; the experiment id.
+    A store of an older MLflow is upgraded after a backup (SQLite) or refused
+    (``OutdatedStoreError``, one line).
 
     Under the lock, so processes starting together on one new SQLite store neither race on the
     schema nor both create the experiment. MLflow already waits 20 s on a busy SQLite file
@@ -248,6 +271,8 @@ def prepare_tracking_store(uri: str, experiment: str) -> str:
     """
     import mlflow
 
+    if (problem := outdated_store_problem(uri)) is not None:  # before the lock: it takes it
+        raise OutdatedStoreError(problem)
     mlflow.set_tracking_uri(uri)
     pause = LOCKED_FIRST_PAUSE_S
     attempt = 1
