@@ -10,7 +10,7 @@ export NORMCOEF_CLUSTER_STATE=${NORMCOEF_CLUSTER_STATE:-/tmp/normcoef-cluster}
 
 bash "$ENGINES" install
 # The `cluster` extra (pyproject.toml), unless an earlier run installed it.
-"$PY" -c "import hydra_plugins.hydra_submitit_launcher, psycopg2" 2>/dev/null ||
+"$PY" -c "import hydra_plugins.hydra_submitit_launcher, psycopg" 2>/dev/null ||
     "$PY" -m pip install -q -e ".[dev,cluster]"
 bash "$ENGINES" stop # what an earlier, killed run left behind
 rm -rf "$NORMCOEF_CLUSTER_STATE"
