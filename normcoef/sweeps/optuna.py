@@ -1,10 +1,12 @@
 """An Optuna sweep that several processes share and that resumes where it stopped.
 
-hydra-optuna-sweeper's loop (``OptunaSweeperImpl.sweep``) assumes one process per study: every
-process seeds its sampler alike (the same parameters in each), numbers its jobs from 0 (one
-shared folder per job number), never marks the trial of a killed process as failed, and runs
-``n_trials`` more trials on each start. This loop keeps the plugin's configuration and search
-space parsing and changes four things:
+hydra-optuna-sweeper's loop (``OptunaSweeperImpl.sweep``, 1.4.0rc3 as 1.2) assumes one process
+per study: every process seeds its sampler alike (the same parameters in each), numbers its
+jobs from 0 (one shared folder per job number), never marks the trial of a killed process as
+failed, runs ``n_trials`` more trials on each start and writes its results file in place. This
+loop keeps the plugin's configuration, search space parsing (``create_params_from_overrides``,
+deletions ``~key`` included), trial configuration (``_configure_trials``) and grid choices,
+and changes four things:
 
 - trial n is drawn by a sampler seeded ``seed + n`` (``TrialSeededSampler``), so processes and
   resumed runs, which ask different trial numbers, draw different parameters;
@@ -23,8 +25,10 @@ space parsing and changes four things:
   (``study_lock``), so processes that finish trials at the same moment never both ask the
   last one: a study without failures ends with exactly ``n_trials`` COMPLETE trials.
 
-Registered for Hydra by hydra_plugins/normcoef_optuna_sweeper (Hydra loads sweepers only from
-the ``hydra_plugins`` package); configured in conf/hparams_search/optuna.yaml.
+``optimization_results.yaml`` is replaced whole (processes of one study write it in turn).
+
+Registered for Hydra by hydra_plugins/normcoef_optuna_sweeper (a ``hydra.plugins`` entry point);
+configured in conf/hparams_search/optuna.yaml.
 """
 
 from __future__ import annotations
@@ -33,7 +37,6 @@ import contextlib
 import functools
 import logging
 import os
-import sys
 import threading
 import time
 import warnings
@@ -41,11 +44,11 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
 import optuna
 from hydra.core.utils import JobReturn
-from hydra.utils import get_class, instantiate
+from hydra.utils import get_object, instantiate
 from hydra_plugins.hydra_optuna_sweeper._impl import (
     OptunaSweeperImpl,
     create_params_from_overrides,
@@ -53,19 +56,23 @@ from hydra_plugins.hydra_optuna_sweeper._impl import (
 from omegaconf import DictConfig, OmegaConf
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import ExperimentalWarning
-from optuna.samplers import BaseSampler, GridSampler
+from optuna.samplers import BaseSampler, GridSampler, QMCSampler
 from optuna.storages import RDBStorage
 from optuna.study import Study
 from optuna.trial import FrozenTrial, Trial, TrialState
 
 from normcoef.sweeps.trial_owner import OWNER_ATTR, host_id, is_gone, this_process
 from normcoef.tracking import sqlite_file_lock
+from normcoef.tracking.store import OutdatedStoreError
+from normcoef.tracking.upgrade import optuna_storage_problem
 
 log = logging.getLogger(__name__)
 
 # Seconds a SQLite study waits on a file another process is writing before "database is
 # locked" (Python's default is 5 s; a few processes finishing trials at once can exceed it).
 SQLITE_BUSY_TIMEOUT_S = 60
+SAMPLER_WHITELIST = ("optuna.samplers.*", "hydra_plugins.hydra_optuna_sweeper.*")
+"""What a sampler config may build: hydra-optuna-sweeper's own execution whitelist."""
 WAIT_POLL_S = 5
 """Seconds between looks at trials RUNNING elsewhere (at most the heartbeat interval)."""
 
@@ -76,7 +83,9 @@ class TrialSeededSampler(BaseSampler):
     Processes sharing a study ask different trial numbers, so they no longer replay one random
     stream, and a resumed study draws new values for its new trials instead of its first
     trials' values again. Reproducible: trial n of a study with the same history gets the same
-    parameters. The samplers Optuna 2 ships keep no state between trials outside the study.
+    parameters. The samplers Optuna ships keep their state between trials in the study (or in
+    caches they rebuild), not in the sampler; QMCSampler, whose sequence is its seed's, is
+    built once (``ScalableOptunaSweeperImpl._make_sampler``).
     """
 
     def __init__(self, make: Callable[[int | None], BaseSampler], seed: int | None) -> None:
@@ -90,6 +99,9 @@ class TrialSeededSampler(BaseSampler):
             self._number = trial.number
             self._sampler = self._make(None if self._seed is None else self._seed + trial.number)
         return self._sampler
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        self._for(trial).before_trial(study, trial)
 
     def infer_relative_search_space(
         self, study: Study, trial: FrozenTrial
@@ -172,7 +184,7 @@ def open_storage(storage: Any, heartbeat_interval: int, grace_period: int | None
     engine_kwargs = (
         {"connect_args": {"timeout": SQLITE_BUSY_TIMEOUT_S}} if storage.startswith("sqlite") else {}
     )
-    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna 2.x
+    with warnings.catch_warnings():  # heartbeats are still "experimental" in Optuna 5
         warnings.simplefilter("ignore", ExperimentalWarning)
         return RDBStorage(
             storage,
@@ -219,8 +231,12 @@ def study_lock(storage: Any, study_name: str) -> Iterator[None]:
 
 
 def ask(study: Study, count: int) -> list[Trial]:
-    """``count`` new trials, each recorded with this process as its owner (trial_owner)."""
-    trials = [study.ask() for _ in range(count)]
+    """``count`` new trials, each recorded with this process as its owner (trial_owner);
+    without Optuna's warning that heartbeats belong to ``optimize``: this loop records them
+    itself (``heartbeats``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Heartbeat of storage is supposed", UserWarning)
+        trials = [study.ask() for _ in range(count)]
     owner = this_process()
     for trial in trials if owner is not None else ():
         trial.storage.set_trial_system_attr(trial._trial_id, OWNER_ATTR, owner)
@@ -256,19 +272,6 @@ def trial_values(ret: JobReturn, n_objectives: int) -> list[float]:
     return values
 
 
-PLAIN_OPTUNA_FORMAT = "[%(levelname)1.1s %(asctime)s] %(message)s"
-"""Optuna's own line layout, without colorlog's colour codes."""
-
-
-def plain_optuna_logs_off_a_terminal() -> None:
-    """Optuna colours its log lines with ANSI codes whatever its stream is: they end up as
-    escape sequences in log files and CI output. Colours are kept for a terminal only."""
-    if sys.stderr.isatty():
-        return
-    for handler in logging.getLogger("optuna").handlers:
-        handler.setFormatter(logging.Formatter(PLAIN_OPTUNA_FORMAT))
-
-
 class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
     """``OptunaSweeperImpl`` with the loop of this module's docstring.
 
@@ -287,36 +290,40 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         config = self.sampler
         if not isinstance(config, DictConfig):  # an instantiated sampler: used as it is
             return config
-        if get_class(config._target_) is GridSampler:
+        build = functools.partial(instantiate, _execution_whitelist_=SAMPLER_WHITELIST)
+        target = get_object(config._target_)  # a class, or a function (NSGA-II's)
+        if target is GridSampler:
             grid = {name: self._to_grid_sampler_choices(d) for name, d in space.items()}
             self.n_trials = min(
                 self.n_trials, functools.reduce(lambda n, c: n * len(c), grid.values(), 1)
             )
-            return GridSampler(grid)
-        if "seed" not in config:
+            return build(config, _partial_=True)(grid)
+        if config.get("seed") is None:
             log.warning("sampler %s has no seed: parallel processes may repeat trials", config)
-            return instantiate(config)
-        return TrialSeededSampler(lambda seed: instantiate(config, seed=seed), config.seed)
+            return build(config)
+        if target is QMCSampler:  # its low-discrepancy sequence is its seed's: one for all
+            return build(config)
+        return TrialSeededSampler(lambda seed: build(config, seed=seed), config.seed)
 
     def distributions(
         self, arguments: list[str]
-    ) -> tuple[dict[str, BaseDistribution], dict[str, Any]]:
-        """The search space (``params``, then the command line's sweeps) and the fixed values
-        of the sweep's command line ``arguments``."""
+    ) -> tuple[dict[str, BaseDistribution], dict[str, Any], list[str]]:
+        """The search space (``params``, then the command line's sweeps), the fixed values and
+        the deletions (``~key``) of the sweep's command line ``arguments``."""
         self._process_searchspace_config()
-        space, fixed = create_params_from_overrides(
+        space, fixed, deletions = create_params_from_overrides(
             [*self._parse_sweeper_params_config(), *arguments]
         )
-        space = {**(self.search_space_distributions or {}), **space}
         for name in fixed:
             space.pop(name, None)
-        return space, fixed
+        return space, fixed, deletions
 
     def sweep(self, arguments: list[str]) -> None:
         assert self.config is not None and self.launcher is not None
-        plain_optuna_logs_off_a_terminal()
-        space, fixed = self.distributions(arguments)
+        space, fixed, deletions = self.distributions(arguments)
         directions = self._get_directions()
+        if isinstance(self.storage, str) and (problem := optuna_storage_problem(self.storage)):
+            raise OutdatedStoreError(problem)  # an older Optuna's study, not upgraded here
         # Under the lock: a new SQLite study's tables are created by its first connection.
         with sqlite_file_lock(self.storage if isinstance(self.storage, str) else ""):
             storage = open_storage(self.storage, self.heartbeat_interval, self.grace_period)
@@ -324,7 +331,7 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
                 study_name=self.study_name,
                 storage=storage,
                 sampler=self._make_sampler(space),
-                directions=directions,
+                directions=cast(list[Literal["minimize", "maximize"]], directions),
                 load_if_exists=True,
             )
         log.info("Study %s in %s, %s", study.study_name, self.storage, type(study.sampler).__name__)
@@ -350,7 +357,7 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
             returns: list[JobReturn] = []
             try:
                 with heartbeats(beating, trials, self.heartbeat_interval):
-                    overrides = self._configure_trials(trials, space, fixed)
+                    overrides = self._configure_trials(trials, space, fixed, deletions)
                     by_number = dict(zip((t.number for t in trials), overrides, strict=True))
                     for run in consecutive_runs(trials):
                         returns += self.launcher.launch(

@@ -152,7 +152,7 @@ def search_space_problem(impl: ScalableOptunaSweeperImpl, arguments: list[str]) 
         except mistakes as error:
             return f"{override}: {one_line(error)}"
     try:
-        space, _ = impl.distributions(arguments)
+        space, _, _ = impl.distributions(arguments)
         impl._make_sampler(space)
     except (*mistakes, InstantiationException, ImportError) as error:
         return f"hydra.sweeper.sampler: {one_line(error)}"
