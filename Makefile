@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data global-data resolution-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui clean
+.PHONY: help install run data global-data resolution-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui dashboard clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -148,6 +148,17 @@ ui: install ## the MLflow UI on MLFLOW_HOST:MLFLOW_PORT
 	@echo "Starting the MLflow UI over ./mlflow.db: http://$(MLFLOW_HOST):$(MLFLOW_PORT) in ~10-40 s (Ctrl-C stops it)"
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri sqlite:///mlflow.db \
 		--host $(MLFLOW_HOST) --port $(MLFLOW_PORT)
+
+# The Optuna dashboard (optuna-dashboard, the `dashboard` extra, installed on first use) over a
+# search's study storage: history, parameter importances, slices, contour plots of every study
+# in it (docs/reviewing.md). An older Optuna's study is upgraded after a backup first.
+STUDY_STORAGE ?= sqlite:///multirun/optuna.db
+DASHBOARD_PORT ?= 8080
+dashboard: install ## the Optuna dashboard over STUDY_STORAGE on MLFLOW_HOST:DASHBOARD_PORT
+	@$(PY) -c "import optuna_dashboard" 2>/dev/null || $(PY) -m pip install -q -e ".[dashboard]"
+	$(PY) -m normcoef.cli.upgrade optuna $(STUDY_STORAGE)
+	@echo "The Optuna dashboard over $(STUDY_STORAGE): http://$(MLFLOW_HOST):$(DASHBOARD_PORT) (Ctrl-C stops it)"
+	$(VENV)/bin/optuna-dashboard $(STUDY_STORAGE) --host $(MLFLOW_HOST) --port $(DASHBOARD_PORT)
 
 clean: ## remove outputs and caches
 	rm -rf outputs .pytest_cache .ruff_cache .mypy_cache

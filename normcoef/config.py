@@ -213,18 +213,27 @@ def callback_targets(config_name: str) -> list[str]:
     return sorted(str(callback._target_) for callback in (callbacks or {}).values())
 
 
+SCHEMAS: dict[tuple[str | None, str], type] = {
+    (None, "train_schema"): TrainSchema,
+    (None, "generate_schema"): GenerateSchema,
+    ("dataset", "schema"): DatasetConfig,
+    ("distance_map", "schema"): DistanceMapConfig,
+    ("augmentation", "schema"): AugmentationConfig,
+    ("target", "schema"): TargetConfig,
+    ("prior", "schema"): PriorConfig,
+    ("optimizer", "schema"): OptimizerConfig,
+    ("trainer", "schema"): TrainerConfig,
+}
+"""The structured configs in Hydra's ConfigStore, by (group, name)."""
+
+
 def register_configs() -> None:
+    """The resolver and ``SCHEMAS``; again in one process (entry points, tests) replaces them
+    with themselves (Hydra 1.4 warns when ``replace`` is left unsaid, 1.5 refuses)."""
     OmegaConf.register_resolver(CONFIG_GROUPS_RESOLVER, config_groups, replace=True)
     cs = ConfigStore.instance()
-    cs.store(name="train_schema", node=TrainSchema)
-    cs.store(name="generate_schema", node=GenerateSchema)
-    cs.store(group="dataset", name="schema", node=DatasetConfig)
-    cs.store(group="distance_map", name="schema", node=DistanceMapConfig)
-    cs.store(group="augmentation", name="schema", node=AugmentationConfig)
-    cs.store(group="target", name="schema", node=TargetConfig)
-    cs.store(group="prior", name="schema", node=PriorConfig)
-    cs.store(group="optimizer", name="schema", node=OptimizerConfig)
-    cs.store(group="trainer", name="schema", node=TrainerConfig)
+    for (group, name), node in SCHEMAS.items():
+        cs.store(group=group, name=name, node=node, replace=True)
 
 
 def generation_spec(dataset: DictConfig) -> GenerationSpec:

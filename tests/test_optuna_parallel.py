@@ -21,10 +21,11 @@ from pathlib import Path
 import optuna
 import pytest
 from conftest import TinyDataset
+from hydra.errors import InstantiationException
 from mlflow import MlflowClient
 from omegaconf import OmegaConf
 from optuna.distributions import CategoricalDistribution
-from optuna.samplers import GridSampler, TPESampler
+from optuna.samplers import GridSampler, NSGAIISampler, QMCSampler, TPESampler
 from optuna.trial import TrialState
 
 from normcoef.sweeps.optuna import (
@@ -39,6 +40,8 @@ from normcoef.sweeps.optuna import (
 )
 from normcoef.sweeps.trial_owner import OWNER_ATTR, this_process
 from normcoef.tracking.store import prepare_tracking_store, sqlite_path
+
+PLUGIN = "hydra_plugins.hydra_optuna_sweeper"
 
 REPO = Path(__file__).resolve().parents[1]
 STUDY_DIR = Path("multirun") / "optuna_smoke"
@@ -144,7 +147,6 @@ def sweeper_with(sampler: dict) -> ScalableOptunaSweeperImpl:
         n_trials=10,
         n_jobs=1,
         max_failure_rate=0.0,
-        search_space=None,
         custom_search_space=None,
         params=None,
     )
@@ -157,6 +159,18 @@ def test_configured_samplers_get_a_seed_per_trial_and_a_grid_caps_the_trials():
     grid = sweeper_with({"_target_": "optuna.samplers.GridSampler", "_partial_": True})
     assert isinstance(grid._make_sampler(space), GridSampler)
     assert grid.n_trials == 2
+    # hydra-optuna-sweeper 1.4 builds NSGA-II through a function, not a class.
+    nsga = sweeper_with({"_target_": f"{PLUGIN}._impl.create_nsgaii_sampler", "seed": 1})
+    made = nsga._make_sampler(space)
+    assert isinstance(made, TrialSeededSampler) and isinstance(made._make(3), NSGAIISampler)
+    # A quasi-random sequence is its seed's: one sampler for every trial.
+    qmc = sweeper_with({"_target_": "optuna.samplers.QMCSampler", "seed": 1})
+    assert isinstance(qmc._make_sampler(space), QMCSampler)
+
+
+def test_a_sampler_config_may_build_only_samplers():
+    with pytest.raises(InstantiationException, match="not in the Hydra execution whitelist"):
+        sweeper_with({"_target_": "os.getcwd", "seed": 1})._make_sampler({})
 
 
 def test_trials_launch_in_runs_of_consecutive_numbers_so_job_number_is_trial_number():

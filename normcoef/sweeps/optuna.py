@@ -63,8 +63,6 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 
 from normcoef.sweeps.trial_owner import OWNER_ATTR, host_id, is_gone, this_process
 from normcoef.tracking import sqlite_file_lock
-from normcoef.tracking.store import OutdatedStoreError
-from normcoef.tracking.upgrade import optuna_storage_problem
 
 log = logging.getLogger(__name__)
 
@@ -322,8 +320,6 @@ class ScalableOptunaSweeperImpl(OptunaSweeperImpl):
         assert self.config is not None and self.launcher is not None
         space, fixed, deletions = self.distributions(arguments)
         directions = self._get_directions()
-        if isinstance(self.storage, str) and (problem := optuna_storage_problem(self.storage)):
-            raise OutdatedStoreError(problem)  # an older Optuna's study, not upgraded here
         # Under the lock: a new SQLite study's tables are created by its first connection.
         with sqlite_file_lock(self.storage if isinstance(self.storage, str) else ""):
             storage = open_storage(self.storage, self.heartbeat_interval, self.grace_period)

@@ -31,7 +31,7 @@ OPTUNA_SWEEPER = "hydra_plugins.normcoef_optuna_sweeper.NormcoefOptunaSweeper"
 COUNTS = ("n_trials", "n_jobs", "heartbeat_interval", "grace_period", "max_batch_size")
 """Counts of the sweepers' configs; null, where a sweeper allows it, is its default."""
 CLUSTER_EXTRA = "pip install 'normcoef[cluster]'"
-"""What brings the PostgreSQL driver (psycopg2) of a shared study (pyproject.toml)."""
+"""What brings the PostgreSQL driver (psycopg 3) of a shared study (pyproject.toml)."""
 
 
 def refuse(problem: str) -> NoReturn:
@@ -168,12 +168,14 @@ def search_space_problem(impl: ScalableOptunaSweeperImpl, arguments: list[str]) 
 
 def storage_problem(storage: Any, heartbeat_interval: int, grace_period: int | None) -> str | None:
     """Why the study's storage cannot be opened: its database driver is not installed, its
-    server or file is out of reach, its schema is another Optuna's. Opening it creates a new
+    server or file is out of reach, its schema is a newer Optuna's, or an older one's on a
+    server (an older SQLite study is upgraded here, after a backup). Opening it creates a new
     SQLite study's tables, as the sweep's first connection would."""
     import sqlalchemy
     from sqlalchemy.exc import SQLAlchemyError
 
     from normcoef.sweeps.optuna import open_storage
+    from normcoef.tracking.upgrade import optuna_storage_problem
 
     if not isinstance(storage, str):
         return None  # in memory: one process, nothing to reach
@@ -183,12 +185,15 @@ def storage_problem(storage: Any, heartbeat_interval: int, grace_period: int | N
         return f"hydra.sweeper.storage={storage}: not a database URL ({one_line(error)})"
     shown = url.render_as_string(hide_password=True)
     try:
+        # An older Optuna's study: upgraded after a backup (SQLite) or refused (a server).
+        if (problem := optuna_storage_problem(storage)) is not None:
+            return f"hydra.sweeper.storage={shown}: {problem}"
         with sqlite_file_lock(storage):
             opened = open_storage(storage, heartbeat_interval, grace_period)
         opened.engine.dispose()
     except ImportError as error:
         driver = getattr(error.__cause__, "name", None) or "module"
-        hint = f" ({CLUSTER_EXTRA})" if driver == "psycopg2" else ""
+        hint = f" ({CLUSTER_EXTRA})" if driver in ("psycopg", "psycopg2") else ""
         return f"hydra.sweeper.storage={shown}: its database driver {driver} is not installed{hint}"
     except (SQLAlchemyError, OSError, RuntimeError, ValueError) as error:
         reason = getattr(error, "orig", None) or error  # the driver's own words
