@@ -49,7 +49,7 @@ PG_URI_ENV = "NORMCOEF_PG_URI"
 """A PostgreSQL server (``postgresql://user@host:port``, a database ``optuna`` on it), as
 tests/cluster/ takes it."""
 NO_POSTGRESQL = pytest.mark.skipif(
-    PG_URI_ENV not in os.environ or importlib.util.find_spec("psycopg2") is None,
+    PG_URI_ENV not in os.environ or importlib.util.find_spec("psycopg") is None,
     reason=f"no PostgreSQL server: set {PG_URI_ENV} and install normcoef[cluster]",
 )
 

@@ -136,3 +136,30 @@ def test_the_upgrade_command_says_one_line_per_store_and_is_idempotent(tmp_path)
     ]
     again = upgrade("mlflow").stderr + upgrade("optuna", "sqlite:///optuna.db").stderr
     assert again == ""
+
+
+@pytest.mark.reliability(
+    "sweep",
+    "an Optuna study made by a newer Optuna than the one installed",
+    "error",
+    "refused before any run: one line naming hydra.sweeper.storage and the release to install",
+)
+def test_a_study_of_a_newer_optuna_is_refused_before_the_sweep_and_left_as_it_is(tmp_path):
+    from normcoef.sweeps.preflight import storage_problem
+
+    path, url = old_store("optuna.db", tmp_path)
+    stamp(path, "v99.0.0.a")
+    before = digest(path)
+    problem = storage_problem(url, heartbeat_interval=60, grace_period=None)
+    assert problem is not None and "\n" not in problem
+    assert problem.startswith(f"hydra.sweeper.storage={url}: ") and "newer Optuna" in problem
+    assert digest(path) == before
+
+
+def test_the_sweep_preflight_upgrades_an_old_sqlite_study(tmp_path):
+    from normcoef.sweeps.preflight import storage_problem
+
+    _, url = old_store("optuna.db", tmp_path)
+    assert storage_problem(url, heartbeat_interval=60, grace_period=None) is None
+    assert current_revision(url) != "v2.6.0.a"
+    assert len(list(tmp_path.glob("optuna.db.bak-*"))) == 1

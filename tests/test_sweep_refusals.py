@@ -82,7 +82,7 @@ SAMPLER = refusal(
     "one line naming hydra.sweeper.sampler, exit 2, MLflow store unchanged",
 )
 DRIVER = refusal(
-    "an Optuna storage whose database driver is not installed (postgresql without psycopg2)",
+    "an Optuna storage whose database driver is not installed (postgresql without psycopg)",
     "one line naming the driver and pip install 'normcoef[cluster]', exit 2, store unchanged",
 )
 STORAGE = refusal(
@@ -93,8 +93,8 @@ TRACKING = refusal(
     "an MLflow store of the sweep that cannot be opened",
     "one line naming logger.tracking_uri, exit 2, instead of every job failing on it",
 )
-NO_PSYCOPG2 = pytest.mark.skipif(
-    importlib.util.find_spec("psycopg2") is not None, reason="psycopg2 is installed"
+NO_PSYCOPG = pytest.mark.skipif(
+    importlib.util.find_spec("psycopg") is not None, reason="psycopg is installed"
 )
 
 CASES: list[tuple[pytest.MarkDecorator | list[pytest.MarkDecorator], list[tuple[list, str]]]] = [
@@ -189,11 +189,11 @@ CASES: list[tuple[pytest.MarkDecorator | list[pytest.MarkDecorator], list[tuple[
         ],
     ),
     (
-        [DRIVER, NO_PSYCOPG2],
+        [DRIVER, NO_PSYCOPG],
         [
             (
                 [*OPTUNA, "hydra.sweeper.storage=postgresql://user:secret@127.0.0.1:1/optuna"],
-                "storage=postgresql://user:***@127.0.0.1:1/optuna: its database driver psycopg2 "
+                "storage=postgresql://user:***@127.0.0.1:1/optuna: its database driver psycopg "
                 "is not installed (pip install 'normcoef[cluster]')",
             ),
         ],

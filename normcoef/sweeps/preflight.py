@@ -192,7 +192,7 @@ def storage_problem(storage: Any, heartbeat_interval: int, grace_period: int | N
             opened = open_storage(storage, heartbeat_interval, grace_period)
         opened.engine.dispose()
     except ImportError as error:
-        driver = getattr(error.__cause__, "name", None) or "module"
+        driver = getattr(error.__cause__, "name", None) or error.name or "module"
         hint = f" ({CLUSTER_EXTRA})" if driver in ("psycopg", "psycopg2") else ""
         return f"hydra.sweeper.storage={shown}: its database driver {driver} is not installed{hint}"
     except (SQLAlchemyError, OSError, RuntimeError, ValueError) as error:
