@@ -131,7 +131,8 @@ def optuna_problem(sweeper: DictConfig, arguments: list[str]) -> str | None:
     if rate is not None and not 0 <= rate <= 1:
         return f"hydra.sweeper.max_failure_rate={rate}: must be between 0 and 1"
     try:
-        impl = instantiate(sweeper).sweeper  # as Hydra will: a custom_search_space imported
+        # As Hydra will (a custom_search_space imported), allowed to build the sweeper only.
+        impl = instantiate(sweeper, _execution_whitelist_=OPTUNA_SWEEPER).sweeper
     except (InstantiationException, ImportError) as error:
         return f"hydra.sweeper: {one_line(error)}"
     assert isinstance(impl, ScalableOptunaSweeperImpl)
