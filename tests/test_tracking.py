@@ -110,6 +110,9 @@ def test_the_experiment_opens_on_mlflows_model_training_view(store: str):
     view = json.loads(experiment.tags["mlflow.sharedViewState.normcoef"])
     assert "metrics.`test/cnn/eps_max`" in view["selectedColumns"]
     assert "params.`model`" in view["selectedColumns"]
+    # Wide enough that test/cnn/eps_max and test/cnn/eps_mean are told apart in the headers.
+    assert view["columnWidths"]["metrics.`test/cnn/eps_mean`"] >= 150
+    assert set(view["columnWidths"]) <= set(view["columnOrder"])
 
 
 def test_one_sample_has_no_std_to_log():
