@@ -167,11 +167,11 @@ CASES: list[tuple[pytest.MarkDecorator | list[pytest.MarkDecorator], list[tuple[
         [
             (
                 [*OPTUNA, "optimizer.lr=interval(0.1,0.01)"],
-                "lr=interval(0.1,0.01): The `low` value must be",
+                "lr=interval(0.1,0.01): `low <= high` must hold",  # Optuna 5's words
             ),
             (
                 [*OPTUNA, "optimizer.lr=tag(log,interval(0,0.01))"],
-                "larger than 0 for a log distribution",
+                "`low > 0` must hold for `log=True`",
             ),
             (
                 [*GRID, "trainer.seed=interval(0,1)"],
