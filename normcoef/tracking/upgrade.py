@@ -43,10 +43,10 @@ def backup_sqlite(path: Path, revision: str) -> Path:
 
 @contextmanager
 def quietly() -> Iterator[None]:
-    """No migration chatter: Alembic's and MLflow's INFO lines (Optuna's migrations configure
-    logging from their alembic.ini when the root logger has no handler) and the deprecation
-    warnings that old rows raise as they are rewritten. The one line about the upgrade is
-    ``upgraded_or_refused``'s."""
+    """No chatter from the check or a migration: Alembic's and MLflow's INFO lines (Optuna's
+    migrations configure logging from their alembic.ini when the root logger has no handler)
+    and the deprecation warnings that old rows raise as they are rewritten. The one line about
+    an upgrade is ``upgraded_or_refused``'s."""
     root = logging.getLogger()
     placeholder = logging.NullHandler()
     quiet = [logging.getLogger(name) for name in ("alembic", "mlflow.store.db.utils")]
@@ -105,8 +105,7 @@ def upgraded_or_refused(
         if current_revision(url) == revisions[0]:
             return None  # another process upgraded it while this one waited
         kept = backup_sqlite(path, current)
-        with quietly():
-            upgrade()
+        upgrade()
     log.warning(
         "%s: upgraded from an older %s's schema; the store as it was is kept in %s",
         path,
@@ -119,6 +118,11 @@ def upgraded_or_refused(
 def mlflow_store_problem(uri: str) -> str | None:
     """An MLflow tracking store (a database URI) made by an older MLflow: upgraded after a
     backup (SQLite) or refused (module docstring). None when it can be opened as it is now."""
+    with quietly():  # Alembic's INFO lines as it loads ("setup plugin ...", "Context impl")
+        return _mlflow_store_problem(uri)
+
+
+def _mlflow_store_problem(uri: str) -> str | None:
     from alembic.script import ScriptDirectory
     from mlflow.store.db.utils import _get_alembic_config, _upgrade_db
     from sqlalchemy import create_engine
@@ -145,6 +149,11 @@ def mlflow_store_problem(uri: str) -> str | None:
 def optuna_storage_problem(url: str) -> str | None:
     """An Optuna RDB storage made by an older Optuna (2.10's, before issue 27): upgraded after
     a backup (SQLite) or refused (module docstring). None when Optuna can open it now."""
+    with quietly():
+        return _optuna_storage_problem(url)
+
+
+def _optuna_storage_problem(url: str) -> str | None:
     if current_revision(url) is None:
         return None
     from optuna.storages import RDBStorage
