@@ -2,7 +2,7 @@
 
 The server is a real process (``python -m mlflow ui``, as ``make ui`` starts it) over the SQLite
 store of the tiny training run from tests/test_inference.py. A server that imports but dies at
-start (MLflow 3.17 on SQLAlchemy 1.4: ``sqlalchemy.Engine``) fails every test here.
+start (as MLflow 3.17 did on SQLAlchemy 1.4: ``sqlalchemy.Engine``) fails every test here.
 """
 
 from __future__ import annotations

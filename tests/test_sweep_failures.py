@@ -224,6 +224,25 @@ def test_a_lost_grid_job_lets_the_others_run_and_the_sweep_lists_it(
     ]
 
 
+def test_a_cancelled_job_that_recorded_its_own_failure_is_listed_once(
+    sweep, capsys: pytest.CaptureFixture
+):
+    # scancel: SIGTERM ends the job's run (its own on_job_end), then the launcher finds the job
+    # ended without a result and records SLURM's word for it. One job, one line.
+    callback, sweep_dir = sweep
+    callback.on_job_end(job_config(sweep_dir, 0), completed())
+    callback.on_job_end(job_config(sweep_dir, 1), failed(RuntimeError("Terminated")))
+    lost_job(job_config(sweep_dir, 1), 1, ["activation=elu"], CANCELLED, sweep_dir / "11")
+
+    with pytest.raises(SystemExit) as ended:
+        callback.on_multirun_end(job_config(sweep_dir, 0))
+    assert ended.value.code == EXIT_SOME_JOBS_FAILED
+    assert capsys.readouterr().err.splitlines()[-2:] == [
+        f"1 of 2 jobs of the sweep in {sweep_dir} failed:",
+        f"  job 1 (activation=elu): {CANCELLED}",
+    ]
+
+
 def test_a_lost_optuna_trial_fails_with_the_reason(sweep):
     _, sweep_dir = sweep
     job = lost_job(job_config(sweep_dir, 3, OPTUNA_SWEEPER), 3, [], CANCELLED, sweep_dir / "11")

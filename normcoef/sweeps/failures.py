@@ -56,6 +56,7 @@ class JobOutcome:
     job: int
     overrides: str
     error: str | None = None  # one line; None when the job completed
+    lost: bool = False  # written by the launcher for a job that ended without a result
 
     def line(self) -> str:
         return f"job {self.job} ({self.overrides or 'no overrides'}): {self.error}"
@@ -79,16 +80,19 @@ def failure_reason(error: BaseException, log_file: str) -> str:
 
 
 def read_outcomes(sweep_dir: Path, sweep_id: str) -> list[JobOutcome]:
-    """The outcomes the jobs of multirun ``sweep_id`` wrote under ``sweep_dir``, by job number.
+    """The outcomes the jobs of multirun ``sweep_id`` wrote under ``sweep_dir``, one per job
+    number.
 
-    Other multiruns may write in the same folder (a resumed or parallel Optuna study).
+    Other multiruns may write in the same folder (a resumed or parallel Optuna study). A SLURM
+    job cancelled or out of time writes its own failure as SIGTERM stops it, and the launcher
+    writes SLURM's word for it (``lost_job``, in the job's submitit folder): SLURM's stands.
     """
-    outcomes = []
+    found: dict[int, JobOutcome] = {}
     for path in sweep_dir.rglob(STATUS_FILE) if sweep_dir.is_dir() else ():
         outcome = JobOutcome(**json.loads(path.read_text()))
-        if outcome.sweep_id == sweep_id:
-            outcomes.append(outcome)
-    return sorted(outcomes, key=lambda outcome: outcome.job)
+        if outcome.sweep_id == sweep_id and not getattr(found.get(outcome.job), "lost", False):
+            found[outcome.job] = outcome
+    return [found[job] for job in sorted(found)]
 
 
 def summary(outcomes: list[JobOutcome], sweep_dir: Path) -> str:
@@ -124,7 +128,7 @@ def lost_job(
     ``reason``: FAILED with a ``LostJobError``, its status written in ``folder`` (under the
     sweep directory) by the launching process."""
     shown = ",".join(o for o in overrides if not o.startswith("hydra."))
-    outcome = JobOutcome(os.environ.get(SWEEP_ID_ENV, ""), job, shown, reason)
+    outcome = JobOutcome(os.environ.get(SWEEP_ID_ENV, ""), job, shown, reason, lost=True)
     log.error(outcome.line())
     folder.mkdir(parents=True, exist_ok=True)
     write_outcome(folder, outcome)
