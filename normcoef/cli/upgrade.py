@@ -1,7 +1,7 @@
 """Bring a store made by an older MLflow or Optuna to the installed release's schema.
 
-    python -m normcoef.cli.upgrade mlflow [URI]     # default: sqlite:///mlflow.db
-    python -m normcoef.cli.upgrade optuna URL       # a study's storage, e.g. sqlite:///optuna.db
+    normcoef-upgrade mlflow [URI]   # default sqlite:///mlflow.db; or python -m normcoef.cli.upgrade
+    normcoef-upgrade optuna URL     # a study's storage, e.g. sqlite:///optuna.db
 
 A SQLite store is copied beside itself (``<file>.bak-<schema>``) and upgraded in place; a
 database server's store is refused with the upgrade command to run after its backup
@@ -22,9 +22,7 @@ CHECKS = {"mlflow": mlflow_store_problem, "optuna": optuna_storage_problem}
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m normcoef.cli.upgrade", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="normcoef-upgrade", description=__doc__.split("\n")[0])
     p.add_argument("library", choices=sorted(CHECKS), help="whose store")
     p.add_argument("uri", nargs="?", help=f"the store (mlflow: {DEFAULT_TRACKING_URI})")
     return p

@@ -16,17 +16,16 @@ the schema while the others wait and then find it. SQLite on one host with a loc
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
 import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from omegaconf import DictConfig
+
+from normcoef.tracking.sqlite_files import sqlite_file_lock, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -46,16 +45,6 @@ def configured_tracking_uri(logger: DictConfig) -> str:
     """The store of a training config's ``logger`` group (``logger=none`` has no URI: the
     default, where a report or a sweep's parent would look)."""
     return resolve_tracking_uri(logger.get("tracking_uri"))
-
-
-def sqlite_path(uri: str) -> Path | None:
-    """The database file of a ``sqlite:///`` URI; None for other URIs and in-memory SQLite."""
-    if not uri.startswith("sqlite"):
-        return None
-    from sqlalchemy.engine import make_url  # only SQLite URIs need SQLAlchemy
-
-    database = make_url(uri).database
-    return Path(database) if database and database != ":memory:" else None
 
 
 def store_exists(uri: str) -> bool:
@@ -182,22 +171,6 @@ def database_problem(uri: str) -> str | None:
 def one_line_error(error: BaseException) -> str:
     """The first line of an exception's message (drivers add SQL and links below it)."""
     return (str(getattr(error, "orig", None) or error).strip().splitlines() or [""])[0]
-
-
-@contextmanager
-def sqlite_file_lock(uri: str) -> Iterator[None]:
-    """Hold an exclusive lock on ``<db>.lock`` for a SQLite URI (nothing for other URIs)."""
-    path = sqlite_path(uri)
-    if path is None:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(f"{path}.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def is_database_locked(error: Exception) -> bool:

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from normcoef.tracking.store import sqlite_file_lock, sqlite_path
+from normcoef.tracking.sqlite_files import sqlite_file_lock, sqlite_path
 
 log = logging.getLogger(__name__)
 
@@ -49,19 +49,18 @@ def quietly() -> Iterator[None]:
     an upgrade is ``upgraded_or_refused``'s."""
     root = logging.getLogger()
     placeholder = logging.NullHandler()
-    quiet = [logging.getLogger(name) for name in ("alembic", "mlflow.store.db.utils")]
-    levels = [logger.level for logger in quiet]
+    # logging.disable, not the loggers' levels: MLflow sets Alembic's level as it is imported
+    # (perhaps inside this block), which a restored level would undo.
+    disabled = root.manager.disable
     root.addHandler(placeholder)
-    for logger in quiet:
-        logger.setLevel(logging.WARNING)
+    logging.disable(logging.INFO)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             yield
     finally:
+        logging.disable(disabled)
         root.removeHandler(placeholder)
-        for logger, level in zip(quiet, levels, strict=True):
-            logger.setLevel(level)
 
 
 def current_revision(url: str) -> str | None:
