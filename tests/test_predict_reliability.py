@@ -140,9 +140,13 @@ def test_inputs_far_from_the_training_data_are_predicted_with_a_warning(
 
     (out,) = predict.run([str(tiny.run_dir), str(scaled), "-o", str(tmp_path / "out")])
 
-    (line,) = capsys.readouterr().err.splitlines()
+    # Two findings, one line each: W far from the training's statistics, and so every kernel
+    # width sqrt(A/W) 1000x narrower than the network ever saw.
+    line, kernel = capsys.readouterr().err.splitlines()
     assert line.startswith(f"warning: {scaled}: W on ")
     assert "standard deviations" in line and "A_i" not in line
+    assert kernel.startswith(f"warning: {scaled}: the kernel width sqrt(A/W) of 100% of its")
+    assert "x below the narrowest" in kernel
     assert out.exists()
 
 
