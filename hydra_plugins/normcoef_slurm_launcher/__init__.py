@@ -42,7 +42,7 @@ except ImportError:
             raise ImportError(MISSING_EXTRA)
 
 else:
-    from hydra_plugins.normcoef_slurm_launcher._launcher import (  # type: ignore[assignment]
+    from hydra_plugins.normcoef_slurm_launcher._launcher import (  # type: ignore[assignment, unused-ignore]
         NormcoefSlurmLauncher,
     )
 
