@@ -20,8 +20,8 @@ from torch import nn
 from tqdm import tqdm
 
 from normcoef.data.distance import signed_distance
-from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import SPLITS, TARGET_SUFFIX, load_split
+from normcoef.data.info import DatasetInfo, fact_differences
+from normcoef.data.storage import SPLITS, TARGET_SUFFIX, DatasetError, load_split
 from normcoef.data.torch_dataset import NormalizationDataset
 from normcoef.figures import (
     error_map_scale,
@@ -320,6 +320,14 @@ def default_limit(trained: TrainedModel, root: Path, split: str, info: DatasetIn
     return None
 
 
+def check_scorable(trained: TrainedModel, info: DatasetInfo, root: str | Path) -> None:
+    """Targets of another operator (M, periodicity; ``info.fact_differences``) cannot score
+    the network: refused in one line."""
+    wrong, _ = fact_differences(trained.dataset, info, str(root))
+    if wrong:
+        raise DatasetError("; ".join(wrong))
+
+
 def evaluate_checkpoint(
     trained: TrainedModel,
     root: str | Path,
@@ -338,12 +346,7 @@ def evaluate_checkpoint(
         raise ValueError(f"unknown split {split!r}; choose one of {SPLITS}")
     check_limit(limit)
     info = info or DatasetInfo.load(root, trained.dataset.steps)
-    trained_periodicity = trained.dataset.periodicity
-    if info.periodicity != trained_periodicity:
-        raise ValueError(
-            f"{root} is a grid with (periodic_x, periodic_y) = {info.periodicity} but the network "
-            f"was trained on one with {trained_periodicity}"
-        )
+    check_scorable(trained, info, root)
     trained.standardizer.read_tables_from(root)  # a geometry prior's table of that grid
     dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
     if len(dataset) == 0:

@@ -23,13 +23,14 @@ from normcoef.cli.checkpoint_options import (
 )
 from normcoef.console import bounded_int, console_main, warn
 from normcoef.data.info import DatasetInfo, fact_differences
-from normcoef.data.storage import SPLITS, DatasetError, load_split
+from normcoef.data.storage import SPLITS, load_split
 from normcoef.gamma_files import FAR_FROM_TRAINING, far_from_training
 from normcoef.inference import TrainedModel
 from normcoef.scoring import (
     DEFAULT_RANDOMIZATION_SAMPLES,
     Evaluation,
     ScoringOptions,
+    check_scorable,
     default_limit,
     evaluate_checkpoint,
     log_evaluation,
@@ -41,13 +42,10 @@ from normcoef.tracking import ExistingRun
 def warn_if_unlike_training(
     trained: TrainedModel, root: Path, split: str, info: DatasetInfo
 ) -> None:
-    """A data set of another operator (M, periodicity) is refused: its targets are not what
-    the network estimates. One on another grid, or whose inputs lie far from the training
-    statistics (other units, another resolution), is evaluated with a warning saying so: the
-    metrics are right, but they measure an extrapolation."""
-    wrong, doubtful = fact_differences(trained.dataset, info, str(root))
-    if wrong:
-        raise DatasetError("; ".join(wrong))
+    """A data set on another grid, or whose inputs lie far from the training statistics (other
+    units, another resolution), is evaluated with a warning saying so: the metrics are right,
+    but they measure an extrapolation (``scoring.check_scorable`` refuses another operator)."""
+    _, doubtful = fact_differences(trained.dataset, info, str(root))
     for difference in doubtful:
         warn(difference)
     first = load_split(root, split, 1)
@@ -124,6 +122,7 @@ def run(argv: list[str] | None = None) -> Evaluation:
     tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
     info = DatasetInfo.load(root, trained.dataset.steps)
+    check_scorable(trained, info, root)  # before any warning: a refusal is one line
     warn_if_unlike_training(trained, root, args.split, info)
     limit = args.max_samples
     if limit is None:
