@@ -367,12 +367,20 @@ def running_trial(workdir: Path, name: str, process: subprocess.Popen) -> int:
     raise AssertionError(f"search {name} ended before it could be stopped in its second trial")
 
 
+LONG_TRIAL = ("trainer.steps=600", "trainer.eval_every=300", "trainer.checkpoint_every=300")
+"""Each trial trains for seconds on the tiny set, so a signal sent as it starts lands in it."""
+
+
 def stopped_in_a_trial(
     workdir: Path, name: str, n_trials: int, stop: signal.Signals, *overrides: str
 ) -> int:
     """Start a search, send it ``stop`` while it runs a trial after a COMPLETE one, wait for
-    it to end; that trial's number."""
-    process = search(workdir, name, n_trials, *overrides)
+    it to end; that trial's number.
+
+    The trials train for seconds (``LONG_TRIAL``), not the smoke preset's 6 steps: a job that
+    short could end between the poll that sees it run and the signal, and its trial would
+    rightly be COMPLETE (CI saw it once on a loaded machine)."""
+    process = search(workdir, name, n_trials, *LONG_TRIAL, *overrides)
     trial = running_trial(workdir, name, process)
     process.send_signal(stop)
     process.communicate(timeout=120)
