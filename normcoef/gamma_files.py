@@ -7,6 +7,7 @@ first file.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -169,6 +170,8 @@ def predict_files(
         ],
         f"; their coastline is not that of {mask_source}: give the inputs' own mask with --mask",
     )
+    if note := trained.standardizer.cover_inputs(fields, [ocean] * len(fields)):
+        print(f"note: {note}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     for sample, out in zip(fields, outputs, strict=True):
         gamma = np.where(ocean, trained.predict(sample, ocean, tta), np.nan)

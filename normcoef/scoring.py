@@ -9,6 +9,7 @@ Metrics are per sample on ocean cells of physical γ, then averaged (report sect
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -348,7 +349,10 @@ def evaluate_checkpoint(
     info = info or DatasetInfo.load(root, trained.dataset.steps)
     check_scorable(trained, info, root)
     trained.standardizer.read_tables_from(root)  # a geometry prior's table of that grid
-    dataset = NormalizationDataset(load_split(root, split, limit), trained.standardizer)
+    samples = load_split(root, split, limit)
+    if note := trained.standardizer.cover_inputs(list(samples.fields), list(samples.ocean)):
+        print(f"note: {root / split}: {note}", file=sys.stderr)
+    dataset = NormalizationDataset(samples, trained.standardizer)
     if len(dataset) == 0:
         raise ValueError(
             f"{root / split} holds no sample ({split}/X/<id>.npz with "

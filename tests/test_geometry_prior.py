@@ -261,3 +261,53 @@ def test_nodes_that_differ_only_by_the_sign_of_zero_name_one_table():
     unsigned = GeometryPrior(STEPS, True, False, (-1.0, 0.0), (-1.0, 0.0))
     area = split.fields[0][2]
     assert signed.key(split.ocean[0], area) == unsigned.key(split.ocean[0], area)
+
+
+def coarse_and_fine_prior(tmp_path) -> tuple[GeometryPrior, np.ndarray, np.ndarray]:
+    """A geometry prior with nodes around ratio 0.3 (a 1.5-4 cell length scale) and the
+    reference fields of the 20x32 python grid at ratio 4x that: the same ocean on a grid 2x
+    finer, whose kernel widths in cells are twice the training's."""
+    grid = python_grid(20, 32)
+    area = mercator_area(grid)
+    prior = GeometryPrior(STEPS, True, False, *NODES, directories=(tmp_path,))
+    fine = reference_fields(grid.mask, area, 4 * np.exp(NODES[0][-1]), 4.0, (True, False))
+    return prior, fine, grid.mask
+
+
+def test_on_inputs_of_another_resolution_the_nodes_are_placed_over_them_and_the_prior_is_exact(
+    tmp_path,
+):
+    prior, fields, ocean = coarse_and_fine_prior(tmp_path)
+    exact = exact_normalization(DiffusionOperator(fields, ocean, STEPS))
+
+    assert prior.nodes_outside([fields], [ocean]) == 1.0  # every cell past the top node
+    clamped = np.abs(relative_error(prior(fields, ocean), exact, ocean)).max()
+    covering, share = prior.covering([fields], [ocean])
+    covered = np.abs(relative_error(covering(fields, ocean), exact, ocean)).max()
+
+    assert share == 1.0 and covering.log_alpha[0] > prior.log_alpha[-1]
+    assert covered < 0.015  # the between-node tolerance above
+    assert clamped > 5 * covered  # read at the training's nodes: clamped at the coast
+
+
+def test_inputs_within_the_nodes_keep_the_training_table(tmp_path):
+    prior, _, ocean = coarse_and_fine_prior(tmp_path)
+    grid_area = mercator_area(python_grid(20, 32))
+    inside = reference_fields(ocean, grid_area, 0.5, 0.3, (True, False))
+    covering, share = prior.covering([inside], [ocean])
+    assert share == 0.0 and covering is prior
+
+
+def test_evaluate_places_the_nodes_over_a_data_set_of_another_resolution(tmp_path):
+    split = tiny_split()
+    info = DatasetInfo(steps=STEPS)
+    prior = make_prior("geometry", info, split.fields, split.ocean, directories=(tmp_path,))
+    standardizer = Standardizer.fit(split, "full", None, info, "prior_residual", prior)
+    before = standardizer.cell_prior.to_dict()
+    finer = [f * np.array([16.0, 16.0, 1.0])[:, None, None] for f in split.fields]
+
+    assert standardizer.cover_inputs(list(split.fields), list(split.ocean)) == ""
+    note = standardizer.cover_inputs(finer, list(split.ocean))
+    assert "another resolution" in note and int(note.split("%")[0]) > 90
+    after = standardizer.cell_prior.to_dict()
+    assert after["log_alpha"][0] > before["log_alpha"][0] + 1.0

@@ -22,6 +22,7 @@ import json
 import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,7 @@ from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import DamagedFileError, DatasetError, load_npz_arrays, save_npz
 from normcoef.physics.geometry_prior import (
     DEFAULT_NODES,
+    NODE_ROUNDING,
     GeometryTable,
     grid_digest,
     log_nodes,
@@ -45,6 +47,9 @@ __all__ = ["DEFAULT_NODES", "PRIORS", "CellPrior", "GeometryPrior", "UniformPrio
 PRIORS: tuple[str, ...] = ("geometry", "uniform")
 """``geometry`` (walls included) is the default for new runs; ``uniform`` for comparison."""
 TABLE_PREFIX = "prior-geometry-"
+COVER_SHARE = 0.01
+"""A geometry prior's nodes are placed again over inputs of which more than this share of
+cells lie outside them (``GeometryPrior.covering``): another resolution, not a few outliers."""
 
 
 def check_prior(name: str) -> None:
@@ -128,6 +133,45 @@ class GeometryPrior:
             return replace(self, read_only=added + kept, _tables=self._tables)
         kept = tuple(d for d in self.directories if d not in added)
         return replace(self, directories=added + kept, _tables=self._tables)
+
+    def nodes_outside(self, fields: Sequence[np.ndarray], oceans: Sequence[np.ndarray]) -> float:
+        """The share of the samples' cells whose reference ratio (either axis) lies past the
+        nodes by more than one rounding step: where the table would be read clamped."""
+        outside = total = 0
+        for sample, ocean in zip(fields, oceans, strict=True):
+            for ratios, nodes in zip(
+                sample_reference_ratios(sample[:3], ocean, self.periodicity),
+                (self.log_alpha, self.log_beta),
+                strict=True,
+            ):
+                log_ratio = np.log(ratios)
+                low, high = nodes[0] - NODE_ROUNDING, nodes[-1] + NODE_ROUNDING
+                past = (log_ratio < low) | (log_ratio > high)
+                outside += int(past.sum())
+                total += log_ratio.size
+        return outside / max(total, 1)
+
+    def covering(
+        self, fields: Sequence[np.ndarray], oceans: Sequence[np.ndarray]
+    ) -> tuple[GeometryPrior, float]:
+        """This prior with its nodes placed over the samples' ratios (as many per axis) when
+        more than ``COVER_SHARE`` of their cells lie outside its own, and that share.
+
+        The nodes are the table's coordinates, not something a network learned: the prior is
+        exact for reference fields wherever its table is made. On another resolution the
+        kernel widths in cells scale with it (2x finer: ratios 4x larger), and a table read
+        clamped at the training's nodes is off by tens of percent at every coast."""
+        share = self.nodes_outside(fields, oceans)
+        if share <= COVER_SHARE:
+            return self, share
+        pairs = [
+            sample_reference_ratios(sample[:3], ocean, self.periodicity)
+            for sample, ocean in zip(fields, oceans, strict=True)
+        ]
+        count = (len(self.log_alpha), len(self.log_beta))
+        alpha = log_nodes(np.concatenate([x for x, _ in pairs]), count[0])
+        beta = log_nodes(np.concatenate([y for _, y in pairs]), count[1])
+        return replace(self, log_alpha=alpha, log_beta=beta, _tables={}), share
 
     def key(self, ocean: np.ndarray, area: np.ndarray) -> str:
         """The table's name: its grid (mask, areas), M, periodicity and nodes."""

@@ -236,6 +236,21 @@ class Standardizer:
         if isinstance(self.prior_model, GeometryPrior):
             self.prior_model = self.prior_model.stored_in(*directories, write=write)
 
+    def cover_inputs(self, fields: Sequence[np.ndarray], oceans: Sequence[np.ndarray]) -> str:
+        """Place a geometry prior's nodes over these inputs' ratios when they lie outside the
+        training's (``GeometryPrior.covering``: another resolution); what was done, in a line
+        ("" when nothing changed)."""
+        if not isinstance(self.prior_model, GeometryPrior):
+            return ""
+        before = self.prior_model
+        self.prior_model, share = before.covering(fields, oceans)
+        if self.prior_model is before:
+            return ""
+        return (
+            f"{share:.0%} of the inputs' cells have kernel widths outside the geometry prior's "
+            "table of the training (another resolution?): its table is made for theirs"
+        )
+
     @property
     def prior_name(self) -> str | None:
         """``geometry`` or ``uniform`` with the prior_residual target; None otherwise."""
