@@ -31,7 +31,16 @@ from normcoef.data.torch_dataset import Standardizer
 from normcoef.tracking import download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
-from normcoef.training.forward import predict_gamma
+from normcoef.training.forward import coarsened_gamma, predict_gamma
+
+RESOLUTIONS = ("auto", "native")
+"""How a network meets a grid finer than its own: coarsened to it (auto) or as it is."""
+
+
+def check_resolution(resolution: str) -> None:
+    if resolution not in RESOLUTIONS:
+        raise ValueError(f"resolution={resolution!r}: choose one of {', '.join(RESOLUTIONS)}")
+
 
 REQUIRED_KEYS = ("model", "config", "standardizer", "periodic")
 """What ``run_training`` stores beside the weights and inference cannot do without; a
@@ -112,6 +121,22 @@ class TrainedModel:
     """The grid.npz it was trained on; None: its data set's (``training_grid``)."""
     input_range: InputRange | None = None
     """The kernel widths it was trained on; None for checkpoints from before they were kept."""
+    resolution: str = "auto"
+    """``auto``: a grid k times finer than the training's is shown to the network coarsened
+    k times (``coarsening_factor``, ``coarsened_gamma``); ``native``: as it is."""
+
+    def coarsening_factor(self, shape: tuple[int, ...]) -> int:
+        """k when a grid of ``shape`` is k >= 2 times finer than the training's on both axes
+        and ``resolution`` is ``auto``; else 1 (the same, coarser, another ratio per axis, or
+        a checkpoint that records no training shape)."""
+        check_resolution(self.resolution)
+        if self.resolution == "native" or self.dataset.shape is None:
+            return 1
+        (height, width), (trained_height, trained_width) = shape[-2:], self.dataset.shape
+        if height % trained_height or width % trained_width:
+            return 1
+        factor = height // trained_height
+        return factor if factor == width // trained_width and factor >= 2 else 1
 
     @property
     def training_grid(self) -> Path:
@@ -123,8 +148,15 @@ class TrainedModel:
 
         Inputs get the training's standardization, distance and prior channels
         (``Standardizer.model_inputs``); land cells hold whatever the network outputs there
-        (0 with the prior_residual target). ``tta``: see ``predict_gamma``.
+        (0 with the prior_residual target). ``tta``: see ``predict_gamma``. A geometry prior
+        places its nodes over inputs outside the training's (``Standardizer.cover_inputs``);
+        a grid k times finer is seen coarsened (``resolution``).
         """
+        self.standardizer.cover_inputs([fields], [ocean])
+        if (factor := self.coarsening_factor(np.shape(ocean))) > 1:
+            return coarsened_gamma(
+                self.model, self.standardizer, fields, ocean, self.device, factor, tta
+            )
         return predict_gamma(self.model, self.standardizer, fields, ocean, self.device, tta)
 
 

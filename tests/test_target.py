@@ -33,7 +33,7 @@ from normcoef.losses import RelativeSquaredErrorLoss, for_target
 from normcoef.metrics import relative_variance_error
 from normcoef.physics.geometry_prior import GeometryTable
 from normcoef.physics.prior import uniform_lattice_prior
-from normcoef.scoring import prior_metrics, tta_metrics
+from normcoef.scoring import prior_metrics, sample_by_sample_metrics
 from normcoef.training.checkpoint import CheckpointError
 from tests.test_prior import random_sample
 
@@ -200,7 +200,7 @@ def test_evaluating_with_tta_computes_only_the_flipped_inputs_priors(
     data = prepare_residual_data(tiny_dataset(test=2), "offline")
     computed = count_prior_computations(monkeypatch)
 
-    tta_metrics(torch.nn.Conv2d(4, 1, 1), data.test, torch.device("cpu"))
+    sample_by_sample_metrics(torch.nn.Conv2d(4, 1, 1), data.test, torch.device("cpu"), tta=True)
 
     # hflip, vflip and rot180 of each of the 2 test samples: the samples' own were known.
     assert sorted(computed.values()) == [1] * (3 * 2)

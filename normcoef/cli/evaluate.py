@@ -25,7 +25,7 @@ from normcoef.console import bounded_int, console_main, warn
 from normcoef.data.info import DatasetInfo, fact_differences
 from normcoef.data.storage import SPLITS, load_split
 from normcoef.gamma_files import FAR_FROM_TRAINING, far_from_training
-from normcoef.inference import TrainedModel
+from normcoef.inference import RESOLUTIONS, TrainedModel
 from normcoef.scoring import (
     DEFAULT_RANDOMIZATION_SAMPLES,
     Evaluation,
@@ -107,6 +107,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
     )
+    parser.add_argument(
+        "--resolution",
+        choices=RESOLUTIONS,
+        default="auto",
+        help="a grid k times finer than the network's: shown to it coarsened k times, its "
+        "correction refined onto the grid's own prior (auto, the default), or as it is (native)",
+    )
     args = parser.parse_args(argv)
     checkpoint_or_pretrained(parser, args)
     return args
@@ -119,6 +126,7 @@ def run(argv: list[str] | None = None) -> Evaluation:
     local = args.pretrained is not None or Path(args.checkpoint).exists()
     run_id = args.log_to or (None if local else args.checkpoint)
     trained = load_from_arguments(args)
+    trained.resolution = args.resolution
     tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
     info = DatasetInfo.load(root, trained.dataset.steps)

@@ -48,7 +48,7 @@ from normcoef.data.original import SCALINGS
 from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
 from normcoef.data.storage import DatasetError, input_files, load_array, load_mask
 from normcoef.gamma_files import grid_differences, predict_files
-from normcoef.inference import TrainedModel
+from normcoef.inference import RESOLUTIONS, TrainedModel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -78,6 +78,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
+    )
+    parser.add_argument(
+        "--resolution",
+        choices=RESOLUTIONS,
+        default="auto",
+        help="a grid k times finer than the network's: shown to it coarsened k times, its "
+        "correction refined onto the grid's own prior (auto, the default), or as it is (native)",
     )
     original = parser.add_argument_group(
         "inputs in the original code's layout (FolkeKS/DL-normalization; docs/original-data.md)"
@@ -110,6 +117,7 @@ def run(argv: list[str] | None = None) -> list[Path]:
     """The command's work; returns the files written to Python callers."""
     args = parse_args(argv)
     trained = load_from_arguments(args)
+    trained.resolution = args.resolution
     if args.mask is not None:
         mask_path, mask_source = Path(args.mask), str(args.mask)
     else:

@@ -85,6 +85,9 @@ class Standardizer:
     prior_model: CellPrior | None = None
     # The distance channel counts the grid's closed edges as coast (conf/distance_map walls).
     distance_walls: bool = False
+    # The prior as trained, kept when ``cover_inputs`` places its nodes over other inputs:
+    # inputs coarsened to the training's resolution are read at the training's nodes.
+    training_prior: CellPrior | None = field(default=None, repr=False, compare=False)
     # Standardized distance map per ocean mask: samples of a grid share one mask (flips give a
     # handful), and the transform costs 6-20 ms on the global grid, every item of every step.
     _distance_maps: dict[bytes, np.ndarray] = field(
@@ -243,13 +246,22 @@ class Standardizer:
         if not isinstance(self.prior_model, GeometryPrior):
             return ""
         before = self.prior_model
-        self.prior_model, share = before.covering(fields, oceans)
-        if self.prior_model is before:
+        covering, share = before.covering(fields, oceans)
+        if covering is before:
             return ""
+        self.training_prior = self.training_prior or before
+        self.prior_model = covering
         return (
             f"{share:.0%} of the inputs' cells have kernel widths outside the geometry prior's "
             "table of the training (another resolution?): its table is made for theirs"
         )
+
+    def at_training_nodes(self) -> Standardizer:
+        """This standardizer with the prior as trained (before any ``cover_inputs``): for
+        inputs at the training's resolution."""
+        if self.training_prior is None:
+            return self
+        return replace(self, prior_model=self.training_prior, training_prior=None)
 
     @property
     def prior_name(self) -> str | None:

@@ -1,16 +1,20 @@
 """Forward passes of a trained network, from physical fields to physical γ.
 
-One sample (``predict_gamma``, optionally with test-time augmentation) or a whole split with
+One sample (``predict_gamma``, optionally with test-time augmentation; ``coarsened_gamma`` on
+a grid finer than the network's) or a whole split with
 its metrics (``evaluate_split``): the loop's validation, the test evaluation and inference
 share them, so each computes γ the same way.
 """
 
 from __future__ import annotations
 
+from typing import cast
+
 import numpy as np
 import torch
 from torch import nn
 
+from normcoef.data.coarsening import coarsen_fields, refine
 from normcoef.data.torch_dataset import NormalizationDataset, Standardizer
 from normcoef.data.transforms import PRESETS, transform_cells, transform_fields
 from normcoef.metrics import aggregate, sample_metrics
@@ -52,6 +56,42 @@ def predict_gamma(
             return gamma
         variance += transform_cells(name, gamma) ** 2  # each flip is its own inverse
     return np.sqrt(variance / len(names))
+
+
+def coarsened_gamma(
+    model: nn.Module,
+    standardizer: Standardizer,
+    fields: np.ndarray,
+    ocean: np.ndarray,
+    device: torch.device,
+    factor: int,
+    tta: bool = False,
+    prior: np.ndarray | None = None,
+) -> np.ndarray:
+    """Physical γ (H, W) of fields on a grid ``factor`` times finer than the network's.
+
+    The network sees the inputs coarsened to its own resolution (``coarsen_fields``: its
+    cells per length scale, its receptive field in length scales); its correction
+    log(γ²/γ_prior²), smooth on the scale of the fields, is refined back (``refine``) onto
+    this grid's own prior, which has this grid's walls. ``prior``: this grid's γ_prior when
+    the caller holds it."""
+    if not standardizer.uses_prior:
+        raise ValueError(
+            "a network shown coarsened inputs needs the prior_residual target: its correction "
+            "is refined onto the fine grid's prior; score it at its own resolution instead"
+        )
+    periodic = standardizer.info.periodicity
+    coarse_fields, coarse = coarsen_fields(fields, ocean, factor, periodic)
+    at_training = standardizer.at_training_nodes()
+    coarse_prior = cast(np.ndarray, at_training.prior(coarse_fields, coarse))
+    coarse_gamma = predict_gamma(
+        model, at_training, coarse_fields, coarse, device, tta, prior=coarse_prior
+    )
+    correction = np.zeros(coarse.shape)
+    correction[coarse] = np.log(coarse_gamma[coarse] ** 2 / coarse_prior[coarse] ** 2)
+    fine_prior = standardizer.prior(fields, ocean) if prior is None else prior
+    fine = refine(correction, coarse, ocean, factor, periodic[0])
+    return cast(np.ndarray, fine_prior) * np.exp(fine / 2)
 
 
 @torch.no_grad()

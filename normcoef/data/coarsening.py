@@ -1,0 +1,133 @@
+"""The same ocean on a grid k times coarser, and a coarse cell field brought back to the fine grid.
+
+A network trained at one resolution learned corrections with a receptive field counted in
+cells, and kernel widths of so many cells; shown a grid 2x finer, it sees every length scale
+twice as wide and extrapolates. Coarsened by the ratio of resolutions, the finer grid's inputs
+are what it was trained on again. The physics makes that exact in the coefficients: a face
+coefficient a = κ·l/d keeps its value when the face's length l and the distance d between
+cell centres both grow k times, so a coarse face's coefficient is the mean of the fine faces
+of its block; a coarse cell's area W is the sum of its k×k cells'. A coarse cell is ocean
+when at least half of its cells are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import map_coordinates, uniform_filter
+
+from normcoef.physics.diffusion import open_faces
+
+__all__ = ["coarsen_fields", "coarsen_mask", "refine"]
+
+
+def check_factor(shape: tuple[int, ...], factor: int) -> None:
+    """A grid coarsens by ``factor`` only when its sides divide by it."""
+    if factor < 1:
+        raise ValueError(f"the coarsening factor must be >= 1; got {factor}")
+    if shape[-2] % factor or shape[-1] % factor:
+        raise ValueError(
+            f"a {shape[-2]}x{shape[-1]} grid does not coarsen by {factor}: its sides must "
+            f"divide by {factor}"
+        )
+
+
+def block_sum(values: np.ndarray, factor: int) -> np.ndarray:
+    """(H, W) -> (H/k, W/k): the sum of each k×k block."""
+    height, width = values.shape
+    return values.reshape(height // factor, factor, width // factor, factor).sum(axis=(1, 3))
+
+
+def block_mean(values: np.ndarray, where: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The mean of ``values`` over the cells of each k×k block ``where`` is True, and whether
+    a block has any (0 where not)."""
+    sums = block_sum(np.where(where, values, 0.0), factor)
+    counts = block_sum(where.astype(np.int64), factor)
+    return np.where(counts > 0, sums / np.maximum(counts, 1), 0.0), counts > 0
+
+
+def coarsen_mask(ocean: np.ndarray, factor: int) -> np.ndarray:
+    """(H/k, W/k) bool: a coarse cell is ocean when at least half of its k×k cells are."""
+    check_factor(ocean.shape, factor)
+    return block_sum(ocean.astype(np.int64), factor) * 2 >= factor * factor
+
+
+def fill_from_neighbours(values: np.ndarray, known: np.ndarray, periodic_x: bool) -> np.ndarray:
+    """``values`` where ``known``; elsewhere the mean of the known values of the 3x3
+    neighbourhood, widened up to 7x7, else the mean of all known ones."""
+    if known.all() or not known.any():
+        return values
+    modes = ("constant", "wrap" if periodic_x else "constant")
+    filled, missing = values.copy(), ~known
+    for radius in (1, 2, 3):
+        size = 2 * radius + 1
+        sums = uniform_filter(np.where(known, values, 0.0), size, mode=modes)
+        counts = uniform_filter(known.astype(float), size, mode=modes)
+        found = missing & (counts > 1e-9)
+        filled[found] = sums[found] / counts[found]
+        missing &= ~found
+        if not missing.any():
+            return filled
+    filled[missing] = values[known].mean()
+    return filled
+
+
+def coarsen_fields(
+    fields: np.ndarray, ocean: np.ndarray, factor: int, periodicity: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(3, H, W) fields [A_i, A_j, W] on ``ocean`` -> the same ocean on a grid ``factor``
+    times coarser: (3, H/k, W/k) fields and their mask.
+
+    A coarse face's coefficient is the mean of the open fine faces on it (a = κ·l/d is
+    unchanged by the scale); one with none open (the majority rule opened it) takes the mean
+    of its block's open faces of that direction, else its neighbours'. A coarse area is the
+    sum of its cells'."""
+    check_factor(ocean.shape, factor)
+    coarse = coarsen_mask(ocean, factor)
+    fine_open = open_faces(ocean, *periodicity)
+    coarse_open = open_faces(coarse, *periodicity)
+    faces = []
+    for axis, (coefficient, fine, wanted) in enumerate(
+        zip(fields[:2], fine_open, coarse_open, strict=True)
+    ):
+        # The fine faces on the coarse face: the block's last row (north) or column (east);
+        # where none is open, the block's open faces of that direction, then its neighbours'.
+        on_face = np.zeros(ocean.shape, bool)
+        if axis == 0:
+            on_face[factor - 1 :: factor] = True
+        else:
+            on_face[:, factor - 1 :: factor] = True
+        means, known = block_mean(coefficient, fine & on_face, factor)
+        inner, inner_known = block_mean(coefficient, fine, factor)
+        means = np.where(known, means, inner)
+        means = fill_from_neighbours(means, known | inner_known, periodicity[0])
+        faces.append(np.where(wanted, means, 0.0))
+    area = np.where(np.isfinite(fields[2]), fields[2], 0.0)
+    cells = block_sum(np.isfinite(fields[2]).astype(np.int64), factor)
+    coarse_area = block_sum(area, factor) * factor * factor / np.maximum(cells, 1)
+    return np.stack([*faces, coarse_area]), coarse
+
+
+def refine(
+    values: np.ndarray, coarse: np.ndarray, ocean: np.ndarray, factor: int, periodic_x: bool
+) -> np.ndarray:
+    """A field on the coarse grid's ocean cells (H/k, W/k) -> (H, W) on the fine grid's:
+    bilinear between the centres of ocean coarse cells only (a coast does not pull land
+    values in), a fine ocean cell with no ocean coarse cell around it takes the nearest
+    ones' mean; 0 on land."""
+    check_factor(ocean.shape, factor)
+    known = coarse & np.isfinite(values)
+    filled = fill_from_neighbours(np.where(known, values, 0.0), known, periodic_x)
+    pad = 2
+    mode = "wrap" if periodic_x else "edge"
+    weighted = np.pad(np.where(known, filled, 0.0), ((0, 0), (pad, pad)), mode=mode)
+    weights = np.pad(known.astype(float), ((0, 0), (pad, pad)), mode=mode)
+    rows = (np.arange(ocean.shape[0]) + 0.5) / factor - 0.5
+    columns = (np.arange(ocean.shape[1]) + 0.5) / factor - 0.5 + pad
+    y, x = np.meshgrid(rows, columns, indexing="ij")
+    numerator = map_coordinates(weighted, [y, x], order=1, mode="nearest")
+    denominator = map_coordinates(weights, [y, x], order=1, mode="nearest")
+    nearest = map_coordinates(
+        np.pad(filled, ((0, 0), (pad, pad)), mode=mode), [y, x], order=0, mode="nearest"
+    )
+    fine = np.where(denominator > 1e-6, numerator / np.maximum(denominator, 1e-6), nearest)
+    return np.where(ocean, fine, 0.0)

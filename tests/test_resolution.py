@@ -1,0 +1,127 @@
+"""One network for every resolution: a grid k times finer than the network's is shown to it
+coarsened k times, its correction refined onto the fine grid's own prior (issue 28)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from helpers import compose_config, tiny_overrides
+
+from normcoef.cli import evaluate
+from normcoef.data.fields import FieldParameters
+from normcoef.data.generation import GenerationSpec, generate_dataset
+from normcoef.data.info import DatasetInfo
+from normcoef.data.storage import load_split
+from normcoef.inference import TrainedModel, load_trained_model
+from normcoef.pipeline import run_training
+from normcoef.training.forward import coarsened_gamma
+
+TINY = (16, 24)
+"""The tiny data set's grid (``helpers.tiny_spec``); its ocean 2x finer is 32x48."""
+
+
+@pytest.fixture(scope="module")
+def residual_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> tuple[Path, Path]:
+    """A tiny network on the geometry prior (prior_residual target) and a test set of the same
+    ocean 2x finer (length scales in cells of the 24-column tiny grid)."""
+    tmp = tmp_path_factory.mktemp("resolution")
+    root = tiny_dataset(2)
+    run_dir = tmp / "checkpoints" / "run"
+    overrides = [
+        f"dataset.root={root}",
+        *tiny_overrides(test=2),
+        "target=prior_residual",
+        "trainer.checkpoint_every=3",
+        "logger=none",
+        "evaluate=false",
+    ]
+    run_training(compose_config("train", *overrides), run_dir=run_dir)
+    fine = tmp / "fine"
+    spec = GenerationSpec(
+        grid="python",
+        height=2 * TINY[0],
+        width=2 * TINY[1],
+        splits={"train": 1, "valid": 0, "test": 2},
+        fields=FieldParameters(units="reference", reference_width=TINY[1]),
+    )
+    generate_dataset(fine, spec, progress=False)
+    return run_dir, fine
+
+
+def with_shape(trained: TrainedModel, shape: tuple[int, int] | None) -> TrainedModel:
+    return replace(trained, dataset=replace(trained.dataset, shape=shape))
+
+
+def test_a_grid_k_times_finer_on_both_axes_is_coarsened_k_times(residual_run):
+    trained = load_trained_model(residual_run[0] / "best.pt")
+    assert trained.dataset.shape == TINY
+    assert trained.coarsening_factor((32, 48)) == 2
+    assert trained.coarsening_factor((64, 96)) == 4
+    assert trained.coarsening_factor(TINY) == 1  # its own
+    assert trained.coarsening_factor((8, 12)) == 1  # coarser: shown as it is
+    assert trained.coarsening_factor((32, 24)) == 1  # finer on one axis only
+    assert trained.coarsening_factor((24, 36)) == 1  # 1.5x: no whole factor
+    assert with_shape(trained, None).coarsening_factor((32, 48)) == 1  # no shape recorded
+    assert replace(trained, resolution="native").coarsening_factor((32, 48)) == 1
+    with pytest.raises(ValueError, match="resolution='fine': choose one of auto, native"):
+        replace(trained, resolution="fine").coarsening_factor((32, 48))
+
+
+class UniformCorrection(torch.nn.Module):
+    """A network whose standardized output is ``value`` everywhere."""
+
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(x[:, :1], self.value)
+
+
+def test_a_uniform_correction_is_refined_onto_the_fine_grids_own_prior(residual_run):
+    run_dir, fine = residual_run
+    trained = load_trained_model(run_dir / "best.pt")
+    standardizer = trained.standardizer
+    sample = load_split(fine, "test", 1)
+    fields, ocean = sample.fields[0], sample.ocean[0]
+    standardizer.cover_inputs([fields], [ocean])
+    mean, std = standardizer.target_scale
+
+    gamma = coarsened_gamma(UniformCorrection(0.5), standardizer, fields, ocean, trained.device, 2)
+
+    expected = standardizer.prior(fields, ocean) * np.exp((0.5 * std + mean) / 2)
+    np.testing.assert_allclose(gamma[ocean], expected[ocean], rtol=1e-6)
+
+
+def test_a_coarsened_network_needs_the_prior_residual_target(residual_run, tiny_dataset):
+    trained = load_trained_model(residual_run[0] / "best.pt")
+    gamma_target = replace(trained.standardizer, target_mode="gamma", prior_stats=None)
+    sample = load_split(residual_run[1], "test", 1)
+    with pytest.raises(ValueError, match="needs the prior_residual target"):
+        coarsened_gamma(
+            trained.model, gamma_target, sample.fields[0], sample.ocean[0], trained.device, 2
+        )
+
+
+def test_evaluate_shows_a_finer_grid_coarsened_says_so_and_native_turns_it_off(
+    residual_run, capsys: pytest.CaptureFixture
+):
+    run_dir, fine = residual_run
+    common = [str(run_dir), "--dataset", str(fine), "-n", "0", "--no-log"]
+
+    coarsened = evaluate.run(common)
+    said = capsys.readouterr().err
+    native = evaluate.run([*common, "--resolution", "native"])
+    said_native = capsys.readouterr().err
+
+    assert "a grid 2x finer than the network's 16x24: it is shown the inputs coarsened 2x" in said
+    assert "coarsened" not in said_native
+    cnn, cnn_native = coarsened.methods["CNN"], native.methods["CNN"]
+    assert cnn["eps_mean"] != cnn_native["eps_mean"]
+    prior = "Prior alone (no network)"
+    assert coarsened.methods[prior] == native.methods[prior]
+    assert DatasetInfo.load(fine).shape == (32, 48)
