@@ -12,6 +12,8 @@ when at least half of its cells are.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 from scipy.ndimage import map_coordinates, uniform_filter
 
@@ -118,7 +120,7 @@ def refine(
     known = coarse & np.isfinite(values)
     filled = fill_from_neighbours(np.where(known, values, 0.0), known, periodic_x)
     pad = 2
-    mode = "wrap" if periodic_x else "edge"
+    mode: Literal["wrap", "edge"] = "wrap" if periodic_x else "edge"
     weighted = np.pad(np.where(known, filled, 0.0), ((0, 0), (pad, pad)), mode=mode)
     weights = np.pad(known.astype(float), ((0, 0), (pad, pad)), mode=mode)
     rows = (np.arange(ocean.shape[0]) + 0.5) / factor - 0.5
