@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from normcoef.data.coarsening import coarsen_fields, refine
+from normcoef.data.coarsening import block_mean, coarsen_fields, refine, refine_fields
 from normcoef.data.storage import load_split
 from normcoef.inference import load_trained_model
 from normcoef.metrics import aggregate, sample_metrics
@@ -39,6 +39,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", type=Path, default=SHIPPED)
     parser.add_argument("-n", "--samples", type=int, default=16)
     parser.add_argument("--factor", type=int, default=1)
+    parser.add_argument("--refine", type=int, default=1, help="the grid is k times coarser")
     parser.add_argument("--out", type=Path, default=Path("resolution.json"))
     args = parser.parse_args()
 
@@ -51,7 +52,12 @@ def main() -> None:
     print(standardizer.cover_inputs(list(test.fields), list(test.ocean)) or "nodes kept")
     fine_prior = standardizer.cell_prior
     periodicity = standardizer.info.periodicity
-    rows: dict[str, list[dict[str, float]]] = {"prior": [], "direct": [], "coarsened": []}
+    rows: dict[str, list[dict[str, float]]] = {
+        "prior": [],
+        "direct": [],
+        "coarsened": [],
+        "refined": [],
+    }
     start = time.perf_counter()
     for fields, gamma, ocean in zip(test.fields, test.gamma, test.ocean, strict=True):
         standardizer.prior_model = fine_prior
@@ -71,6 +77,17 @@ def main() -> None:
             )
             fine = refine(correction, coarse, ocean, args.factor, periodicity[0])
             rows["coarsened"].append(sample_metrics(prior * np.exp(fine / 2), gamma, ocean))
+        if args.refine > 1:
+            standardizer.prior_model = training_prior
+            fine_fields, fine = refine_fields(fields, ocean, args.refine, periodicity)
+            fine_prior_values = training_prior(fine_fields, fine)
+            fine_gamma = predict_gamma(
+                model, standardizer, fine_fields, fine, trained.device, prior=fine_prior_values
+            )
+            correction = np.zeros(fine.shape)
+            correction[fine] = np.log(fine_gamma[fine] ** 2 / fine_prior_values[fine] ** 2)
+            mean, _ = block_mean(correction, fine, args.refine)
+            rows["refined"].append(sample_metrics(prior * np.exp(mean / 2), gamma, ocean))
         print(
             f"sample {len(rows['prior'])}: "
             + ", ".join(f"{k} eps_q {v[-1]['eps_q']:.4f}" for k, v in rows.items() if v),

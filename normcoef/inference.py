@@ -31,10 +31,19 @@ from normcoef.data.torch_dataset import Standardizer
 from normcoef.tracking import download_checkpoint
 from normcoef.training.checkpoint import CheckpointError, load_checkpoint
 from normcoef.training.factory import build_model, resolve_device, unbuildable
-from normcoef.training.forward import coarsened_gamma, predict_gamma
+from normcoef.training.forward import predict_gamma, resampled_gamma
 
 RESOLUTIONS = ("auto", "native")
-"""How a network meets a grid finer than its own: coarsened to it (auto) or as it is."""
+"""How a network meets a grid finer or coarser than its own: resampled to it (auto) or as it
+is (native)."""
+
+
+def whole_ratio(shape: tuple[int, ...], other: tuple[int, ...]) -> int:
+    """k when ``shape`` is k times ``other`` on both axes (k a whole number), else 0."""
+    if any(n % m for n, m in zip(shape, other, strict=True)):
+        return 0
+    ratios = {n // m for n, m in zip(shape, other, strict=True)}
+    return ratios.pop() if len(ratios) == 1 else 0
 
 
 def check_resolution(resolution: str) -> None:
@@ -122,21 +131,23 @@ class TrainedModel:
     input_range: InputRange | None = None
     """The kernel widths it was trained on; None for checkpoints from before they were kept."""
     resolution: str = "auto"
-    """``auto``: a grid k times finer than the training's is shown to the network coarsened
-    k times (``coarsening_factor``, ``coarsened_gamma``); ``native``: as it is."""
+    """``auto``: a grid k times finer or coarser than the training's is shown to the network
+    at the training's resolution (``resolution_ratio``, ``resampled_gamma``); ``native``: as
+    it is."""
 
-    def coarsening_factor(self, shape: tuple[int, ...]) -> int:
-        """k when a grid of ``shape`` is k >= 2 times finer than the training's on both axes
-        and ``resolution`` is ``auto``; else 1 (the same, coarser, another ratio per axis, or
-        a checkpoint that records no training shape)."""
+    def resolution_ratio(self, shape: tuple[int, ...]) -> float:
+        """A grid of ``shape`` over the training's, when it is k >= 2 times finer (k) or
+        coarser (1/k) on both axes and ``resolution`` is ``auto``; else 1 (the same, another
+        ratio per axis or not a whole one, or a checkpoint that records no training shape)."""
         check_resolution(self.resolution)
         if self.resolution == "native" or self.dataset.shape is None:
-            return 1
-        (height, width), (trained_height, trained_width) = shape[-2:], self.dataset.shape
-        if height % trained_height or width % trained_width:
-            return 1
-        factor = height // trained_height
-        return factor if factor == width // trained_width and factor >= 2 else 1
+            return 1.0
+        own, trained = tuple(shape[-2:]), self.dataset.shape
+        if (factor := whole_ratio(own, trained)) > 1:
+            return float(factor)
+        if (factor := whole_ratio(trained, own)) > 1:
+            return 1.0 / factor
+        return 1.0
 
     @property
     def training_grid(self) -> Path:
@@ -150,12 +161,12 @@ class TrainedModel:
         (``Standardizer.model_inputs``); land cells hold whatever the network outputs there
         (0 with the prior_residual target). ``tta``: see ``predict_gamma``. A geometry prior
         places its nodes over inputs outside the training's (``Standardizer.cover_inputs``);
-        a grid k times finer is seen coarsened (``resolution``).
+        a grid k times finer or coarser is seen at the training's resolution (``resolution``).
         """
         self.standardizer.cover_inputs([fields], [ocean])
-        if (factor := self.coarsening_factor(np.shape(ocean))) > 1:
-            return coarsened_gamma(
-                self.model, self.standardizer, fields, ocean, self.device, factor, tta
+        if (ratio := self.resolution_ratio(np.shape(ocean))) != 1:
+            return resampled_gamma(
+                self.model, self.standardizer, fields, ocean, self.device, ratio, tta
             )
         return predict_gamma(self.model, self.standardizer, fields, ocean, self.device, tta)
 

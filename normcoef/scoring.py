@@ -41,7 +41,7 @@ from normcoef.metrics import (
 )
 from normcoef.physics import DiffusionOperator, randomized_normalization
 from normcoef.training.factory import build_loss
-from normcoef.training.forward import coarsened_gamma, evaluate_split, predict_gamma
+from normcoef.training.forward import evaluate_split, predict_gamma, resampled_gamma
 
 DEFAULT_RANDOMIZATION_SAMPLES = 10_000
 
@@ -168,18 +168,19 @@ def sample_by_sample_metrics(
     dataset: NormalizationDataset,
     device: torch.device,
     tta: bool = False,
-    coarsen: int = 1,
+    ratio: float = 1.0,
 ) -> tuple[dict[str, float], list[np.ndarray]]:
     """``evaluate_split``'s metrics and predictions (no loss), sample by sample: with
-    test-time augmentation, or shown coarsened ``coarsen`` times (``coarsened_gamma``)."""
+    test-time augmentation, or on a grid ``ratio`` times the network's resolution, shown to
+    it at its own (``resampled_gamma``)."""
     was_training = model.training
     model.eval()
     split, predictions, standardizer = dataset.split, [], dataset.standardizer
     for i, (fields, ocean) in enumerate(zip(split.fields, split.ocean, strict=True)):
         prior = dataset.prior(i)
         gamma = (
-            coarsened_gamma(model, standardizer, fields, ocean, device, coarsen, tta, prior)
-            if coarsen > 1
+            resampled_gamma(model, standardizer, fields, ocean, device, ratio, tta, prior)
+            if ratio != 1
             else predict_gamma(model, standardizer, fields, ocean, device, tta, prior)
         )
         predictions.append(np.where(ocean, gamma, 0.0))
@@ -219,14 +220,14 @@ def evaluate(
     device: torch.device,
     info: DatasetInfo,
     options: ScoringOptions,
-    coarsen: int = 1,
+    ratio: float = 1.0,
 ) -> Evaluation:
     """CNN (and, when ``options.randomization_samples`` > 0, randomization) metrics on
     ``dataset``, as ``options`` says (``ScoringOptions``).
 
     ``info`` describes the data set (M and periodicity for the randomization estimator). A
-    network on the prior_residual target gets a row for the prior alone. ``coarsen``: the
-    grid is that many times finer than the network's, which is shown it coarsened.
+    network on the prior_residual target gets a row for the prior alone. ``ratio``: the grid's
+    resolution over the network's, which is shown it at its own (``resampled_gamma``).
     """
     limit, randomization_limit = options.limit, options.randomization_limit
     randomization_samples, split = options.randomization_samples, options.split
@@ -235,8 +236,8 @@ def evaluate(
     if len(dataset) == 0:
         raise ValueError(f"the {split} split is empty: generate one (dataset.splits.{split}=N)")
     test = dataset if limit is None else dataset.head(limit)
-    if options.tta or coarsen > 1:
-        cnn, predictions = sample_by_sample_metrics(model, test, device, options.tta, coarsen)
+    if options.tta or ratio != 1:
+        cnn, predictions = sample_by_sample_metrics(model, test, device, options.tta, ratio)
     else:
         cnn, predictions = evaluate_split(model, loss_fn, test, device)
         cnn.pop("loss", None)
@@ -362,9 +363,9 @@ def evaluate_checkpoint(
     samples = load_split(root, split, limit)
     if note := trained.standardizer.cover_inputs(list(samples.fields), list(samples.ocean)):
         print(f"note: {root / split}: {note}", file=sys.stderr)
-    coarsen = trained.coarsening_factor(samples.ocean.shape) if len(samples) else 1
-    if coarsen > 1:
-        print(f"note: {root / split}: {coarsened_note(trained, coarsen)}", file=sys.stderr)
+    ratio = trained.resolution_ratio(samples.ocean.shape) if len(samples) else 1.0
+    if ratio != 1:
+        print(f"note: {root / split}: {resampled_note(trained, ratio)}", file=sys.stderr)
     dataset = NormalizationDataset(samples, trained.standardizer)
     if len(dataset) == 0:
         raise ValueError(
@@ -379,17 +380,20 @@ def evaluate_checkpoint(
         trained.device,
         info,
         options,
-        coarsen,
+        ratio,
     )
 
 
-def coarsened_note(trained: TrainedModel, factor: int) -> str:
-    """What a grid ``factor`` times finer than the network's gets, in a line."""
+def resampled_note(trained: TrainedModel, ratio: float) -> str:
+    """What a grid ``ratio`` times the network's resolution gets, in a line."""
     height, width = cast(tuple[int, int], trained.dataset.shape)
+    finer = ratio > 1
+    factor = round(ratio if finer else 1 / ratio)
+    seen, back = ("coarsened", "refined") if finer else ("refined", "averaged")
     return (
-        f"a grid {factor}x finer than the network's {height}x{width}: it is shown the inputs "
-        f"coarsened {factor}x and its correction is refined onto this grid's prior "
-        "(--resolution native: as they are)"
+        f"a grid {factor}x {'finer' if finer else 'coarser'} than the network's {height}x{width}: "
+        f"it is shown the inputs {seen} {factor}x and its correction is {back} onto this grid's "
+        "prior (--resolution native: as they are)"
     )
 
 

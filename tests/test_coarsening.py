@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from normcoef.data.coarsening import coarsen_fields, coarsen_mask, refine
+from normcoef.data.coarsening import coarsen_fields, coarsen_mask, refine, refine_fields
 from normcoef.data.fields import FieldParameters, make_fields
 from normcoef.data.grids import global_grid
 from normcoef.physics.diffusion import open_faces
@@ -78,3 +78,30 @@ def test_land_coarse_cells_do_not_pull_their_values_into_the_ocean():
     fine = refine(values, coarse, ocean, 2, False)
     np.testing.assert_allclose(fine[ocean], 1.0)
     assert (fine[~ocean] == 0).all()
+
+
+def test_refined_fields_keep_each_cell_kind_and_coarsen_back_to_themselves_when_uniform():
+    ocean = global_grid(20, 24).mask
+    fields = uniform_fields(ocean, 3.0, 2.0)
+    fine_fields, fine = refine_fields(fields, ocean, 2, PERIODIC)
+
+    np.testing.assert_array_equal(fine, np.repeat(np.repeat(ocean, 2, axis=0), 2, axis=1))
+    np.testing.assert_allclose(fine_fields, uniform_fields(fine, 3.0, 1.0))
+    back, coarse = coarsen_fields(fine_fields, fine, 2, PERIODIC)
+    np.testing.assert_array_equal(coarse, ocean)
+    np.testing.assert_allclose(back, fields)
+
+
+def test_one_ocean_refined_matches_the_finer_one_away_from_the_coast():
+    """The 40x48 draw refined 2x against the 80x96 draw of the same physical ocean
+    (units=reference): the coefficients agree within the interpolation of smooth fields."""
+    params = FieldParameters(units="reference", reference_width=48)
+    coarse_grid, fine_grid = global_grid(40, 48), global_grid(80, 96)
+    fields, fine = refine_fields(
+        make_fields(coarse_grid, params, 0, 3), coarse_grid.mask, 2, PERIODIC
+    )
+    direct = make_fields(fine_grid, params, 0, 3)
+    for axis in (0, 1):
+        shared = (fields[axis] > 0) & (direct[axis] > 0)
+        ratio = fields[axis][shared] / direct[axis][shared]
+        assert np.median(np.abs(ratio - 1)) < 0.01

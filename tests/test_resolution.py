@@ -18,7 +18,7 @@ from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split
 from normcoef.inference import TrainedModel, load_trained_model
 from normcoef.pipeline import run_training
-from normcoef.training.forward import coarsened_gamma
+from normcoef.training.forward import resampled_gamma
 
 TINY = (16, 24)
 """The tiny data set's grid (``helpers.tiny_spec``); its ocean 2x finer is 32x48."""
@@ -56,19 +56,21 @@ def with_shape(trained: TrainedModel, shape: tuple[int, int] | None) -> TrainedM
     return replace(trained, dataset=replace(trained.dataset, shape=shape))
 
 
-def test_a_grid_k_times_finer_on_both_axes_is_coarsened_k_times(residual_run):
+def test_a_grid_k_times_finer_or_coarser_on_both_axes_is_shown_at_the_training_resolution(
+    residual_run,
+):
     trained = load_trained_model(residual_run[0] / "best.pt")
     assert trained.dataset.shape == TINY
-    assert trained.coarsening_factor((32, 48)) == 2
-    assert trained.coarsening_factor((64, 96)) == 4
-    assert trained.coarsening_factor(TINY) == 1  # its own
-    assert trained.coarsening_factor((8, 12)) == 1  # coarser: shown as it is
-    assert trained.coarsening_factor((32, 24)) == 1  # finer on one axis only
-    assert trained.coarsening_factor((24, 36)) == 1  # 1.5x: no whole factor
-    assert with_shape(trained, None).coarsening_factor((32, 48)) == 1  # no shape recorded
-    assert replace(trained, resolution="native").coarsening_factor((32, 48)) == 1
+    assert trained.resolution_ratio((32, 48)) == 2
+    assert trained.resolution_ratio((64, 96)) == 4
+    assert trained.resolution_ratio((8, 12)) == 0.5
+    assert trained.resolution_ratio(TINY) == 1  # its own
+    assert trained.resolution_ratio((32, 24)) == 1  # finer on one axis only
+    assert trained.resolution_ratio((24, 36)) == 1  # 1.5x: no whole factor
+    assert with_shape(trained, None).resolution_ratio((32, 48)) == 1  # no shape recorded
+    assert replace(trained, resolution="native").resolution_ratio((32, 48)) == 1
     with pytest.raises(ValueError, match="resolution='fine': choose one of auto, native"):
-        replace(trained, resolution="fine").coarsening_factor((32, 48))
+        replace(trained, resolution="fine").resolution_ratio((32, 48))
 
 
 class UniformCorrection(torch.nn.Module):
@@ -82,16 +84,21 @@ class UniformCorrection(torch.nn.Module):
         return torch.full_like(x[:, :1], self.value)
 
 
-def test_a_uniform_correction_is_refined_onto_the_fine_grids_own_prior(residual_run):
+@pytest.mark.parametrize("ratio", [2.0, 0.5])
+def test_a_uniform_correction_goes_onto_the_grids_own_prior(residual_run, tiny_dataset, ratio):
+    """Coarsened (2x finer grid) or refined (2x coarser), a network's uniform correction
+    comes back uniform onto the evaluated grid's own prior, whatever the resampling."""
     run_dir, fine = residual_run
     trained = load_trained_model(run_dir / "best.pt")
     standardizer = trained.standardizer
-    sample = load_split(fine, "test", 1)
+    # 2x finer: the fine set coarsened to 16x24; 2x coarser: the tiny set refined to 32x48.
+    sample = load_split(fine if ratio > 1 else tiny_dataset(2), "test", 1)
     fields, ocean = sample.fields[0], sample.ocean[0]
     standardizer.cover_inputs([fields], [ocean])
     mean, std = standardizer.target_scale
 
-    gamma = coarsened_gamma(UniformCorrection(0.5), standardizer, fields, ocean, trained.device, 2)
+    model = UniformCorrection(0.5)
+    gamma = resampled_gamma(model, standardizer, fields, ocean, trained.device, ratio)
 
     expected = standardizer.prior(fields, ocean) * np.exp((0.5 * std + mean) / 2)
     np.testing.assert_allclose(gamma[ocean], expected[ocean], rtol=1e-6)
@@ -102,12 +109,12 @@ def test_a_coarsened_network_needs_the_prior_residual_target(residual_run, tiny_
     gamma_target = replace(trained.standardizer, target_mode="gamma", prior_stats=None)
     sample = load_split(residual_run[1], "test", 1)
     with pytest.raises(ValueError, match="needs the prior_residual target"):
-        coarsened_gamma(
-            trained.model, gamma_target, sample.fields[0], sample.ocean[0], trained.device, 2
+        resampled_gamma(
+            trained.model, gamma_target, sample.fields[0], sample.ocean[0], trained.device, 2.0
         )
 
 
-def test_evaluate_shows_a_finer_grid_coarsened_says_so_and_native_turns_it_off(
+def test_evaluate_shows_a_finer_grid_at_the_networks_resolution_says_so_and_native_turns_it_off(
     residual_run, capsys: pytest.CaptureFixture
 ):
     run_dir, fine = residual_run

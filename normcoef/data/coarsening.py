@@ -1,4 +1,4 @@
-"""The same ocean on a grid k times coarser, and a coarse cell field brought back to the fine grid.
+"""The same ocean on a grid k times coarser or finer, and a cell field brought back.
 
 A network trained at one resolution learned corrections with a receptive field counted in
 cells, and kernel widths of so many cells; shown a grid 2x finer, it sees every length scale
@@ -7,7 +7,9 @@ are what it was trained on again. The physics makes that exact in the coefficien
 coefficient a = κ·l/d keeps its value when the face's length l and the distance d between
 cell centres both grow k times, so a coarse face's coefficient is the mean of the fine faces
 of its block; a coarse cell's area W is the sum of its k×k cells'. A coarse cell is ocean
-when at least half of its cells are.
+when at least half of its cells are. A grid coarser than the network's is refined the other
+way (``refine_fields``): each cell becomes k×k cells of its kind, the coefficients
+interpolated, and the network's correction is averaged back over each block.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from scipy.ndimage import map_coordinates, uniform_filter
 
 from normcoef.physics.diffusion import open_faces
 
-__all__ = ["coarsen_fields", "coarsen_mask", "refine"]
+__all__ = ["block_mean", "coarsen_fields", "coarsen_mask", "refine", "refine_fields"]
 
 
 def check_factor(shape: tuple[int, ...], factor: int) -> None:
@@ -133,3 +135,45 @@ def refine(
     )
     fine = np.where(denominator > 1e-6, numerator / np.maximum(denominator, 1e-6), nearest)
     return np.where(ocean, fine, 0.0)
+
+
+def values_at(
+    values: np.ndarray, rows: np.ndarray, columns: np.ndarray, periodic_x: bool
+) -> np.ndarray:
+    """Bilinear values of a (h, w) field at (rows, columns), in its own index coordinates."""
+    pad = 2
+    mode: Literal["wrap", "edge"] = "wrap" if periodic_x else "edge"
+    padded = np.pad(values, ((0, 0), (pad, pad)), mode=mode)
+    y, x = np.meshgrid(rows, columns + pad, indexing="ij")
+    return map_coordinates(padded, [y, x], order=1, mode="nearest")
+
+
+def refine_fields(
+    fields: np.ndarray, ocean: np.ndarray, factor: int, periodicity: tuple[bool, bool]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(3, h, w) fields on ``ocean`` -> the same ocean on a grid ``factor`` times finer, each
+    coarse cell k×k cells of its own kind: (3, kh, kw) fields and their mask.
+
+    The inverse of ``coarsen_fields`` where the coarse grid holds no detail: a face
+    coefficient a = κ·l/d is interpolated at the fine faces (it does not change with the
+    scale), an area is shared by the k² cells (interpolated, then scaled by 1/k²)."""
+    if factor < 1:
+        raise ValueError(f"the refinement factor must be >= 1; got {factor}")
+    fine = np.repeat(np.repeat(ocean, factor, axis=0), factor, axis=1)
+    fine_open = open_faces(fine, *periodicity)
+    coarse_open = open_faces(ocean, *periodicity)
+    height, width = fine.shape
+    centres_y = (np.arange(height) + 0.5) / factor - 0.5
+    centres_x = (np.arange(width) + 0.5) / factor - 0.5
+    faces_y = (np.arange(height) + 1.0) / factor - 1.0  # fine north faces, in coarse face rows
+    faces_x = (np.arange(width) + 1.0) / factor - 1.0
+    refined = []
+    for axis, (coefficient, wanted) in enumerate(zip(fields[:2], fine_open, strict=True)):
+        known = coarse_open[axis]
+        filled = fill_from_neighbours(np.where(known, coefficient, 0.0), known, periodicity[0])
+        rows, columns = (faces_y, centres_x) if axis == 0 else (centres_y, faces_x)
+        values = values_at(filled, rows, columns, periodicity[0])
+        refined.append(np.where(wanted, values, 0.0))
+    area = np.where(np.isfinite(fields[2]), fields[2], np.nanmean(fields[2]))
+    fine_area = values_at(area, centres_y, centres_x, periodicity[0]) / factor**2
+    return np.stack([*refined, fine_area]), fine

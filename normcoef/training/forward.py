@@ -1,7 +1,7 @@
 """Forward passes of a trained network, from physical fields to physical γ.
 
-One sample (``predict_gamma``, optionally with test-time augmentation; ``coarsened_gamma`` on
-a grid finer than the network's) or a whole split with
+One sample (``predict_gamma``, optionally with test-time augmentation; ``resampled_gamma`` on
+a grid finer or coarser than the network's) or a whole split with
 its metrics (``evaluate_split``): the loop's validation, the test evaluation and inference
 share them, so each computes γ the same way.
 """
@@ -14,7 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from normcoef.data.coarsening import coarsen_fields, refine
+from normcoef.data.coarsening import block_mean, coarsen_fields, refine, refine_fields
 from normcoef.data.torch_dataset import NormalizationDataset, Standardizer
 from normcoef.data.transforms import PRESETS, transform_cells, transform_fields
 from normcoef.metrics import aggregate, sample_metrics
@@ -58,40 +58,45 @@ def predict_gamma(
     return np.sqrt(variance / len(names))
 
 
-def coarsened_gamma(
+def resampled_gamma(
     model: nn.Module,
     standardizer: Standardizer,
     fields: np.ndarray,
     ocean: np.ndarray,
     device: torch.device,
-    factor: int,
+    ratio: float,
     tta: bool = False,
     prior: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Physical γ (H, W) of fields on a grid ``factor`` times finer than the network's.
+    """Physical γ (H, W) of fields on a grid ``ratio`` times the network's resolution (2:
+    twice finer, 0.5: twice coarser; a whole number or its inverse).
 
-    The network sees the inputs coarsened to its own resolution (``coarsen_fields``: its
-    cells per length scale, its receptive field in length scales); its correction
-    log(γ²/γ_prior²), smooth on the scale of the fields, is refined back (``refine``) onto
-    this grid's own prior, which has this grid's walls. ``prior``: this grid's γ_prior when
-    the caller holds it."""
+    The network sees the inputs at its own resolution, coarsened (``coarsen_fields``) or
+    refined (``refine_fields``): its cells per length scale, its receptive field in length
+    scales. Its correction log(γ²/γ_prior²), smooth on the scale of the fields, is brought
+    back (``refine``, or the mean over each block) onto this grid's own prior, which has
+    this grid's walls. ``prior``: this grid's γ_prior when the caller holds it."""
     if not standardizer.uses_prior:
         raise ValueError(
-            "a network shown coarsened inputs needs the prior_residual target: its correction "
-            "is refined onto the fine grid's prior; score it at its own resolution instead"
+            "a network shown resampled inputs needs the prior_residual target: its correction "
+            "goes onto the grid's own prior; score it at its own resolution instead"
         )
     periodic = standardizer.info.periodicity
-    coarse_fields, coarse = coarsen_fields(fields, ocean, factor, periodic)
+    finer = ratio > 1
+    factor = round(ratio if finer else 1 / ratio)
+    resample = coarsen_fields if finer else refine_fields
+    seen_fields, seen = resample(fields, ocean, factor, periodic)
     at_training = standardizer.at_training_nodes()
-    coarse_prior = cast(np.ndarray, at_training.prior(coarse_fields, coarse))
-    coarse_gamma = predict_gamma(
-        model, at_training, coarse_fields, coarse, device, tta, prior=coarse_prior
-    )
-    correction = np.zeros(coarse.shape)
-    correction[coarse] = np.log(coarse_gamma[coarse] ** 2 / coarse_prior[coarse] ** 2)
-    fine_prior = standardizer.prior(fields, ocean) if prior is None else prior
-    fine = refine(correction, coarse, ocean, factor, periodic[0])
-    return cast(np.ndarray, fine_prior) * np.exp(fine / 2)
+    seen_prior = cast(np.ndarray, at_training.prior(seen_fields, seen))
+    seen_gamma = predict_gamma(model, at_training, seen_fields, seen, device, tta, seen_prior)
+    correction = np.zeros(seen.shape)
+    correction[seen] = np.log(seen_gamma[seen] ** 2 / seen_prior[seen] ** 2)
+    if finer:
+        correction = refine(correction, seen, ocean, factor, periodic[0])
+    else:
+        correction = np.where(ocean, block_mean(correction, seen, factor)[0], 0.0)
+    own_prior = standardizer.prior(fields, ocean) if prior is None else prior
+    return cast(np.ndarray, own_prior) * np.exp(correction / 2)
 
 
 @torch.no_grad()
