@@ -144,16 +144,19 @@ def predict_files(
         [(path, text) for path, (_, text) in zip(inputs, read, strict=True) if text],
         "; if they are on another grid, give its mask with --mask",
     )
+    if note := trained.resampling_note(ocean.shape):
+        print(f"note: {note}", file=sys.stderr)
+    raw = not note  # resampled, the network does not see the raw inputs: no range warnings
     warn_once(
         [
             (path, f"{text} lie more than {FAR_FROM_TRAINING:g} standard deviations")
             for path, sample in zip(inputs, fields, strict=True)
-            if (text := far_from_training(sample, ocean, trained))
+            if raw and (text := far_from_training(sample, ocean, trained))
         ],
         " from the training data's mean (other units or resolution?); the network "
         "extrapolates there",
     )
-    if trained.input_range is not None:
+    if raw and trained.input_range is not None:
         warn_once(
             [
                 (path, text)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import torch
@@ -148,6 +149,21 @@ class TrainedModel:
         if (factor := whole_ratio(trained, own)) > 1:
             return 1.0 / factor
         return 1.0
+
+    def resampling_note(self, shape: tuple[int, ...]) -> str:
+        """What a grid of ``shape`` gets when it is not at the network's resolution
+        (``resolution_ratio``), in a line; "" when it is shown as it is."""
+        if (ratio := self.resolution_ratio(shape)) == 1:
+            return ""
+        height, width = cast(tuple[int, int], self.dataset.shape)
+        finer = ratio > 1
+        factor = round(ratio if finer else 1 / ratio)
+        seen, back = ("coarsened", "refined") if finer else ("refined", "averaged")
+        return (
+            f"a grid {factor}x {'finer' if finer else 'coarser'} than the network's "
+            f"{height}x{width}: it is shown the inputs {seen} {factor}x and its correction is "
+            f"{back} onto this grid's prior (--resolution native: as they are)"
+        )
 
     @property
     def training_grid(self) -> Path:

@@ -364,8 +364,8 @@ def evaluate_checkpoint(
     if note := trained.standardizer.cover_inputs(list(samples.fields), list(samples.ocean)):
         print(f"note: {root / split}: {note}", file=sys.stderr)
     ratio = trained.resolution_ratio(samples.ocean.shape) if len(samples) else 1.0
-    if ratio != 1:
-        print(f"note: {root / split}: {resampled_note(trained, ratio)}", file=sys.stderr)
+    if note := trained.resampling_note(samples.ocean.shape) if len(samples) else "":
+        print(f"note: {root / split}: {note}", file=sys.stderr)
     dataset = NormalizationDataset(samples, trained.standardizer)
     if len(dataset) == 0:
         raise ValueError(
@@ -381,19 +381,6 @@ def evaluate_checkpoint(
         info,
         options,
         ratio,
-    )
-
-
-def resampled_note(trained: TrainedModel, ratio: float) -> str:
-    """What a grid ``ratio`` times the network's resolution gets, in a line."""
-    height, width = cast(tuple[int, int], trained.dataset.shape)
-    finer = ratio > 1
-    factor = round(ratio if finer else 1 / ratio)
-    seen, back = ("coarsened", "refined") if finer else ("refined", "averaged")
-    return (
-        f"a grid {factor}x {'finer' if finer else 'coarser'} than the network's {height}x{width}: "
-        f"it is shown the inputs {seen} {factor}x and its correction is {back} onto this grid's "
-        "prior (--resolution native: as they are)"
     )
 
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 from helpers import compose_config, tiny_overrides
 
-from normcoef.cli import evaluate
+from normcoef.cli import evaluate, predict
 from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.info import DatasetInfo
-from normcoef.data.storage import load_split
+from normcoef.data.storage import load_split, sample_paths
 from normcoef.inference import TrainedModel, load_trained_model
 from normcoef.pipeline import run_training
 from normcoef.training.forward import resampled_gamma
@@ -127,8 +127,29 @@ def test_evaluate_shows_a_finer_grid_at_the_networks_resolution_says_so_and_nati
 
     assert "a grid 2x finer than the network's 16x24: it is shown the inputs coarsened 2x" in said
     assert "coarsened" not in said_native
+    assert "expect larger errors" not in said  # it is shown its own resolution
+    assert "32x48 grid, the network was trained on 16x24" in said_native
     cnn, cnn_native = coarsened.methods["CNN"], native.methods["CNN"]
     assert cnn["eps_mean"] != cnn_native["eps_mean"]
     prior = "Prior alone (no network)"
     assert coarsened.methods[prior] == native.methods[prior]
     assert DatasetInfo.load(fine).shape == (32, 48)
+
+
+def test_predict_on_a_finer_grid_says_so_and_writes_the_resampled_gamma(
+    residual_run, tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    run_dir, fine = residual_run
+    x_path, _ = sample_paths(fine, "test", "00000")
+    predict.run([str(run_dir), str(x_path), "--mask", str(fine / "grid.npz"), "-o", str(tmp_path)])
+    said = capsys.readouterr().err
+
+    assert "a grid 2x finer than the network's 16x24" in said
+    assert "lie more than" not in said and "is not the training grid" not in said
+    sample = load_split(fine, "test", 1)
+    with np.load(tmp_path / "00000_norm_coeffs.npz") as written:
+        gamma = written["gamma"]
+    trained = load_trained_model(run_dir / "best.pt")
+    expected = trained.predict(sample.fields[0], sample.ocean[0])
+    ocean = sample.ocean[0]
+    np.testing.assert_allclose(gamma[ocean], expected[ocean], rtol=1e-6)

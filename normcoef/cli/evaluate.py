@@ -45,10 +45,14 @@ def warn_if_unlike_training(
     """A data set on another grid, or whose inputs lie far from the training statistics (other
     units, another resolution), is evaluated with a warning saying so: the metrics are right,
     but they measure an extrapolation (``scoring.check_scorable`` refuses another operator)."""
-    _, doubtful = fact_differences(trained.dataset, info, str(root))
+    first = load_split(root, split, 1)
+    # Shown at its own resolution, the network meets neither this shape nor these raw inputs.
+    resampled = bool(len(first)) and trained.resolution_ratio(first.ocean.shape) != 1
+    _, doubtful = fact_differences(trained.dataset, info, str(root), resampled=resampled)
     for difference in doubtful:
         warn(difference)
-    first = load_split(root, split, 1)
+    if resampled:
+        return
     if len(first) and trained.input_range is not None:
         what = f"{root / split} (first sample)"
         if outside := trained.input_range.outside(first.fields[0], first.ocean[0], what):

@@ -124,7 +124,12 @@ def run(argv: list[str] | None = None) -> list[Path]:
         mask_path = trained.training_grid
         mask_source = f"the training grid {mask_path}"
     ocean = load_mask(mask_path)
-    if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
+    resampled = trained.resolution_ratio(ocean.shape) != 1  # predict_files says so
+    if (
+        args.mask is not None
+        and not resampled
+        and (differences := grid_differences(ocean, mask_path, trained))
+    ):
         warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
     inputs = input_files(args.inputs)
     refuse_another_operator(trained, args.inputs)

@@ -114,7 +114,11 @@ class DatasetInfo:
 
 
 def fact_differences(
-    trained: DatasetInfo, info: DatasetInfo, what: str, targets: bool = True
+    trained: DatasetInfo,
+    info: DatasetInfo,
+    what: str,
+    targets: bool = True,
+    resampled: bool = False,
 ) -> tuple[list[str], list[str]]:
     """How the data set ``what`` (its ``info``) differs from the one a network was
     ``trained`` on: (what cannot be right, what may be). M defines the operator whose Γ the
@@ -122,7 +126,8 @@ def fact_differences(
     predicting it would measure the wrong thing. Another periodicity changes the operator near
     the edges: targets there (``targets``: scoring, resuming) are another operator's, while a
     prediction is only less accurate there. Another grid shape or grid is another resolution
-    or ocean: the network is fully convolutional, so it runs, less accurately."""
+    or ocean: the network is fully convolutional, so it runs, less accurately; unless it is
+    shown the grid ``resampled`` to its own resolution (a whole ratio of it)."""
     wrong: list[str] = []
     doubtful: list[str] = []
     if trained.steps is not None and info.steps is not None and trained.steps != info.steps:
@@ -142,7 +147,9 @@ def fact_differences(
                 else "it keeps the training's padding, so expect larger errors near the edges"
             )
         )
-    if trained.shape is not None and info.shape is not None and trained.shape != info.shape:
+    if resampled:
+        pass
+    elif trained.shape is not None and info.shape is not None and trained.shape != info.shape:
         doubtful.append(
             f"{what} is a {info.shape[0]}x{info.shape[1]} grid, the network was trained on "
             f"{trained.shape[0]}x{trained.shape[1]}: it is fully convolutional but learned one "
