@@ -114,6 +114,13 @@ def test_a_coarsened_network_needs_the_prior_residual_target(residual_run, tiny_
         )
 
 
+@pytest.mark.reliability(
+    "evaluate",
+    "a data set on a grid a whole number of times finer or coarser than the network's",
+    "handled",
+    "one note: the network is shown the inputs at its own resolution; --resolution native: "
+    "as they are, with the shape warning",
+)
 def test_evaluate_shows_a_finer_grid_at_the_networks_resolution_says_so_and_native_turns_it_off(
     residual_run, capsys: pytest.CaptureFixture
 ):
@@ -136,6 +143,13 @@ def test_evaluate_shows_a_finer_grid_at_the_networks_resolution_says_so_and_nati
     assert DatasetInfo.load(fine).shape == (32, 48)
 
 
+@pytest.mark.reliability(
+    "predict",
+    "inputs on a grid a whole number of times finer or coarser than the network's",
+    "handled",
+    "one note: the network is shown the inputs at its own resolution, its correction put "
+    "onto the grid's own prior",
+)
 def test_predict_on_a_finer_grid_says_so_and_writes_the_resampled_gamma(
     residual_run, tmp_path: Path, capsys: pytest.CaptureFixture
 ):
