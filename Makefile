@@ -13,7 +13,7 @@ DATA_ARGS ?=
 WORKERS ?= 2
 SEARCH ?= optuna
 
-.PHONY: help install run data global-data resolution-data global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui dashboard clean
+.PHONY: help install run data global-data resolution-data resolution global smoke train beat test test-fast typecheck hooks bench bench-logging test-cluster bench-train orderings lint format sweep search ui dashboard clean
 
 # `make` alone lists the targets: each one documents itself in a `## ` comment on its line.
 .DEFAULT_GOAL := help
@@ -57,7 +57,8 @@ global-data: install ## the report's global data set, 10/1/190 samples (WORKERS 
 
 # One ocean at three resolutions (conf/dataset/one_ocean.yaml): ORCA2-like 146x180, ORCA1-like
 # 292x360 and ORCA05-like 584x720, RES_TEST exact test samples each (and the one training
-# sample a data set needs); resumable. Times per sample: docs/results.md, "Resolutions".
+# sample a data set needs); resumable. Times per sample: docs/results.md, "One network for
+# every resolution".
 RES_TEST ?= 16
 RES_SIZES ?= 146x180 292x360 584x720
 resolution-data: install ## one ocean at 2°, 1° and ½° (dataset=one_ocean), RES_TEST test samples each
@@ -65,6 +66,17 @@ resolution-data: install ## one ocean at 2°, 1° and ½° (dataset=one_ocean), 
 		$(PY) -m normcoef.generate dataset=one_ocean dataset.height=$${size%x*} \
 			dataset.width=$${size#*x} "dataset.splits={train: 1, valid: 0, test: $(RES_TEST)}" \
 			workers=$(WORKERS) $(DATA_ARGS) || exit 1; \
+	done
+
+# The shipped 1° network on every grid of the one ocean, shown each at its own resolution
+# (docs/results.md "One network for every resolution"); randomization (N = 1e4) on RES_RANDOM
+# samples of each. Tables and figures go to outputs/resolution/<size>.
+RES_RANDOM ?= 2
+resolution: resolution-data ## the shipped network at 2°, 1° and ½° against the prior and randomization
+	for size in $(RES_SIZES); do \
+		$(PY) -m normcoef.evaluate --pretrained global --dataset data/one-ocean-$$size-seed0 \
+			--max-samples $(RES_TEST) --randomization-max-samples $(RES_RANDOM) --no-log \
+			--output-dir outputs/resolution/$$size || exit 1; \
 	done
 
 # Issue 17's runs (docs/results.md "The global grid"): the data, experiment=global_cpu on
