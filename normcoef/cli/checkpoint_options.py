@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from normcoef.inference import TrainedModel, load_trained_model, resolve_checkpoint
+from normcoef.inference import RESOLUTIONS, TrainedModel, load_trained_model, resolve_checkpoint
 from normcoef.pretrained import available, checkpoint_path, describe, grid_path
 from normcoef.tracking import DEFAULT_TRACKING_URI
 
@@ -42,12 +42,31 @@ def checkpoint_or_pretrained(parser: argparse.ArgumentParser, args: argparse.Nam
         )
 
 
+def add_inference_arguments(parser: argparse.ArgumentParser) -> None:
+    """How the network is run on each input: flips averaged (--tta), and a grid finer or
+    coarser than its own shown at its own resolution or as it is (--resolution)."""
+    parser.add_argument(
+        "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
+    )
+    parser.add_argument(
+        "--resolution",
+        choices=RESOLUTIONS,
+        default="auto",
+        help="a grid k times finer or coarser than the network's: shown to it at its own "
+        "resolution, its correction put onto the grid's own prior (auto, the default), or as "
+        "it is (native)",
+    )
+
+
 def load_from_arguments(args: argparse.Namespace) -> TrainedModel:
     """The network the arguments name: a shipped one (``--pretrained``, its grid with it)
-    or a checkpoint, run directory or MLflow run id."""
+    or a checkpoint, run directory or MLflow run id; run at ``--resolution``."""
     if args.pretrained is not None:
         trained = load_trained_model(checkpoint_path(args.pretrained), args.device)
         trained.grid = grid_path(args.pretrained)
         print(f"Using {describe(args.pretrained)}.")
-        return trained
-    return load_trained_model(resolve_checkpoint(args.checkpoint, args.tracking_uri), args.device)
+    else:
+        checkpoint = resolve_checkpoint(args.checkpoint, args.tracking_uri)
+        trained = load_trained_model(checkpoint, args.device)
+    trained.resolution = getattr(args, "resolution", "auto")
+    return trained

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from normcoef.cli.checkpoint_options import (
     add_checkpoint_arguments,
+    add_inference_arguments,
     checkpoint_or_pretrained,
     load_from_arguments,
 )
@@ -25,7 +26,7 @@ from normcoef.console import bounded_int, console_main, warn
 from normcoef.data.info import DatasetInfo, fact_differences
 from normcoef.data.storage import SPLITS, load_split
 from normcoef.gamma_files import FAR_FROM_TRAINING, far_from_training
-from normcoef.inference import RESOLUTIONS, TrainedModel
+from normcoef.inference import TrainedModel
 from normcoef.scoring import (
     DEFAULT_RANDOMIZATION_SAMPLES,
     Evaluation,
@@ -108,16 +109,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--no-log", action="store_true", help="log to no MLflow run")
     parser.add_argument("--output-dir", type=Path, help="also write the table and figures here")
     parser.add_argument("--progress", action="store_true", help="show progress bars")
-    parser.add_argument(
-        "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
-    )
-    parser.add_argument(
-        "--resolution",
-        choices=RESOLUTIONS,
-        default="auto",
-        help="a grid k times finer than the network's: shown to it coarsened k times, its "
-        "correction refined onto the grid's own prior (auto, the default), or as it is (native)",
-    )
+    add_inference_arguments(parser)
     args = parser.parse_args(argv)
     checkpoint_or_pretrained(parser, args)
     return args
@@ -130,7 +122,6 @@ def run(argv: list[str] | None = None) -> Evaluation:
     local = args.pretrained is not None or Path(args.checkpoint).exists()
     run_id = args.log_to or (None if local else args.checkpoint)
     trained = load_from_arguments(args)
-    trained.resolution = args.resolution
     tracked = None if args.no_log or not run_id else ExistingRun(run_id, args.tracking_uri)
     root = Path(args.dataset or trained.config.dataset.root)
     info = DatasetInfo.load(root, trained.dataset.steps)

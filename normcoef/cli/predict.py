@@ -40,6 +40,7 @@ from pathlib import Path
 from normcoef.cli.checkpoint_options import (
     CHECKPOINT_HELP,
     add_checkpoint_arguments,
+    add_inference_arguments,
     load_from_arguments,
 )
 from normcoef.console import console_main, warn
@@ -48,7 +49,7 @@ from normcoef.data.original import SCALINGS
 from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
 from normcoef.data.storage import DatasetError, input_files, load_array, load_mask
 from normcoef.gamma_files import grid_differences, predict_files
-from normcoef.inference import RESOLUTIONS, TrainedModel
+from normcoef.inference import TrainedModel
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -76,16 +77,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--overwrite", action="store_true", help="replace existing outputs (links: the link)"
     )
-    parser.add_argument(
-        "--tta", action="store_true", help="average the CNN's γ² over flips of each input"
-    )
-    parser.add_argument(
-        "--resolution",
-        choices=RESOLUTIONS,
-        default="auto",
-        help="a grid k times finer than the network's: shown to it coarsened k times, its "
-        "correction refined onto the grid's own prior (auto, the default), or as it is (native)",
-    )
+    add_inference_arguments(parser)
     original = parser.add_argument_group(
         "inputs in the original code's layout (FolkeKS/DL-normalization; docs/original-data.md)"
     )
@@ -117,7 +109,6 @@ def run(argv: list[str] | None = None) -> list[Path]:
     """The command's work; returns the files written to Python callers."""
     args = parse_args(argv)
     trained = load_from_arguments(args)
-    trained.resolution = args.resolution
     if args.mask is not None:
         mask_path, mask_source = Path(args.mask), str(args.mask)
     else:
