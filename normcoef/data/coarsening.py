@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-from scipy.ndimage import map_coordinates, uniform_filter
+from scipy.ndimage import map_coordinates
 
 from normcoef.physics.diffusion import open_faces
+from normcoef.physics.geometry_prior import neighbourhood_sum
 
 __all__ = ["block_mean", "coarsen_fields", "coarsen_mask", "refine", "refine_fields"]
 
@@ -57,15 +58,15 @@ def coarsen_mask(ocean: np.ndarray, factor: int) -> np.ndarray:
 
 def fill_from_neighbours(values: np.ndarray, known: np.ndarray, periodic_x: bool) -> np.ndarray:
     """``values`` where ``known``; elsewhere the mean of the known values of the 3x3
-    neighbourhood, widened up to 7x7, else the mean of all known ones."""
+    neighbourhood, widened up to 7x7, else the mean of all known ones (as the geometry
+    table fills a cell without faces, ``neighbourhood_sum``)."""
     if known.all() or not known.any():
         return values
-    modes = ("constant", "wrap" if periodic_x else "constant")
+    periodicity = (periodic_x, False)
     filled, missing = values.copy(), ~known
     for radius in (1, 2, 3):
-        size = 2 * radius + 1
-        sums = uniform_filter(np.where(known, values, 0.0), size, mode=modes)
-        counts = uniform_filter(known.astype(float), size, mode=modes)
+        sums = neighbourhood_sum(np.where(known, values, 0.0), radius, periodicity)
+        counts = neighbourhood_sum(known.astype(float), radius, periodicity)
         found = missing & (counts > 1e-9)
         filled[found] = sums[found] / counts[found]
         missing &= ~found

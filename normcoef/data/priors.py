@@ -137,18 +137,27 @@ class GeometryPrior:
     def nodes_outside(self, fields: Sequence[np.ndarray], oceans: Sequence[np.ndarray]) -> float:
         """The share of the samples' cells whose reference ratio (either axis) lies past the
         nodes by more than one rounding step: where the table would be read clamped."""
+        return self._outside(self._log_ratios(fields, oceans))
+
+    def _log_ratios(
+        self, fields: Sequence[np.ndarray], oceans: Sequence[np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """log reference ratios of the samples' cells, x then y (``sample_reference_ratios``)."""
+        pairs = [
+            sample_reference_ratios(sample[:3], ocean, self.periodicity)
+            for sample, ocean in zip(fields, oceans, strict=True)
+        ]
+        return (
+            np.log(np.concatenate([x for x, _ in pairs] or [np.empty(0)])),
+            np.log(np.concatenate([y for _, y in pairs] or [np.empty(0)])),
+        )
+
+    def _outside(self, log_ratios: tuple[np.ndarray, np.ndarray]) -> float:
         outside = total = 0
-        for sample, ocean in zip(fields, oceans, strict=True):
-            for ratios, nodes in zip(
-                sample_reference_ratios(sample[:3], ocean, self.periodicity),
-                (self.log_alpha, self.log_beta),
-                strict=True,
-            ):
-                log_ratio = np.log(ratios)
-                low, high = nodes[0] - NODE_ROUNDING, nodes[-1] + NODE_ROUNDING
-                past = (log_ratio < low) | (log_ratio > high)
-                outside += int(past.sum())
-                total += log_ratio.size
+        for log_ratio, nodes in zip(log_ratios, (self.log_alpha, self.log_beta), strict=True):
+            low, high = nodes[0] - NODE_ROUNDING, nodes[-1] + NODE_ROUNDING
+            outside += int(((log_ratio < low) | (log_ratio > high)).sum())
+            total += log_ratio.size
         return outside / max(total, 1)
 
     def covering(
@@ -161,16 +170,12 @@ class GeometryPrior:
         exact for reference fields wherever its table is made. On another resolution the
         kernel widths in cells scale with it (2x finer: ratios 4x larger), and a table read
         clamped at the training's nodes is off by tens of percent at every coast."""
-        share = self.nodes_outside(fields, oceans)
+        log_x, log_y = self._log_ratios(fields, oceans)
+        share = self._outside((log_x, log_y))
         if share <= COVER_SHARE:
             return self, share
-        pairs = [
-            sample_reference_ratios(sample[:3], ocean, self.periodicity)
-            for sample, ocean in zip(fields, oceans, strict=True)
-        ]
-        count = (len(self.log_alpha), len(self.log_beta))
-        alpha = log_nodes(np.concatenate([x for x, _ in pairs]), count[0])
-        beta = log_nodes(np.concatenate([y for _, y in pairs]), count[1])
+        alpha = log_nodes(np.exp(log_x), len(self.log_alpha))
+        beta = log_nodes(np.exp(log_y), len(self.log_beta))
         return replace(self, log_alpha=alpha, log_beta=beta, _tables={}), share
 
     def key(self, ocean: np.ndarray, area: np.ndarray) -> str:
