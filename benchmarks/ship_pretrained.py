@@ -19,6 +19,7 @@ from mlflow import MlflowClient
 
 from normcoef import pretrained
 from normcoef.data.info import DatasetInfo
+from normcoef.data.input_range import InputRange
 from normcoef.data.priors import TABLE_PREFIX, GeometryPrior
 from normcoef.data.storage import GRID, load_split
 from normcoef.data.torch_dataset import Standardizer
@@ -111,7 +112,13 @@ def main() -> None:
     trained = load_trained_model(checkpoint)
     root = Path(trained.config.dataset.root)
     tables = grid_tables(trained.standardizer, root)
-    path = pretrained.write_pretrained(checkpoint, root / GRID, args.name, details, tables=tables)
+    train = load_split(root, "train", int(details["data"]["splits"]["train"]))
+    # What evaluate and predict measure another grid's resolution against (older checkpoints
+    # lack it): the kernel widths and grid spacing of the training split.
+    input_range = InputRange.of(list(train.fields), list(train.ocean)).to_dict()
+    path = pretrained.write_pretrained(
+        checkpoint, root / GRID, args.name, details, tables=tables, input_range=input_range
+    )
     print(f"Wrote {path} ({path.stat().st_size / 1e6:.2f} MB) and its provenance.")
 
 

@@ -144,7 +144,8 @@ def predict_files(
         [(path, text) for path, (_, text) in zip(inputs, read, strict=True) if text],
         "; if they are on another grid, give its mask with --mask",
     )
-    if note := trained.resampling_note(ocean.shape):
+    # One mask, one resolution: measured on the first input.
+    if note := trained.resampling_note(fields[0], ocean) if fields else "":
         print(f"note: {note}", file=sys.stderr)
     raw = not note  # resampled, the network does not see the raw inputs: no range warnings
     warn_once(

@@ -39,12 +39,22 @@ RESOLUTIONS = ("auto", "native")
 is (native)."""
 
 
-def whole_ratio(shape: tuple[int, ...], other: tuple[int, ...]) -> int:
-    """k when ``shape`` is k times ``other`` on both axes (k a whole number), else 0."""
-    if any(n % m for n, m in zip(shape, other, strict=True)):
-        return 0
-    ratios = {n // m for n, m in zip(shape, other, strict=True)}
-    return ratios.pop() if len(ratios) == 1 else 0
+WHOLE_RATIO_TOLERANCE = 1.25
+"""How far a measured ratio of kernel widths may lie from a whole number k and still be taken
+as a grid k times finer or coarser (measured: 2.02 for ½° over 1°, 1.88 for the python grid
+at 128x256 over 64x128, 0.50 for 2°)."""
+
+
+def whole_ratio(measured: float) -> float:
+    """k (or 1/k) when ``measured`` lies within ``WHOLE_RATIO_TOLERANCE`` of a whole k >= 2
+    (or of 1/k), else 1."""
+    finer = measured >= 1
+    factor = max(round(measured if finer else 1 / measured), 1)
+    if factor < 2 or abs(np.log(measured if finer else 1 / measured) - np.log(factor)) > np.log(
+        WHOLE_RATIO_TOLERANCE
+    ):
+        return 1.0
+    return float(factor) if finer else 1.0 / factor
 
 
 def check_resolution(resolution: str) -> None:
@@ -136,33 +146,41 @@ class TrainedModel:
     at the training's resolution (``resolution_ratio``, ``resampled_gamma``); ``native``: as
     it is."""
 
-    def resolution_ratio(self, shape: tuple[int, ...]) -> float:
-        """A grid of ``shape`` over the training's, when it is k >= 2 times finer (k) or
-        coarser (1/k) on both axes and ``resolution`` is ``auto``; else 1 (the same, another
-        ratio per axis or not a whole one, or a checkpoint that records no training shape)."""
+    def resolution_ratio(self, fields: np.ndarray, ocean: np.ndarray) -> float:
+        """k when the inputs' kernels span k times the cells of the training's (k >= 2, whole:
+        a grid k times finer of the same ocean), 1/k when 1/k of them, and ``resolution`` is
+        ``auto``; else 1. Measured on the kernel widths, not the shape: a larger grid drawn in
+        its own cells is the training's kind of input and is shown as it is. 1 also when the
+        network cannot be resampled (a target other than prior_residual), when a finer grid's
+        sides do not divide by k, and for checkpoints that record no kernel widths."""
         check_resolution(self.resolution)
-        if self.resolution == "native" or self.dataset.shape is None:
+        if (
+            self.resolution == "native"
+            or self.input_range is None
+            or not self.standardizer.uses_prior
+            or (measured := self.input_range.width_ratio(fields, ocean)) is None
+        ):
             return 1.0
-        own, trained = tuple(shape[-2:]), self.dataset.shape
-        if (factor := whole_ratio(own, trained)) > 1:
-            return float(factor)
-        if (factor := whole_ratio(trained, own)) > 1:
-            return 1.0 / factor
-        return 1.0
+        ratio = whole_ratio(measured)
+        height, width = np.shape(ocean)[-2:]
+        if ratio > 1 and (height % round(ratio) or width % round(ratio)):
+            return 1.0
+        return ratio
 
-    def resampling_note(self, shape: tuple[int, ...]) -> str:
-        """What a grid of ``shape`` gets when it is not at the network's resolution
-        (``resolution_ratio``), in a line; "" when it is shown as it is."""
-        if (ratio := self.resolution_ratio(shape)) == 1:
+    def resampling_note(self, fields: np.ndarray, ocean: np.ndarray) -> str:
+        """What inputs get when they are not at the network's resolution
+        (``resolution_ratio``), in a line; "" when they are shown as they are."""
+        if (ratio := self.resolution_ratio(fields, ocean)) == 1:
             return ""
-        height, width = cast(tuple[int, int], self.dataset.shape)
         finer = ratio > 1
         factor = round(ratio if finer else 1 / ratio)
         seen, back = ("coarsened", "refined") if finer else ("refined", "averaged")
+        range_ = cast(InputRange, self.input_range)
+        measured = cast(float, range_.width_ratio(fields, ocean))
         return (
-            f"a grid {factor}x {'finer' if finer else 'coarser'} than the network's "
-            f"{height}x{width}: it is shown the inputs {seen} {factor}x and its correction is "
-            f"{back} onto this grid's prior (--resolution native: as they are)"
+            f"kernels {measured:.2f}x as many cells wide as the network's (a grid {factor}x "
+            f"{'finer' if finer else 'coarser'}): it is shown the inputs {seen} {factor}x and its "
+            f"correction is {back} onto this grid's prior (--resolution native: as they are)"
         )
 
     @property
@@ -180,7 +198,7 @@ class TrainedModel:
         a grid k times finer or coarser is seen at the training's resolution (``resolution``).
         """
         self.standardizer.cover_inputs([fields], [ocean])
-        if (ratio := self.resolution_ratio(np.shape(ocean))) != 1:
+        if (ratio := self.resolution_ratio(fields, ocean)) != 1:
             return resampled_gamma(
                 self.model, self.standardizer, fields, ocean, self.device, ratio, tta
             )

@@ -363,8 +363,10 @@ def evaluate_checkpoint(
     samples = load_split(root, split, limit)
     if note := trained.standardizer.cover_inputs(list(samples.fields), list(samples.ocean)):
         print(f"note: {root / split}: {note}", file=sys.stderr)
-    ratio = trained.resolution_ratio(samples.ocean.shape) if len(samples) else 1.0
-    if note := trained.resampling_note(samples.ocean.shape) if len(samples) else "":
+    # One data set, one resolution: measured on its first sample.
+    first = (samples.fields[0], samples.ocean[0]) if len(samples) else None
+    ratio = trained.resolution_ratio(*first) if first else 1.0
+    if note := trained.resampling_note(*first) if first else "":
         print(f"note: {root / split}: {note}", file=sys.stderr)
     dataset = NormalizationDataset(samples, trained.standardizer)
     if len(dataset) == 0:

@@ -291,9 +291,12 @@ def test_evaluating_on_another_resolution_warns_naming_both_shapes(
     )
 
     warnings = [line for line in capsys.readouterr().err.splitlines() if "grid" in line]
-    (line,) = warnings
+    line, spacing = warnings
     assert line.startswith(f"warning: {tmp_path / 'fine'} is a 20x28 grid")
     assert "trained on 16x24" in line
+    # Smaller cells, each kernel as many of them wide: the spacing is what lies outside.
+    assert "grid spacing sqrt(W) lies outside" in spacing
+    assert "kernel widths in cells are the training's" in spacing
     assert result.samples == 1
 
 

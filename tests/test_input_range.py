@@ -73,3 +73,46 @@ def test_predict_says_how_far_inputs_lie_outside_the_training_range(
     share = np.mean(widths > 1.25 * high)
     assert f"of {share:.0%} of its open faces lies outside the {low:.2f}-{high:.2f} cells" in line
     assert f"up to {widths.max():.2f}, {widths.max() / high:.1f}x the widest" in line
+
+
+def test_a_checkpoint_records_the_median_width_and_the_grid_spacing(trained: tuple[Path, Path]):
+    root, run_dir = trained
+    recorded = load_trained_model(run_dir / "best.pt").input_range
+    train = load_split(root, "train")
+    pairs = list(zip(train.fields, train.ocean, strict=True))
+    widths = np.concatenate([kernel_widths(f, o) for f, o in pairs])
+    sizes = np.concatenate([np.sqrt(f[2][o]) for f, o in pairs])
+    assert recorded.kernel_median == pytest.approx(np.median(widths))
+    assert recorded.cell_size == pytest.approx((sizes.min(), sizes.max()))
+    assert InputRange.from_dict(recorded.to_dict()) == recorded
+    # A checkpoint from before: the extremes only, their geometric mean the centre.
+    old = InputRange.from_dict({"kernel_cells": [0.25, 1.0]})
+    assert old.kernel_median is None and old.cell_size is None and old.kernel_centre == 0.5
+
+
+@pytest.mark.reliability(
+    "predict",
+    "inputs on cells finer than any the network was trained on, their kernel widths in cells "
+    "the training's",
+    "warning",
+    "one line: the grid spacing sqrt(W) outside the trained range and how far, and that the "
+    "kernel widths in cells are the training's",
+)
+def test_predict_says_when_the_grid_spacing_lies_outside_the_training_range(
+    trained: tuple[Path, Path], tmp_path: Path, capsys: pytest.CaptureFixture
+):
+    root, run_dir = trained
+    x_path, _ = sample_paths(root, "test", "00000")
+    with np.load(x_path) as data:
+        fields = data[data.files[0]].copy()
+    fields[:3] /= 16.0  # cells 4x smaller (W / 16), A / W unchanged: the same kernels in cells
+    fine = tmp_path / "fine.npz"
+    np.savez(fine, fields)
+    predict.run([str(run_dir), str(fine), "-o", str(tmp_path / "out")])
+    [line] = [line for line in capsys.readouterr().err.splitlines() if "spacing" in line]
+    low, high = load_trained_model(run_dir / "best.pt").input_range.cell_size
+    smallest = np.sqrt(fields[2][load_split(root, "test", 1).ocean[0]]).min()
+    assert f"outside the {low:.3g}-{high:.3g} the network was trained on" in line
+    assert f"down to {smallest:.3g}, {low / smallest:.1f}x below the smallest" in line
+    assert "kernel widths in cells are the training's" in line
+    assert "kernel width sqrt(A/W)" not in line

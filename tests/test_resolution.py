@@ -16,7 +16,7 @@ from normcoef.data.fields import FieldParameters
 from normcoef.data.generation import GenerationSpec, generate_dataset
 from normcoef.data.info import DatasetInfo
 from normcoef.data.storage import load_split, sample_paths
-from normcoef.inference import TrainedModel, load_trained_model
+from normcoef.inference import TrainedModel, load_trained_model, whole_ratio
 from normcoef.pipeline import run_training
 from normcoef.training.forward import resampled_gamma
 
@@ -52,25 +52,52 @@ def residual_run(tmp_path_factory: pytest.TempPathFactory, tiny_dataset) -> tupl
     return run_dir, fine
 
 
-def with_shape(trained: TrainedModel, shape: tuple[int, int] | None) -> TrainedModel:
-    return replace(trained, dataset=replace(trained.dataset, shape=shape))
+@pytest.mark.parametrize(
+    ("measured", "expected"),
+    [(2.02, 2.0), (1.88, 2.0), (0.504, 0.5), (3.1, 3.0), (1.0, 1.0), (1.15, 1.0), (1.5, 1.0)],
+)
+def test_a_measured_width_ratio_near_a_whole_number_is_that_number(measured, expected):
+    # 2.02: ½° over 1°; 1.88: the python grid at 128x256 over 64x128; 0.504: 2° over 1°.
+    assert whole_ratio(measured) == expected
 
 
-def test_a_grid_k_times_finer_or_coarser_on_both_axes_is_shown_at_the_training_resolution(
-    residual_run,
+def ratio_of(trained: TrainedModel, root: Path) -> float:
+    sample = load_split(root, "test", 1)
+    return trained.resolution_ratio(sample.fields[0], sample.ocean[0])
+
+
+@pytest.mark.reliability(
+    "evaluate",
+    "a grid larger than the network's but drawn in its own cells (its kernels as many cells "
+    "wide as the training's)",
+    "handled",
+    "shown as it is: the resolution is measured on the kernel widths in cells, not the shape",
+)
+def test_the_resolution_is_measured_on_kernel_widths_in_cells_not_the_shape(
+    residual_run, tiny_dataset
 ):
     trained = load_trained_model(residual_run[0] / "best.pt")
-    assert trained.dataset.shape == TINY
-    assert trained.resolution_ratio((32, 48)) == 2
-    assert trained.resolution_ratio((64, 96)) == 4
-    assert trained.resolution_ratio((8, 12)) == 0.5
-    assert trained.resolution_ratio(TINY) == 1  # its own
-    assert trained.resolution_ratio((32, 24)) == 1  # finer on one axis only
-    assert trained.resolution_ratio((24, 36)) == 1  # 1.5x: no whole factor
-    assert with_shape(trained, None).resolution_ratio((32, 48)) == 1  # no shape recorded
-    assert replace(trained, resolution="native").resolution_ratio((32, 48)) == 1
+    assert trained.input_range.kernel_median is not None
+    assert ratio_of(trained, residual_run[1]) == 2  # the same ocean 2x finer
+    assert ratio_of(trained, tiny_dataset(2)) == 1  # its own
+    # 2x the cells on each axis, kernels as many cells wide as the training's (its own sample
+    # tiled 2x2): the shape alone said 2 and coarsened it, making every kernel half as wide.
+    own = load_split(tiny_dataset(2), "test", 1)
+    tiled = np.tile(own.fields[0], (1, 2, 2)), np.tile(own.ocean[0], (2, 2))
+    assert tiled[1].shape == (32, 48)
+    assert trained.resolution_ratio(*tiled) == 1
+    fine = load_split(residual_run[1], "test", 1)
+    fields, ocean = fine.fields[0], fine.ocean[0]
+    assert replace(trained, resolution="native").resolution_ratio(fields, ocean) == 1
+    assert replace(trained, input_range=None).resolution_ratio(fields, ocean) == 1
+    # Kernels as wide as a 2x finer grid's on sides that do not divide by 2: shown as it is.
+    assert trained.resolution_ratio(fields[:, :31, :47], ocean[:31, :47]) == 1
+    # The other way: every kernel half as many cells wide, a grid 2x coarser.
+    coarse = fields.copy()
+    coarse[:2] /= 16.0
+    assert trained.resolution_ratio(coarse, ocean) == 0.5
     with pytest.raises(ValueError, match="resolution='fine': choose one of auto, native"):
-        replace(trained, resolution="fine").resolution_ratio((32, 48))
+        replace(trained, resolution="fine").resolution_ratio(fields, ocean)
 
 
 class UniformCorrection(torch.nn.Module):
@@ -112,6 +139,9 @@ def test_a_coarsened_network_needs_the_prior_residual_target(residual_run, tiny_
         resampled_gamma(
             trained.model, gamma_target, sample.fields[0], sample.ocean[0], trained.device, 2.0
         )
+    # So --resolution auto leaves such a network's inputs as they are (with the range warning).
+    unresampled = replace(trained, standardizer=gamma_target)
+    assert unresampled.resolution_ratio(sample.fields[0], sample.ocean[0]) == 1
 
 
 @pytest.mark.reliability(
@@ -132,7 +162,10 @@ def test_evaluate_shows_a_finer_grid_at_the_networks_resolution_says_so_and_nati
     native = evaluate.run([*common, "--resolution", "native"])
     said_native = capsys.readouterr().err
 
-    assert "a grid 2x finer than the network's 16x24: it is shown the inputs coarsened 2x" in said
+    assert (
+        "as many cells wide as the network's (a grid 2x finer): it is shown the inputs "
+        "coarsened 2x" in said
+    )
     assert "coarsened" not in said_native
     assert "expect larger errors" not in said  # it is shown its own resolution
     assert "32x48 grid, the network was trained on 16x24" in said_native
@@ -158,7 +191,7 @@ def test_predict_on_a_finer_grid_says_so_and_writes_the_resampled_gamma(
     predict.run([str(run_dir), str(x_path), "--mask", str(fine / "grid.npz"), "-o", str(tmp_path)])
     said = capsys.readouterr().err
 
-    assert "a grid 2x finer than the network's 16x24" in said
+    assert "(a grid 2x finer): it is shown the inputs coarsened 2x" in said
     assert "lie more than" not in said and "is not the training grid" not in said
     sample = load_split(fine, "test", 1)
     with np.load(tmp_path / "00000_norm_coeffs.npz") as written:

@@ -48,7 +48,7 @@ def warn_if_unlike_training(
     but they measure an extrapolation (``scoring.check_scorable`` refuses another operator)."""
     first = load_split(root, split, 1)
     # Shown at its own resolution, the network meets neither this shape nor these raw inputs.
-    resampled = bool(len(first)) and trained.resolution_ratio(first.ocean.shape) != 1
+    resampled = bool(len(first)) and trained.resolution_ratio(first.fields[0], first.ocean[0]) != 1
     _, doubtful = fact_differences(trained.dataset, info, str(root), resampled=resampled)
     for difference in doubtful:
         warn(difference)

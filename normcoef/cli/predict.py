@@ -48,7 +48,7 @@ from normcoef.data.info import DatasetInfo, enclosing_dataset, fact_differences
 from normcoef.data.original import SCALINGS
 from normcoef.data.original_inputs import OriginalInputs, inputs_scaling, stored_fields
 from normcoef.data.storage import DatasetError, input_files, load_array, load_mask
-from normcoef.gamma_files import grid_differences, predict_files
+from normcoef.gamma_files import grid_differences, predict_files, read_inputs
 from normcoef.inference import TrainedModel
 
 
@@ -115,13 +115,6 @@ def run(argv: list[str] | None = None) -> list[Path]:
         mask_path = trained.training_grid
         mask_source = f"the training grid {mask_path}"
     ocean = load_mask(mask_path)
-    resampled = trained.resolution_ratio(ocean.shape) != 1  # predict_files says so
-    if (
-        args.mask is not None
-        and not resampled
-        and (differences := grid_differences(ocean, mask_path, trained))
-    ):
-        warn(f"{differences}; the network is fully convolutional, but learned from its grid only")
     inputs = input_files(args.inputs)
     refuse_another_operator(trained, args.inputs)
     original = None
@@ -130,6 +123,14 @@ def run(argv: list[str] | None = None) -> list[Path]:
         scaling = inputs_scaling(args.scaling, args.statistics, stored)
         original = OriginalInputs(scaling, trained.dataset.periodicity)
         print(f"Original layout: scaling {scaling.mode} undone, faces moved north/east.")
+    if args.mask is not None and (differences := grid_differences(ocean, mask_path, trained)):
+        # Another resolution of the training's ocean is expected to differ: predict_files
+        # says how it is shown (measured on the first input's kernel widths).
+        first, _ = read_inputs(inputs[0], ocean, mask_source, original)
+        if trained.resolution_ratio(first, ocean) == 1:
+            warn(
+                f"{differences}; the network is fully convolutional, but learned from its grid only"
+            )
     outputs = predict_files(
         trained, inputs, ocean, args.output_dir, args.overwrite, mask_source, args.tta, original
     )

@@ -71,11 +71,13 @@ def write_pretrained(
     details: dict,
     into: Path = HERE,
     tables: tuple[Path, ...] = (),
+    input_range: dict | None = None,
 ) -> Path:
     """Ship a trained run's checkpoint as ``name``: weights and what inference needs, without
     the optimizer and scheduler state, and the geometry ``tables`` of its grid; ``details``
     (commit, data, metrics) become its provenance. Refuses to replace an existing network of
-    that name."""
+    that name. ``input_range``: the training inputs' range (``InputRange.to_dict``) for a
+    checkpoint that records none."""
     into = Path(into)
     target = into / f"{name}.pt"
     if target.exists():
@@ -83,6 +85,8 @@ def write_pretrained(
     state = load_checkpoint(Path(checkpoint))
     for key in DROPPED_STATE:
         state[key] = None
+    if input_range is not None and not state.get("input_range"):
+        state["input_range"] = input_range
     save_checkpoint_state(target, state)
     shutil.copyfile(grid, into / f"{name}-grid.npz")
     for table in tables:
