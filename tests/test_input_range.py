@@ -48,6 +48,17 @@ def test_a_checkpoint_records_the_widths_of_its_training_split(trained: tuple[Pa
     assert 0.3 < low < high < 1.15
 
 
+def scaled_input(
+    x_path: Path, channels: slice, factor: float, out: Path
+) -> tuple[np.ndarray, Path]:
+    """A test input with ``channels`` multiplied by ``factor``, saved to ``out``."""
+    with np.load(x_path) as data:
+        fields = data[data.files[0]].copy()
+    fields[channels] *= factor
+    np.savez(out, fields)
+    return fields, out
+
+
 @pytest.mark.reliability(
     "predict",
     "inputs whose kernel width in cells lies outside the training's (another resolution)",
@@ -59,11 +70,8 @@ def test_predict_says_how_far_inputs_lie_outside_the_training_range(
 ):
     root, run_dir = trained
     x_path, _ = sample_paths(root, "test", "00000")
-    with np.load(x_path) as data:
-        fields = data[data.files[0]].copy()
-    fields[:2] *= 9.0  # every kernel 3x wider in cells: a 3x finer grid of the same ocean
-    wide = tmp_path / "wide.npz"
-    np.savez(wide, fields)
+    # Every kernel 3x wider in cells: a 3x finer grid of the same ocean.
+    fields, wide = scaled_input(x_path, slice(0, 2), 9.0, tmp_path / "wide.npz")
     predict.run([str(run_dir), str(x_path), "-o", str(tmp_path / "same")])
     assert "kernel width" not in capsys.readouterr().err
     predict.run([str(run_dir), str(wide), "-o", str(tmp_path / "out")])
@@ -103,11 +111,8 @@ def test_predict_says_when_the_grid_spacing_lies_outside_the_training_range(
 ):
     root, run_dir = trained
     x_path, _ = sample_paths(root, "test", "00000")
-    with np.load(x_path) as data:
-        fields = data[data.files[0]].copy()
-    fields[:3] /= 16.0  # cells 4x smaller (W / 16), A / W unchanged: the same kernels in cells
-    fine = tmp_path / "fine.npz"
-    np.savez(fine, fields)
+    # Cells 4x smaller (W / 16), A / W unchanged: the same kernels in cells.
+    fields, fine = scaled_input(x_path, slice(0, 3), 1 / 16, tmp_path / "fine.npz")
     predict.run([str(run_dir), str(fine), "-o", str(tmp_path / "out")])
     [line] = [line for line in capsys.readouterr().err.splitlines() if "spacing" in line]
     low, high = load_trained_model(run_dir / "best.pt").input_range.cell_size
